@@ -1,0 +1,302 @@
+//! `CollabDataBunch`: encoded train/validation ratings, vocabularies and batching (fastai's
+//! `CollabDataBunch.from_df`).
+use std::fmt;
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::split::{random_split, SplitMethod};
+use super::table::{Column, Table};
+use super::vocab::Vocab;
+use crate::error::{Error, Result};
+
+/// How to build a [`CollabDataBunch`] from a table.
+#[derive(Debug, Clone)]
+pub struct CollabConfig {
+    /// User column; `None` takes column 0.
+    pub user_name: Option<String>,
+    /// Item column (e.g. `title`); `None` takes column 1.
+    pub item_name: Option<String>,
+    /// Rating column; `None` takes column 2.
+    pub rating_name: Option<String>,
+    /// Share of rows held out for validation.
+    pub valid_pct: f64,
+    /// Seed of the split and of the training order.
+    pub seed: u64,
+    /// Batch size (training and validation).
+    pub bs: usize,
+    /// Which permutation picks the validation rows.
+    pub split: SplitMethod,
+}
+
+impl Default for CollabConfig {
+    fn default() -> Self {
+        CollabConfig {
+            user_name: None,
+            item_name: None,
+            rating_name: None,
+            valid_pct: 0.1,
+            seed: 42,
+            bs: 64,
+            split: SplitMethod::Seeded,
+        }
+    }
+}
+
+impl CollabConfig {
+    /// Checks the values are usable.
+    pub fn validate(&self) -> Result<()> {
+        if self.bs == 0 {
+            return Err(Error::InvalidConfig("bs must be at least 1".into()));
+        }
+        if !(0.0..1.0).contains(&self.valid_pct) {
+            return Err(Error::InvalidConfig(format!("valid_pct must be in [0, 1), got {}", self.valid_pct)));
+        }
+        Ok(())
+    }
+}
+
+/// Ratings as embedding rows: parallel arrays, one entry per rating.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Encoded {
+    /// User rows (0 is `#na#`).
+    pub users: Vec<u32>,
+    /// Item rows (0 is `#na#`).
+    pub items: Vec<u32>,
+    /// Targets.
+    pub ratings: Vec<f32>,
+}
+
+impl Encoded {
+    /// Number of ratings.
+    pub fn len(&self) -> usize {
+        self.ratings.len()
+    }
+
+    /// True when there are no ratings.
+    pub fn is_empty(&self) -> bool {
+        self.ratings.is_empty()
+    }
+}
+
+/// Training and validation ratings with their vocabularies and batch size.
+#[derive(Debug, Clone)]
+pub struct CollabDataBunch {
+    /// Training ratings.
+    pub train: Encoded,
+    /// Validation ratings (unseen users/items encoded as `#na#`).
+    pub valid: Encoded,
+    /// User vocabulary (training values, `#na#` first).
+    pub user_vocab: Vocab,
+    /// Item vocabulary (training values, `#na#` first).
+    pub item_vocab: Vocab,
+    /// Column names: user, item, rating.
+    pub names: [String; 3],
+    /// Batch size.
+    pub bs: usize,
+    /// The seed the split and shuffles derive from.
+    pub seed: u64,
+    /// Rows of the source table in the training set (empty when built from two tables).
+    pub train_rows: Vec<usize>,
+    /// Rows of the source table in the validation set, in split order.
+    pub valid_rows: Vec<usize>,
+}
+
+fn pick<'a>(table: &'a Table, name: &Option<String>, default: usize) -> Result<(String, &'a Column)> {
+    match name {
+        Some(n) => Ok((n.clone(), table.column(n)?)),
+        None => table
+            .column_at(default)
+            .map(|(n, c)| (n.to_string(), c))
+            .ok_or_else(|| Error::InvalidConfig(format!("the table has no column {default}"))),
+    }
+}
+
+fn ratings_of(column: &Column, name: &str, rows: &[usize]) -> Result<Vec<f32>> {
+    let values = column.to_f64().ok_or_else(|| Error::InvalidConfig(format!("rating column {name:?} holds text")))?;
+    rows.iter()
+        .map(|&r| {
+            let v = values[r];
+            if v.is_finite() {
+                Ok(v as f32)
+            } else {
+                Err(Error::InvalidConfig(format!("rating column {name:?} has {v} at row {r}")))
+            }
+        })
+        .collect()
+}
+
+impl CollabDataBunch {
+    /// Splits `table` at random (seeded) and encodes both parts with the training vocabulary.
+    pub fn from_df(table: &Table, cfg: &CollabConfig) -> Result<Self> {
+        cfg.validate()?;
+        let split = random_split(table.len(), cfg.valid_pct, cfg.seed, cfg.split)?;
+        Self::build(table, split.train, table, split.valid, cfg)
+    }
+
+    /// Uses all of `train` for training and all of `valid` for validation (e.g. `u1.base`/`u1.test`).
+    pub fn from_tables(train: &Table, valid: &Table, cfg: &CollabConfig) -> Result<Self> {
+        cfg.validate()?;
+        let mut db = Self::build(train, (0..train.len()).collect(), valid, (0..valid.len()).collect(), cfg)?;
+        db.train_rows.clear();
+        db.valid_rows.clear();
+        Ok(db)
+    }
+
+    fn build(
+        train: &Table,
+        train_rows: Vec<usize>,
+        valid: &Table,
+        valid_rows: Vec<usize>,
+        cfg: &CollabConfig,
+    ) -> Result<Self> {
+        let (u_name, u_train) = pick(train, &cfg.user_name, 0)?;
+        let (i_name, i_train) = pick(train, &cfg.item_name, 1)?;
+        let (r_name, r_train) = pick(train, &cfg.rating_name, 2)?;
+        let (u_valid, i_valid, r_valid) = (valid.column(&u_name)?, valid.column(&i_name)?, valid.column(&r_name)?);
+        let user_vocab = Vocab::from_rows(u_train, &train_rows);
+        let item_vocab = Vocab::from_rows(i_train, &train_rows);
+        let train_enc = Encoded {
+            users: user_vocab.encode(u_train, &train_rows),
+            items: item_vocab.encode(i_train, &train_rows),
+            ratings: ratings_of(r_train, &r_name, &train_rows)?,
+        };
+        let valid_enc = Encoded {
+            users: user_vocab.encode(u_valid, &valid_rows),
+            items: item_vocab.encode(i_valid, &valid_rows),
+            ratings: ratings_of(r_valid, &r_name, &valid_rows)?,
+        };
+        Ok(CollabDataBunch {
+            train: train_enc,
+            valid: valid_enc,
+            user_vocab,
+            item_vocab,
+            names: [u_name, i_name, r_name],
+            bs: cfg.bs,
+            seed: cfg.seed,
+            train_rows,
+            valid_rows,
+        })
+    }
+
+    /// Already encoded ratings (e.g. a synthetic dataset), with their vocabularies.
+    pub fn from_encoded(
+        train: Encoded,
+        valid: Encoded,
+        user_vocab: Vocab,
+        item_vocab: Vocab,
+        bs: usize,
+        seed: u64,
+    ) -> Self {
+        let names = ["user", "item", "rating"].map(String::from);
+        CollabDataBunch {
+            train,
+            valid,
+            user_vocab,
+            item_vocab,
+            names,
+            bs,
+            seed,
+            train_rows: vec![],
+            valid_rows: vec![],
+        }
+    }
+
+    /// Embedding rows for users, `#na#` included.
+    pub fn n_users(&self) -> usize {
+        self.user_vocab.len()
+    }
+
+    /// Embedding rows for items, `#na#` included.
+    pub fn n_items(&self) -> usize {
+        self.item_vocab.len()
+    }
+
+    /// Full training batches per epoch (the last partial batch is dropped, as in fastai).
+    pub fn n_train_batches(&self) -> usize {
+        self.train.len() / self.bs
+    }
+
+    /// A fresh permutation of the training rows from `rng` (no sampling with replacement).
+    pub fn shuffled(&self, rng: &mut ChaCha8Rng) -> Vec<u32> {
+        let mut order: Vec<u32> = (0..self.train.len() as u32).collect();
+        order.shuffle(rng);
+        order
+    }
+
+    /// Encodes new rows with the training vocabulary (unknown names become `#na#`).
+    pub fn encode(&self, table: &Table) -> Result<Encoded> {
+        let rows: Vec<usize> = (0..table.len()).collect();
+        let [u, i, r] = &self.names;
+        Ok(Encoded {
+            users: self.user_vocab.encode(table.column(u)?, &rows),
+            items: self.item_vocab.encode(table.column(i)?, &rows),
+            ratings: ratings_of(table.column(r)?, r, &rows)?,
+        })
+    }
+
+    /// Validation ratings whose user or item is `#na#` (not seen in training).
+    pub fn n_unseen_valid(&self) -> usize {
+        self.valid.users.iter().zip(&self.valid.items).filter(|(&u, &i)| u == 0 || i == 0).count()
+    }
+
+    /// `rows` decoded rows of one shuffled training batch, as the lesson's `show_batch` shows
+    /// (it showed `int(sqrt(bs))` = 8 rows).
+    pub fn show_batch(&self, rows: usize) -> ShowBatch<'_> {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let order = self.shuffled(&mut rng);
+        ShowBatch { data: self, rows: order.into_iter().take(rows.min(self.bs)).collect() }
+    }
+}
+
+/// Decoded training rows; `Display` prints them as a table with a `target` column.
+pub struct ShowBatch<'a> {
+    data: &'a CollabDataBunch,
+    rows: Vec<u32>,
+}
+
+impl fmt::Display for ShowBatch<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.data;
+        let cells: Vec<[String; 3]> = self
+            .rows
+            .iter()
+            .map(|&r| {
+                let r = r as usize;
+                [
+                    d.user_vocab.name(d.train.users[r] as usize).to_string(),
+                    d.item_vocab.name(d.train.items[r] as usize).to_string(),
+                    format!("{:?}", d.train.ratings[r]),
+                ]
+            })
+            .collect();
+        let header = [d.names[0].as_str(), d.names[1].as_str(), "target"];
+        let widths: Vec<usize> = (0..3)
+            .map(|c| cells.iter().map(|row| row[c].chars().count()).chain([header[c].len()]).max().unwrap_or(0))
+            .collect();
+        writeln!(
+            f,
+            "{:<w0$}  {:<w1$}  {:<w2$}",
+            header[0],
+            header[1],
+            header[2],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        )?;
+        for row in &cells {
+            writeln!(
+                f,
+                "{:<w0$}  {:<w1$}  {:<w2$}",
+                row[0],
+                row[1],
+                row[2],
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2]
+            )?;
+        }
+        Ok(())
+    }
+}

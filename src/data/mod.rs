@@ -1,0 +1,8 @@
+//! The data layer: downloading, reading, tables, vocabularies, splits and the data bunch.
+pub mod databunch;
+pub mod download;
+pub mod movielens;
+pub mod read;
+pub mod split;
+pub mod table;
+pub mod vocab;

@@ -1,0 +1,100 @@
+//! Seeded train/validation splits of row indices.
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::{Error, Result};
+
+/// Which random permutation chooses the validation rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SplitMethod {
+    /// Our default: a ChaCha8 permutation seeded with `seed` (stable across platforms and releases).
+    #[default]
+    Seeded,
+    /// Exactly fastai v1's split: numpy's legacy MT19937 `permutation` after `np.random.seed(seed)`.
+    /// Applied to the lesson's merged table it selects the same rows as the lesson.
+    FastaiV1,
+}
+
+impl std::str::FromStr for SplitMethod {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "seeded" => Ok(SplitMethod::Seeded),
+            "fastai-v1" => Ok(SplitMethod::FastaiV1),
+            _ => Err(Error::InvalidConfig(format!("unknown split {s:?}; use \"seeded\" or \"fastai-v1\""))),
+        }
+    }
+}
+
+/// Row indices of a train/validation split.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Split {
+    /// Training rows, ascending (as fastai v1 keeps them).
+    pub train: Vec<usize>,
+    /// Validation rows, in permutation order.
+    pub valid: Vec<usize>,
+}
+
+/// Splits `0..n`: the first `int(valid_pct · n)` entries of a seeded permutation are validation
+/// rows, the rest (sorted) are training rows — fastai v1's `split_by_rand_pct`.
+pub fn random_split(n: usize, valid_pct: f64, seed: u64, method: SplitMethod) -> Result<Split> {
+    if !(0.0..1.0).contains(&valid_pct) {
+        return Err(Error::InvalidConfig(format!("valid_pct must be in [0, 1), got {valid_pct}")));
+    }
+    let perm = match method {
+        SplitMethod::Seeded => {
+            let mut p: Vec<usize> = (0..n).collect();
+            p.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+            p
+        }
+        SplitMethod::FastaiV1 => {
+            let seed = u32::try_from(seed)
+                .map_err(|_| Error::InvalidConfig(format!("numpy seeds must fit in 32 bits, got {seed}")))?;
+            numpy_legacy_permutation(n, seed)
+        }
+    };
+    let cut = (valid_pct * n as f64) as usize;
+    let valid = perm[..cut].to_vec();
+    let mut train = perm[cut..].to_vec();
+    train.sort_unstable();
+    Ok(Split { train, valid })
+}
+
+/// `np.random.seed(seed); np.random.permutation(n)` with numpy's legacy `RandomState`:
+/// a Fisher–Yates shuffle from the end, each index drawn by masked rejection on MT19937 outputs.
+pub fn numpy_legacy_permutation(n: usize, seed: u32) -> Vec<usize> {
+    let mut mt = rand_mt::Mt::new(seed);
+    let mut p: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let max = i as u64;
+        assert!(max <= u32::MAX as u64, "permutations beyond 2^32 rows are not supported");
+        let mut mask = max;
+        for shift in [1, 2, 4, 8, 16] {
+            mask |= mask >> shift;
+        }
+        let j = loop {
+            let v = mt.next_u32() as u64 & mask;
+            if v <= max {
+                break v as usize;
+            }
+        };
+        p.swap(i, j);
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numpy_permutation_matches_numpy() {
+        // np.random.seed(42); np.random.permutation(100000)[:8]
+        let p = numpy_legacy_permutation(100_000, 42);
+        assert_eq!(&p[..8], &[75721, 80184, 19864, 76699, 92991, 76434, 84004, 80917]);
+        // np.random.seed(42); first raw outputs of MT19937 init_genrand(42)
+        let mut mt = rand_mt::Mt::new(42);
+        assert_eq!([mt.next_u32(), mt.next_u32(), mt.next_u32()], [1608637542, 3421126067, 4083286876]);
+    }
+}

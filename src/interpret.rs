@@ -1,0 +1,61 @@
+//! Reading what a trained model learned: biases and factors by name, most-rated items, and
+//! ranked tables. Read-only: nothing here changes the model or moves it between devices.
+use tch::{Device, Kind, Tensor};
+
+use crate::data::table::Table;
+use crate::data::vocab::Vocab;
+use crate::error::{Error, Result};
+use crate::learner::Learner;
+use crate::model::CollabModel;
+
+/// The row of `name` in `vocab`, or an error naming close matches.
+pub fn lookup(vocab: &Vocab, name: &str, is_item: bool) -> Result<u32> {
+    vocab.get(name).ok_or_else(|| Error::UnknownName {
+        kind: if is_item { "item" } else { "user" },
+        name: name.to_string(),
+        close: vocab.closest(name, 3),
+    })
+}
+
+fn rows<S: AsRef<str>>(learn: &Learner, names: &[S], is_item: bool) -> Result<Tensor> {
+    let vocab = if is_item { &learn.data.item_vocab } else { &learn.data.user_vocab };
+    let idx = names.iter().map(|n| lookup(vocab, n.as_ref(), is_item).map(i64::from)).collect::<Result<Vec<_>>>()?;
+    Ok(Tensor::from_slice(&idx))
+}
+
+impl Learner {
+    /// The learned biases of the named items (`is_item`) or users, shape `[len]`, on the CPU.
+    pub fn bias<S: AsRef<str>>(&self, names: &[S], is_item: bool) -> Result<Tensor> {
+        let CollabModel::DotBias(m) = &self.model else {
+            return Err(Error::InvalidConfig(
+                "bias() needs an EmbeddingDotBias model; EmbeddingNN has no biases".into(),
+            ));
+        };
+        let table = if is_item { &m.i_bias } else { &m.u_bias };
+        let idx = rows(self, names, is_item)?;
+        Ok(tch::no_grad(|| table.to(Device::Cpu).index_select(0, &idx).squeeze_dim(1).to_kind(Kind::Float)))
+    }
+
+    /// The learned factor vectors of the named items or users, shape `[len, n_factors]`, on the CPU.
+    pub fn weight<S: AsRef<str>>(&self, names: &[S], is_item: bool) -> Result<Tensor> {
+        let table = self.model.weight_table(is_item);
+        let idx = rows(self, names, is_item)?;
+        Ok(tch::no_grad(|| table.to(Device::Cpu).index_select(0, &idx)))
+    }
+}
+
+/// Items by number of ratings, most first (ties by name), as `(name, count, mean rating)`.
+pub fn most_rated(table: &Table, item: &str, rating: &str) -> Result<Vec<(String, usize, f64)>> {
+    let mut stats: Vec<(String, usize, f64)> =
+        table.group_stats(item, rating)?.into_iter().map(|g| (g.key.to_string(), g.count, g.mean)).collect();
+    stats.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    Ok(stats)
+}
+
+/// `(value, name)` pairs sorted by value, lowest first.
+pub fn ranked<S: AsRef<str>>(values: &Tensor, names: &[S]) -> Vec<(f64, String)> {
+    let v = Vec::<f64>::try_from(&values.to_kind(Kind::Double).flatten(0, -1)).unwrap_or_default();
+    let mut pairs: Vec<(f64, String)> = v.into_iter().zip(names.iter().map(|n| n.as_ref().to_string())).collect();
+    pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    pairs
+}

@@ -1,0 +1,135 @@
+//! `lr_find`: an exponential learning-rate sweep that leaves the learner exactly as it was.
+use super::recorder::SmoothLoss;
+use super::schedule::exp_sweep;
+use super::Learner;
+use crate::error::{Error, Result};
+
+/// Settings of the sweep (fastai's defaults).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LrFindConfig {
+    /// First learning rate.
+    pub start_lr: f64,
+    /// Learning rate the sweep would reach after `num_it` batches.
+    pub end_lr: f64,
+    /// Number of batches.
+    pub num_it: usize,
+    /// Stop once the smoothed loss exceeds 4× its minimum or is NaN.
+    pub stop_div: bool,
+}
+
+impl Default for LrFindConfig {
+    fn default() -> Self {
+        LrFindConfig { start_lr: 1e-7, end_lr: 10.0, num_it: 100, stop_div: true }
+    }
+}
+
+/// The sweep's learning rates and smoothed losses, and the suggested learning rates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LrFind {
+    /// Learning rate of each batch.
+    pub lrs: Vec<f64>,
+    /// Smoothed loss after each batch.
+    pub losses: Vec<f64>,
+    /// fastai v1's suggestion: the steepest descent (minimum numerical gradient) after trimming
+    /// `skip_start` 10 and `skip_end` 5 points.
+    pub min_grad_lr: Option<f64>,
+    /// fastai v2's `valley` suggestion.
+    pub valley_lr: Option<f64>,
+}
+
+impl Learner {
+    /// Sweeps the learning rate exponentially over `cfg.num_it` batches (momentum and weight decay
+    /// as they are), then restores weights, optimizer state, momentum and the shuffling RNG, so
+    /// that training afterwards is exactly what it would have been without the sweep.
+    pub fn lr_find(&mut self, cfg: &LrFindConfig) -> Result<LrFind> {
+        if cfg.num_it < 2 || cfg.start_lr <= 0.0 || cfg.end_lr <= cfg.start_lr {
+            return Err(Error::InvalidConfig(format!(
+                "lr_find needs num_it ≥ 2 and 0 < start_lr < end_lr, got {cfg:?}"
+            )));
+        }
+        let n_batches = self.data.n_train_batches();
+        if n_batches == 0 {
+            return Err(Error::InvalidConfig("no full training batch for lr_find".into()));
+        }
+        let saved = self.snapshot();
+        super::fast::flush_denormals();
+        let mom = self.mom;
+        let (mut lrs, mut losses) = (Vec::new(), Vec::new());
+        let mut smooth = SmoothLoss::default();
+        let mut best = f64::INFINITY;
+        'sweep: while lrs.len() < cfg.num_it {
+            let order = self.data.shuffled(&mut self.rng);
+            for batch in order.chunks_exact(self.data.bs) {
+                let k = lrs.len();
+                let lr = exp_sweep(cfg.start_lr, cfg.end_lr, k, cfg.num_it);
+                let loss = smooth.add(self.train_step(batch, lr, mom));
+                lrs.push(lr);
+                losses.push(loss);
+                best = best.min(loss);
+                if lrs.len() == cfg.num_it || (cfg.stop_div && (loss > 4.0 * best || loss.is_nan())) {
+                    break 'sweep;
+                }
+            }
+        }
+        self.restore(saved);
+        Ok(LrFind { min_grad_lr: min_grad_lr(&lrs, &losses, 10, 5), valley_lr: valley_lr(&lrs, &losses), lrs, losses })
+    }
+}
+
+/// `np.gradient`: central differences inside, one-sided at the ends.
+pub fn gradient(y: &[f64]) -> Vec<f64> {
+    let n = y.len();
+    (0..n)
+        .map(|i| match i {
+            _ if n < 2 => 0.0,
+            0 => y[1] - y[0],
+            i if i == n - 1 => y[n - 1] - y[n - 2],
+            i => (y[i + 1] - y[i - 1]) / 2.0,
+        })
+        .collect()
+}
+
+/// fastai v1's suggestion: the learning rate at the minimum of `np.gradient(losses)` over the
+/// points left after dropping `skip_start` and `skip_end`.
+pub fn min_grad_lr(lrs: &[f64], losses: &[f64], skip_start: usize, skip_end: usize) -> Option<f64> {
+    let end = losses.len().checked_sub(skip_end)?;
+    if end <= skip_start + 1 {
+        return None;
+    }
+    let g = gradient(&losses[skip_start..end]);
+    let i = (0..g.len()).min_by(|&a, &b| g[a].total_cmp(&g[b]))?;
+    Some(lrs[skip_start + i])
+}
+
+/// fastai v2's `valley`: over points `[n/10 .. n−5]` (cut at the first NaN), find the longest
+/// strictly decreasing subsequence of losses and return the learning rate at
+/// `start + int(s) + int(s/2)`, `s = length / 3` — about halfway down that valley.
+pub fn valley_lr(lrs: &[f64], losses: &[f64]) -> Option<f64> {
+    let n_all = losses.len();
+    let (lo, hi) = (n_all / 10, n_all.checked_sub(5)?);
+    if hi <= lo {
+        return None;
+    }
+    let nan_at = losses[lo..hi].iter().position(|l| l.is_nan()).map_or(hi, |p| lo + p);
+    let (lrs, losses) = (&lrs[lo..nan_at], &losses[lo..nan_at]);
+    let n = losses.len();
+    if n == 0 {
+        return None;
+    }
+    let mut lds = vec![1usize; n];
+    let (mut max_start, mut max_end) = (0usize, 0usize);
+    for i in 1..n {
+        for j in 0..i {
+            if losses[i] < losses[j] && lds[i] < lds[j] + 1 {
+                lds[i] = lds[j] + 1;
+            }
+            if lds[max_end] < lds[i] {
+                max_end = i;
+                max_start = max_end - lds[max_end];
+            }
+        }
+    }
+    let s = (max_end - max_start) as f64 / 3.0;
+    let idx = max_start + s as usize + (s / 2.0) as usize;
+    lrs.get(idx).copied()
+}

@@ -1,0 +1,77 @@
+//! `Recorder`: what happened during training, per batch and per epoch, and the epoch table.
+use std::fmt::Write as _;
+
+/// fastai's smoothed loss: an exponential moving average (β = 0.98) with debiasing.
+#[derive(Debug, Clone, Default)]
+pub struct SmoothLoss {
+    mov: f64,
+    n: i32,
+}
+
+impl SmoothLoss {
+    /// Adds a batch loss and returns the smoothed value `mov_n / (1 − β^n)`.
+    pub fn add(&mut self, loss: f64) -> f64 {
+        const BETA: f64 = 0.98;
+        self.n += 1;
+        self.mov = BETA * self.mov + (1.0 - BETA) * loss;
+        self.mov / (1.0 - BETA.powi(self.n))
+    }
+}
+
+/// One row of the epoch table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochStats {
+    /// 0-based epoch number within the fit.
+    pub epoch: usize,
+    /// Smoothed training loss after the epoch's last batch.
+    pub train_loss: f64,
+    /// Exact validation MSE, `None` without validation rows.
+    pub valid_loss: Option<f64>,
+    /// Wall time of the epoch (training and validation).
+    pub seconds: f64,
+}
+
+/// Per-batch learning rates, momentums and losses, and per-epoch results of the last fit.
+#[derive(Debug, Clone, Default)]
+pub struct Recorder {
+    /// Learning rate used by each batch.
+    pub lrs: Vec<f64>,
+    /// Momentum (β1) used by each batch.
+    pub moms: Vec<f64>,
+    /// Smoothed training loss after each batch.
+    pub losses: Vec<f64>,
+    /// Per-epoch results.
+    pub epochs: Vec<EpochStats>,
+    /// Wall time of the whole fit.
+    pub fit_seconds: f64,
+}
+
+impl Recorder {
+    /// Cumulative batch count at the end of each epoch (x positions of the validation losses).
+    pub fn nb_batches(&self) -> Vec<usize> {
+        let per_epoch = self.lrs.len() / self.epochs.len().max(1);
+        (1..=self.epochs.len()).map(|e| e * per_epoch).collect()
+    }
+
+    /// The epoch table's header, as fastprogress prints it on a console.
+    pub fn header() -> String {
+        let mut s = String::new();
+        for name in ["epoch", "train_loss", "valid_loss", "time"] {
+            let _ = write!(s, "{name:<8}  ");
+        }
+        s.trim_end().to_string()
+    }
+
+    /// One row of the epoch table (6 decimals, time as mm:ss).
+    pub fn row(e: &EpochStats) -> String {
+        let valid = e.valid_loss.map_or("#na#".to_string(), |v| format!("{v:.6}"));
+        let secs = e.seconds.round() as u64;
+        let cells =
+            [e.epoch.to_string(), format!("{:.6}", e.train_loss), valid, format!("{:02}:{:02}", secs / 60, secs % 60)];
+        let mut s = String::new();
+        for (cell, width) in cells.iter().zip([10, 12, 12, 10]) {
+            let _ = write!(s, "{cell:<width$}");
+        }
+        s.trim_end().to_string()
+    }
+}

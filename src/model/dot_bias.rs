@@ -1,0 +1,81 @@
+//! `EmbeddingDotBias`: the lesson's model, a dot product of user and item factors plus two biases.
+use std::fmt;
+
+use tch::{nn, Tensor};
+
+use super::init::{embedding, sigmoid_range};
+
+/// Shape of an [`EmbeddingDotBias`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct DotBiasConfig {
+    /// Width of the user and item factor tables.
+    pub n_factors: usize,
+    /// Predictions are squashed into this range by a sigmoid; `None` leaves them raw.
+    pub y_range: Option<(f64, f64)>,
+}
+
+impl Default for DotBiasConfig {
+    fn default() -> Self {
+        DotBiasConfig { n_factors: 40, y_range: Some((0.0, 5.5)) }
+    }
+}
+
+/// `u_weight[u]·i_weight[i] + u_bias[u] + i_bias[i]`, optionally through `sigmoid_range`.
+#[derive(Debug)]
+pub struct EmbeddingDotBias {
+    /// User factors `[n_users, n_factors]`.
+    pub u_weight: Tensor,
+    /// Item factors `[n_items, n_factors]`.
+    pub i_weight: Tensor,
+    /// User biases `[n_users, 1]`.
+    pub u_bias: Tensor,
+    /// Item biases `[n_items, 1]`.
+    pub i_bias: Tensor,
+    /// The output range, if any.
+    pub y_range: Option<(f64, f64)>,
+}
+
+impl EmbeddingDotBias {
+    /// Creates the four tables under `path` in fastai's order (and RNG order).
+    pub fn new(path: &nn::Path, n_users: usize, n_items: usize, cfg: &DotBiasConfig) -> Self {
+        EmbeddingDotBias {
+            u_weight: embedding(path, "u_weight", n_users, cfg.n_factors),
+            i_weight: embedding(path, "i_weight", n_items, cfg.n_factors),
+            u_bias: embedding(path, "u_bias", n_users, 1),
+            i_bias: embedding(path, "i_bias", n_items, 1),
+            y_range: cfg.y_range,
+        }
+    }
+
+    /// Predicted ratings for (`users`, `items`), both int64 `[bs]`; output `[bs]`.
+    pub fn forward(&self, users: &Tensor, items: &Tensor) -> Tensor {
+        let lookup = |w: &Tensor, idx: &Tensor| Tensor::embedding(w, idx, -1, false, false);
+        let dot = (lookup(&self.u_weight, users) * lookup(&self.i_weight, items)).sum_dim_intlist(1, false, None);
+        let res = dot + lookup(&self.u_bias, users).squeeze_dim(1) + lookup(&self.i_bias, items).squeeze_dim(1);
+        match self.y_range {
+            Some(range) => sigmoid_range(&res, range),
+            None => res,
+        }
+    }
+
+    /// Number of factors.
+    pub fn n_factors(&self) -> usize {
+        self.u_weight.size()[1] as usize
+    }
+}
+
+impl fmt::Display for EmbeddingDotBias {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "EmbeddingDotBias(")?;
+        for (name, t) in [
+            ("u_weight", &self.u_weight),
+            ("i_weight", &self.i_weight),
+            ("u_bias", &self.u_bias),
+            ("i_bias", &self.i_bias),
+        ] {
+            let s = t.size();
+            writeln!(f, "  ({name}): Embedding({}, {})", s[0], s[1])?;
+        }
+        write!(f, ")")
+    }
+}

@@ -1,0 +1,144 @@
+//! `EmbeddingNN` (`use_nn`): user and item embeddings concatenated and fed to an MLP (fastai v1's
+//! `TabularModel` with no continuous inputs).
+use std::fmt;
+
+use tch::nn::{self, ModuleT};
+use tch::Tensor;
+
+use super::init::{emb_sz_rule, embedding, sigmoid_range};
+
+/// Shape of an [`EmbeddingNN`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddingNNConfig {
+    /// Embedding widths (user, item); `None` applies fastai's [`emb_sz_rule`].
+    pub emb_szs: Option<(usize, usize)>,
+    /// Hidden layer widths.
+    pub layers: Vec<usize>,
+    /// Dropout before each hidden layer after the first (`ps[k-1]` before layer `k`); empty = none.
+    pub ps: Vec<f64>,
+    /// Dropout on the concatenated embeddings.
+    pub emb_drop: f64,
+    /// Predictions are squashed into this range by a sigmoid; `None` leaves them raw.
+    pub y_range: Option<(f64, f64)>,
+    /// BatchNorm before every linear layer but the first (fastai v1).
+    pub use_bn: bool,
+}
+
+impl Default for EmbeddingNNConfig {
+    fn default() -> Self {
+        EmbeddingNNConfig {
+            emb_szs: None,
+            layers: vec![100, 50],
+            ps: vec![],
+            emb_drop: 0.0,
+            y_range: Some((0.0, 5.5)),
+            use_bn: true,
+        }
+    }
+}
+
+enum Layer {
+    BatchNorm(nn::BatchNorm, usize),
+    Dropout(f64),
+    Linear(nn::Linear, usize, usize),
+    Relu,
+}
+
+/// Embeddings → concat → dropout → [BatchNorm] → [Dropout] → Linear → ReLU … → Linear → y_range.
+pub struct EmbeddingNN {
+    /// User embedding `[n_users, emb_u]`.
+    pub u_embed: Tensor,
+    /// Item embedding `[n_items, emb_i]`.
+    pub i_embed: Tensor,
+    emb_drop: f64,
+    layers: Vec<Layer>,
+    y_range: Option<(f64, f64)>,
+}
+
+impl fmt::Debug for EmbeddingNN {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+impl EmbeddingNN {
+    /// Creates the model under `path`: embeddings `embeds.0`/`embeds.1`, then `layers.k`.
+    pub fn new(path: &nn::Path, n_users: usize, n_items: usize, cfg: &EmbeddingNNConfig) -> Self {
+        let (eu, ei) = cfg.emb_szs.unwrap_or((emb_sz_rule(n_users), emb_sz_rule(n_items)));
+        let embeds = path / "embeds";
+        let u_embed = embedding(&embeds, "0", n_users, eu);
+        let i_embed = embedding(&embeds, "1", n_items, ei);
+        let sizes: Vec<usize> = [eu + ei].into_iter().chain(cfg.layers.iter().copied()).chain([1]).collect();
+        let lp = path / "layers";
+        let mut layers = Vec::new();
+        for k in 0..sizes.len() - 1 {
+            let (n_in, n_out) = (sizes[k], sizes[k + 1]);
+            if cfg.use_bn && k != 0 {
+                let bn = nn::batch_norm1d(&lp / layers.len(), n_in as i64, Default::default());
+                layers.push(Layer::BatchNorm(bn, n_in));
+            }
+            let p = if k == 0 { 0.0 } else { cfg.ps.get(k - 1).copied().unwrap_or(0.0) };
+            if p != 0.0 {
+                layers.push(Layer::Dropout(p));
+            }
+            // PyTorch's default Linear init: weights and bias U(±1/sqrt(fan_in)).
+            let bound = 1.0 / (n_in as f64).sqrt();
+            let init = nn::Init::Uniform { lo: -bound, up: bound };
+            let cfg_lin = nn::LinearConfig { ws_init: init, bs_init: Some(init), bias: true };
+            layers.push(Layer::Linear(nn::linear(&lp / layers.len(), n_in as i64, n_out as i64, cfg_lin), n_in, n_out));
+            if k + 2 < sizes.len() {
+                layers.push(Layer::Relu);
+            }
+        }
+        EmbeddingNN { u_embed, i_embed, emb_drop: cfg.emb_drop, layers, y_range: cfg.y_range }
+    }
+
+    /// Predicted ratings for (`users`, `items`), both int64 `[bs]`; output `[bs]`.
+    /// `train` switches dropout and BatchNorm's batch statistics on.
+    pub fn forward_t(&self, users: &Tensor, items: &Tensor, train: bool) -> Tensor {
+        let u = Tensor::embedding(&self.u_embed, users, -1, false, false);
+        let i = Tensor::embedding(&self.i_embed, items, -1, false, false);
+        let mut x = Tensor::cat(&[u, i], 1).dropout(self.emb_drop, train);
+        for layer in &self.layers {
+            x = match layer {
+                Layer::BatchNorm(bn, _) => bn.forward_t(&x, train),
+                Layer::Dropout(p) => x.dropout(*p, train),
+                Layer::Linear(l, _, _) => x.apply(l),
+                Layer::Relu => x.relu(),
+            };
+        }
+        let x = x.squeeze_dim(1);
+        match self.y_range {
+            Some(range) => sigmoid_range(&x, range),
+            None => x,
+        }
+    }
+}
+
+impl fmt::Display for EmbeddingNN {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (u, i) = (self.u_embed.size(), self.i_embed.size());
+        writeln!(f, "EmbeddingNN(")?;
+        writeln!(f, "  (embeds): ModuleList(")?;
+        writeln!(f, "    (0): Embedding({}, {})", u[0], u[1])?;
+        writeln!(f, "    (1): Embedding({}, {})", i[0], i[1])?;
+        writeln!(f, "  )")?;
+        writeln!(f, "  (emb_drop): Dropout(p={:?}, inplace=False)", self.emb_drop)?;
+        writeln!(f, "  (layers): Sequential(")?;
+        for (k, layer) in self.layers.iter().enumerate() {
+            match layer {
+                Layer::BatchNorm(_, n) => writeln!(
+                    f,
+                    "    ({k}): BatchNorm1d({n}, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)"
+                )?,
+                Layer::Dropout(p) => writeln!(f, "    ({k}): Dropout(p={p:?}, inplace=False)")?,
+                Layer::Linear(_, i, o) => {
+                    writeln!(f, "    ({k}): Linear(in_features={i}, out_features={o}, bias=True)")?
+                }
+                Layer::Relu => writeln!(f, "    ({k}): ReLU(inplace=True)")?,
+            }
+        }
+        writeln!(f, "  )")?;
+        write!(f, ")")
+    }
+}
