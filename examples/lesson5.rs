@@ -25,8 +25,8 @@ struct Args {
     /// Seed of the split, the shuffles and the initialisation.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// `seeded` (default) or `fastai-v1` (numpy's permutation: the lesson's exact validation rows).
-    #[arg(long, default_value = "seeded")]
+    /// `fastai-v1` (default: numpy's permutation, the lesson's exact validation rows) or `seeded`.
+    #[arg(long, default_value = "fastai-v1")]
     split: SplitMethod,
     /// `auto`, `exact`, `autograd` or `lazy`.
     #[arg(long, default_value = "auto")]
@@ -65,7 +65,10 @@ fn main() -> Result<()> {
 
     let lr = learn.lr_find(&LrFindConfig::default())?;
     let fmt = |x: Option<f64>| x.map_or("-".into(), |v| format!("{v:.2E}"));
-    println!("lr_find: min numerical gradient (v1) {}, valley (v2) {}", fmt(lr.min_grad_lr), fmt(lr.valley_lr));
+    println!("LR Finder is complete ({} batches).", lr.lrs.len());
+    println!("Min numerical gradient: {}", fmt(lr.min_grad_lr));
+    println!("Min loss divided by 10: {}", fmt(lr.min_loss_lr));
+    println!("Valley (fastai v2): {}", fmt(lr.valley_lr));
     plot_lr_find(&lr, &args.out.join("lr_find.png"), 10, 15)?;
 
     println!(
@@ -135,7 +138,7 @@ fn main() -> Result<()> {
         "split": if args.split == SplitMethod::FastaiV1 { "fastai-v1" } else { "seeded" },
         "mode": format!("{:?}", learn.mode()).to_lowercase(),
         "threads": fastcollab::threads::current(),
-        "lr_suggestions": { "v1": lr.min_grad_lr, "valley": lr.valley_lr },
+        "lr_suggestions": { "v1": lr.min_grad_lr, "min_loss_div10": lr.min_loss_lr, "valley": lr.valley_lr },
     });
     std::fs::write(args.out.join("metrics.json"), serde_json::to_string_pretty(&metrics)?)?;
     println!("\nwrote {}", args.out.join("metrics.json").display());

@@ -39,7 +39,7 @@ impl Default for CollabConfig {
             valid_pct: 0.1,
             seed: 42,
             bs: 64,
-            split: SplitMethod::Seeded,
+            split: SplitMethod::FastaiV1,
         }
     }
 }

@@ -4,5 +4,6 @@ pub mod download;
 pub mod movielens;
 pub mod read;
 pub mod split;
+pub mod synthetic;
 pub mod table;
 pub mod vocab;

@@ -66,7 +66,7 @@ pub fn read_delimited(path: &Path, opts: &ReadOptions) -> Result<Table> {
         .delimiter(opts.delimiter)
         .has_headers(opts.header)
         .quoting(opts.delimiter == b',')
-        .flexible(false)
+        .flexible(true)
         .from_reader(text.as_bytes());
     let csv_err = |e: csv::Error| {
         let line = e.position().map_or(0, |p| p.line());

@@ -8,12 +8,13 @@ use crate::error::{Error, Result};
 /// Which random permutation chooses the validation rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SplitMethod {
-    /// Our default: a ChaCha8 permutation seeded with `seed` (stable across platforms and releases).
+    /// The default: exactly fastai v1's split, numpy's legacy MT19937 `permutation` after
+    /// `np.random.seed(seed)`. Applied to the lesson's merged table it selects the same rows as
+    /// the lesson, so results line up with the Python notebook.
     #[default]
-    Seeded,
-    /// Exactly fastai v1's split: numpy's legacy MT19937 `permutation` after `np.random.seed(seed)`.
-    /// Applied to the lesson's merged table it selects the same rows as the lesson.
     FastaiV1,
+    /// A ChaCha8 permutation seeded with `seed`, for seeds beyond 32 bits.
+    Seeded,
 }
 
 impl std::str::FromStr for SplitMethod {

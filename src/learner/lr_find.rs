@@ -33,6 +33,8 @@ pub struct LrFind {
     /// fastai v1's suggestion: the steepest descent (minimum numerical gradient) after trimming
     /// `skip_start` 10 and `skip_end` 5 points.
     pub min_grad_lr: Option<f64>,
+    /// fastai v1's other printed suggestion: the learning rate of the minimum loss, divided by 10.
+    pub min_loss_lr: Option<f64>,
     /// fastai v2's `valley` suggestion.
     pub valley_lr: Option<f64>,
 }
@@ -72,7 +74,13 @@ impl Learner {
             }
         }
         self.restore(saved);
-        Ok(LrFind { min_grad_lr: min_grad_lr(&lrs, &losses, 10, 5), valley_lr: valley_lr(&lrs, &losses), lrs, losses })
+        Ok(LrFind {
+            min_grad_lr: min_grad_lr(&lrs, &losses, 10, 5),
+            min_loss_lr: min_loss_lr(&lrs, &losses, 10, 5),
+            valley_lr: valley_lr(&lrs, &losses),
+            lrs,
+            losses,
+        })
     }
 }
 
@@ -99,6 +107,13 @@ pub fn min_grad_lr(lrs: &[f64], losses: &[f64], skip_start: usize, skip_end: usi
     let g = gradient(&losses[skip_start..end]);
     let i = (0..g.len()).min_by(|&a, &b| g[a].total_cmp(&g[b]))?;
     Some(lrs[skip_start + i])
+}
+
+/// fastai v1's "min loss divided by 10" over the trimmed points.
+pub fn min_loss_lr(lrs: &[f64], losses: &[f64], skip_start: usize, skip_end: usize) -> Option<f64> {
+    let end = losses.len().checked_sub(skip_end)?;
+    let i = (skip_start..end).filter(|&i| !losses[i].is_nan()).min_by(|&a, &b| losses[a].total_cmp(&losses[b]))?;
+    Some(lrs[i] / 10.0)
 }
 
 /// fastai v2's `valley`: over points `[n/10 .. n−5]` (cut at the first NaN), find the longest

@@ -1,0 +1,122 @@
+//! Readers, tables, vocabularies and splits.
+mod common;
+
+use std::fs;
+
+use fastcollab::data::movielens::{read_movies, read_ratings, read_users};
+use fastcollab::{
+    random_split, read_delimited, CollabConfig, CollabDataBunch, Column, Error, Kind, ReadOptions, SplitMethod, Table,
+    Value,
+};
+
+fn table(names: &[&str], columns: Vec<Column>) -> Table {
+    Table::new(names.iter().map(|s| s.to_string()).collect(), columns).unwrap()
+}
+
+#[test]
+fn malformed_ratings_name_file_line_and_field() {
+    let dir = common::temp_dir("bad-ratings");
+    let path = dir.join("u.data");
+    fs::write(&path, "1\t2\t3\t100\n4\t5\tfive\t200\n").unwrap();
+    let err = read_ratings(&path).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Parse { line: 2, ref field, .. } if field == "rating"), "{msg}");
+    assert!(msg.contains("u.data:2") && msg.contains("\"five\""), "{msg}");
+
+    fs::write(&path, "1\t2\t3\t100\n1\t2\t3\n").unwrap();
+    let msg = read_ratings(&path).unwrap_err().to_string();
+    assert!(msg.contains("u.data:2") && msg.contains("expected 4 fields, found 3"), "{msg}");
+}
+
+#[test]
+fn utf8_errors_point_at_latin1() {
+    let dir = common::temp_dir("latin1");
+    let path = dir.join("movies.csv");
+    fs::write(&path, b"movieId,title\n1,ok\n2,Mis\xe9rables\n").unwrap();
+    let msg = read_delimited(&path, &ReadOptions::default()).unwrap_err().to_string();
+    assert!(msg.contains("movies.csv:3") && msg.contains("latin-1"), "{msg}");
+}
+
+#[test]
+fn inferred_types_and_header() {
+    let dir = common::temp_dir("infer");
+    let path = dir.join("r.csv");
+    fs::write(&path, "user,item,rating\n1,a,4.5\n2,b,3\n").unwrap();
+    let t = read_delimited(&path, &ReadOptions::default()).unwrap();
+    assert_eq!(t.column("user").unwrap(), &Column::Int(vec![1, 2]));
+    assert_eq!(t.column("item").unwrap(), &Column::Str(vec!["a".into(), "b".into()]));
+    assert_eq!(t.column("rating").unwrap(), &Column::Float(vec![4.5, 3.0]));
+    let schema = Some(vec![("u".to_string(), Kind::Int), ("i".into(), Kind::Str), ("r".into(), Kind::Float)]);
+    let t = read_delimited(&path, &ReadOptions { schema, ..Default::default() }).unwrap();
+    assert_eq!(t.names(), ["u", "i", "r"]);
+}
+
+#[test]
+fn merge_groups_by_key_in_first_appearance_order() {
+    let ratings =
+        table(&["user", "movie"], vec![Column::Int(vec![1, 2, 3, 4, 5]), Column::Int(vec![20, 10, 20, 30, 10])]);
+    let movies = table(&["movie", "title"], vec![Column::Int(vec![10, 20]), Column::Str(vec!["A".into(), "B".into()])]);
+    let m = ratings.merge(&movies, "movie").unwrap();
+    assert_eq!(m.column("user").unwrap(), &Column::Int(vec![1, 3, 2, 5]));
+    assert_eq!(m.column("title").unwrap(), &Column::Str(vec!["B".into(), "B".into(), "A".into(), "A".into()]));
+    let stats = m.group_stats("title", "user").unwrap();
+    assert_eq!((stats[0].key.clone(), stats[0].count, stats[0].mean), (Value::Str("A".into()), 2, 3.5));
+    assert!(ratings.merge(&movies, "nope").unwrap_err().to_string().contains("no column \"nope\""));
+}
+
+#[test]
+fn vocab_is_sorted_training_values_with_na_first() {
+    let t = table(
+        &["user", "item", "rating"],
+        vec![
+            Column::Int(vec![10, 2, 10, 7, 2, 99]),
+            Column::Str(vec!["b".into(), "a".into(), "c".into(), "a".into(), "b".into(), "zz".into()]),
+            Column::Int(vec![1, 2, 3, 4, 5, 1]),
+        ],
+    );
+    let (train, valid) = (vec![0, 1, 2, 3, 4], vec![5]);
+    let split_db =
+        |tr: &Table, va: &Table| CollabDataBunch::from_tables(tr, va, &CollabConfig { bs: 2, ..Default::default() });
+    let db = split_db(&t.take(&train), &t.take(&valid)).unwrap();
+    assert_eq!(db.user_vocab.names(), ["#na#", "2", "7", "10"]);
+    assert_eq!(db.item_vocab.names(), ["#na#", "a", "b", "c"]);
+    assert_eq!(db.train.users, vec![3, 1, 3, 2, 1]);
+    assert_eq!((db.valid.users[0], db.valid.items[0]), (0, 0), "unseen values map to #na#");
+    assert_eq!(db.n_unseen_valid(), 1);
+    assert_eq!(db.user_vocab.get("10"), Some(3));
+    assert_eq!(db.item_vocab.closest("A", 1), vec!["a".to_string()]);
+}
+
+#[test]
+fn split_is_deterministic_and_fastai_shaped() {
+    for method in [SplitMethod::FastaiV1, SplitMethod::Seeded] {
+        let a = random_split(1000, 0.1, 7, method).unwrap();
+        assert_eq!(a, random_split(1000, 0.1, 7, method).unwrap());
+        assert_ne!(a, random_split(1000, 0.1, 8, method).unwrap());
+        assert_eq!((a.valid.len(), a.train.len()), (100, 900));
+        assert!(a.train.windows(2).all(|w| w[0] < w[1]), "train rows ascending");
+        let mut all: Vec<usize> = a.train.iter().chain(&a.valid).copied().collect();
+        all.sort();
+        assert_eq!(all, (0..1000).collect::<Vec<_>>());
+    }
+    assert_eq!(random_split(10, 0.15, 1, SplitMethod::Seeded).unwrap().valid.len(), 1, "int() truncates");
+    assert!(random_split(10, 1.0, 1, SplitMethod::Seeded).is_err());
+}
+
+#[test]
+fn ml100k_files_read_as_the_lesson_shows() {
+    let Some(dir) = common::ml100k() else { return };
+    let ratings = read_ratings(&dir.join("u.data")).unwrap();
+    assert_eq!(ratings.len(), 100_000);
+    assert_eq!(
+        ratings.head(1).to_string().lines().nth(1).unwrap().split_whitespace().collect::<Vec<_>>(),
+        ["0", "196", "242", "3", "881250949"]
+    );
+    let movies = read_movies(&dir.join("u.item")).unwrap();
+    assert_eq!((movies.len(), movies.names().len()), (1682, 24));
+    assert_eq!(movies.names()[5..7], ["unknown", "Action"]);
+    let Column::Str(titles) = movies.column("title").unwrap() else { panic!("titles are text") };
+    assert!(titles.iter().any(|t| t == "Misérables, Les (1995)"), "latin-1 decoded");
+    let users = read_users(&dir.join("u.user")).unwrap();
+    assert!(matches!(users.column("zip").unwrap(), Column::Str(z) if z.iter().any(|z| z == "T8H1N")));
+}
