@@ -89,6 +89,7 @@ pub fn plot_lr_find(lr: &LrFind, path: &Path, skip_start: usize, skip_end: usize
     }
     chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .label_font((FONT, 16))
@@ -179,6 +180,9 @@ pub fn plot_lr(rec: &Recorder, path: &Path) -> Result<()> {
     root.present().map_err(|e| err(e.to_string()))
 }
 
+/// A label's box in pixels: left, right, top, bottom.
+type Rect = (i32, i32, i32, i32);
+
 /// A scatter plot with a text label next to every point. Labels are placed greedily on one of
 /// eight sides of their point so that they do not overlap each other or leave the plot; the axes
 /// get room for the labels at the edges.
@@ -216,44 +220,41 @@ pub fn plot_labelled_scatter(
     chart
         .draw_series(points.iter().map(|p| Circle::new((p.0, p.1), 5, BLUE.filled())))
         .map_err(|e| err(e.to_string()))?;
-    let font_px = 15.0;
+    let style = (FONT, 15).into_font().color(&BLACK);
     let area = chart.plotting_area();
-    let (px_range_x, px_range_y) = area.get_pixel_range();
-    let bounds = (px_range_x.start as f64, px_range_x.end as f64, px_range_y.start as f64, px_range_y.end as f64);
-    let mut placed: Vec<(f64, f64, f64, f64)> = Vec::new();
-    let dots: Vec<(f64, f64)> = points
-        .iter()
-        .map(|p| {
-            let (x, y) = area.map_coordinate(&(p.0, p.1));
-            (x as f64, y as f64)
-        })
-        .collect();
-    for (p, &(px, py)) in points.iter().zip(&dots) {
-        let tw = p.2.chars().count() as f64 * font_px * 0.55;
-        let th = font_px * 1.1;
-        let candidates = [
-            (8.0, -th / 2.0),
-            (-8.0 - tw, -th / 2.0),
-            (-tw / 2.0, -th - 6.0),
-            (-tw / 2.0, 6.0),
-            (8.0, -th - 4.0),
-            (8.0, 4.0),
-            (-8.0 - tw, -th - 4.0),
-            (-8.0 - tw, 4.0),
+    let (xs, ys) = area.get_pixel_range();
+    let inside = |b: &Rect| b.0 >= xs.start && b.1 <= xs.end && b.2 >= ys.start && b.3 <= ys.end;
+    let overlaps = |b: &Rect, placed: &[Rect]| placed.iter().any(|q| b.0 < q.1 && q.0 < b.1 && b.2 < q.3 && q.2 < b.3);
+    let mut placed: Vec<Rect> = Vec::new();
+    for p in points {
+        let (px, py) = area.map_coordinate(&(p.0, p.1));
+        let (tw, th) = root.estimate_text_size(&p.2, &style).map_err(|e| err(e.to_string()))?;
+        let (tw, th) = (tw as i32, th as i32);
+        // Right, left, above, below, then the four diagonals, then the same again further out.
+        let offsets = [
+            (8, -th / 2),
+            (-8 - tw, -th / 2),
+            (-tw / 2, -th - 6),
+            (-tw / 2, 6),
+            (8, -th - 4),
+            (8, 4),
+            (-8 - tw, -th - 4),
+            (-8 - tw, 4),
         ];
-        let fits = |b: (f64, f64, f64, f64)| b.0 >= bounds.0 && b.1 <= bounds.1 && b.2 >= bounds.2 && b.3 <= bounds.3;
-        let overlaps = |b: (f64, f64, f64, f64), placed: &[(f64, f64, f64, f64)]| {
-            placed.iter().any(|q| b.0 < q.1 && q.0 < b.1 && b.2 < q.3 && q.2 < b.3)
-        };
-        let boxes: Vec<_> = candidates.iter().map(|(dx, dy)| (px + dx, px + dx + tw, py + dy, py + dy + th)).collect();
+        let boxes: Vec<Rect> = [1, 3]
+            .iter()
+            .flat_map(|k| {
+                offsets.iter().map(move |(dx, dy)| (dx * k - if *k > 1 && *dx < 0 { tw * (k - 1) } else { 0 }, dy * k))
+            })
+            .map(|(dx, dy)| (px + dx, px + dx + tw, py + dy, py + dy + th))
+            .collect();
         let best = boxes
             .iter()
-            .find(|b| fits(**b) && !overlaps(**b, &placed))
-            .or_else(|| boxes.iter().find(|b| fits(**b)))
+            .find(|b| inside(b) && !overlaps(b, &placed))
+            .or_else(|| boxes.iter().find(|b| inside(b)))
             .unwrap_or(&boxes[0]);
         placed.push(*best);
-        root.draw(&Text::new(p.2.clone(), (best.0 as i32, best.2 as i32), (FONT, font_px).into_font().color(&BLACK)))
-            .map_err(|e| err(e.to_string()))?;
+        root.draw(&Text::new(p.2.clone(), (best.0, best.2), style.clone())).map_err(|e| err(e.to_string()))?;
     }
     root.present().map_err(|e| err(e.to_string()))
 }

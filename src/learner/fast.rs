@@ -16,6 +16,7 @@ use crate::data::databunch::Encoded;
 /// # Safety
 /// The caller must not create two views of the same tensor at once, nor use the tensor through
 /// libtorch while the view lives.
+#[allow(clippy::mut_from_ref)] // the memory belongs to libtorch, not to the handle
 pub(crate) unsafe fn slice_mut(t: &Tensor) -> &mut [f32] {
     assert!(
         t.device() == Device::Cpu && t.kind() == Kind::Float && t.is_contiguous(),

@@ -83,7 +83,7 @@ impl AdamState {
                 let _ = m.g_mul_scalar_(b1 as f64).g_add_(&(&g * one_b1 as f64));
                 let _ = v.g_mul_scalar_(b2 as f64).g_add_(&(&g * &g * one_b2 as f64));
                 let denom = v.sqrt() / bc2_sqrt as f64 + eps as f64;
-                let _ = p.g_sub_(&(m.as_ref() / denom * step_size as f64));
+                let _ = p.g_sub_(&(&*m / denom * step_size as f64));
             }
         });
     }

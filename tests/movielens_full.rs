@@ -1,0 +1,133 @@
+//! The lesson on the real MovieLens 100k (skipped when the data is absent): the fastai v1 split,
+//! the trained model's quality, lr_find, and what the embeddings learned.
+mod common;
+
+use fastcollab::interpret::{most_rated, ranked};
+use fastcollab::{
+    collab_learner, pca, CollabConfig, CollabDataBunch, CollabLearnerConfig, Column, DotBiasConfig, Learner,
+    LrFindConfig, ModelConfig, MovieLens100k, Table,
+};
+
+fn lesson_data(dir: &std::path::Path, seed: u64) -> (Table, CollabDataBunch) {
+    let rating_movie = MovieLens100k::load(dir).unwrap().rating_movie().unwrap();
+    let cfg = CollabConfig { item_name: Some("title".into()), seed, ..Default::default() };
+    let data = CollabDataBunch::from_df(&rating_movie, &cfg).unwrap();
+    (rating_movie, data)
+}
+
+fn lesson_learner(data: CollabDataBunch) -> Learner {
+    let model = ModelConfig::DotBias(DotBiasConfig { n_factors: 40, y_range: Some((0.0, 5.5)) });
+    let path = common::temp_dir("lesson");
+    let mut l = collab_learner(data, &CollabLearnerConfig { model, wd: 0.1, path, ..Default::default() }).unwrap();
+    l.verbose = false;
+    l
+}
+
+#[test]
+fn fastai_v1_split_selects_the_lessons_rows() {
+    let Some(dir) = common::ml100k() else { return };
+    let (rating_movie, data) = lesson_data(&dir, 42);
+    assert_eq!(data.names, ["userId", "title", "rating"].map(String::from));
+    // Golden values from tests/golden/fastai_v1_split.py (numpy's legacy permutation).
+    assert_eq!(&data.valid_rows[..8], &[75721, 80184, 19864, 76699, 92991, 76434, 84004, 80917]);
+    assert_eq!((data.n_users(), data.n_items()), (944, 1654));
+    assert_eq!((data.train.len(), data.valid.len(), data.n_unseen_valid()), (90_000, 10_000, 11));
+    let first = rating_movie.take(&data.valid_rows[..1]);
+    assert_eq!(first.column("userId").unwrap(), &Column::Int(vec![498]));
+    assert_eq!(first.column("title").unwrap(), &Column::Str(vec!["Casino (1995)".into()]));
+    assert_eq!(first.column("rating").unwrap(), &Column::Int(vec![3]));
+    let shown = data.show_batch(8).to_string();
+    assert_eq!(shown.lines().next().unwrap().split_whitespace().collect::<Vec<_>>(), ["userId", "title", "target"]);
+    assert_eq!(shown.lines().count(), 9);
+}
+
+#[test]
+fn lesson_trains_to_fastai_quality_and_reads_like_the_lesson() {
+    let Some(dir) = common::ml100k() else { return };
+    let (rating_movie, data) = lesson_data(&dir, 42);
+    let mut learn = lesson_learner(data);
+    assert!(learn.model.to_string().contains("(i_weight): Embedding(1654, 40)"));
+
+    let lr = learn.lr_find(&LrFindConfig::default()).unwrap();
+    let valley = lr.valley_lr.unwrap();
+    assert!((1e-3..=5e-2).contains(&valley), "valley {valley}");
+    assert!((1e-3..=5e-2).contains(&lr.min_loss_lr.unwrap()));
+
+    learn.fit_one_cycle(5, 5e-3).unwrap();
+    let valid = learn.recorder.epochs.last().unwrap().valid_loss.unwrap();
+    assert!(valid <= 0.815, "valid MSE {valid}");
+    assert!((valid - 0.8165).abs() <= 0.01, "fastai v1 gets 0.8165 on this split; we got {valid}");
+
+    let top: Vec<String> =
+        most_rated(&rating_movie, "title", "rating").unwrap().into_iter().take(1000).map(|t| t.0).collect();
+    assert_eq!(top[..3], ["Star Wars (1977)", "Contact (1997)", "Fargo (1996)"]);
+    let biases = ranked(&learn.bias(&top, true).unwrap(), &top);
+    let count = |list: &[(f64, String)], names: &[&str]| {
+        list.iter().filter(|(_, t)| names.iter().any(|n| t.starts_with(n))).count()
+    };
+    let classics = [
+        "Schindler's List",
+        "Titanic",
+        "Shawshank",
+        "Star Wars",
+        "Rear Window",
+        "Silence of the Lambs",
+        "Casablanca",
+        "L.A. Confidential",
+        "Good Will Hunting",
+        "Usual Suspects",
+        "Godfather",
+    ];
+    let flops = [
+        "Children of the Corn",
+        "Lawnmower Man 2",
+        "Island of Dr. Moreau",
+        "Mortal Kombat",
+        "Cable Guy",
+        "Bio-Dome",
+        "Leave It to Beaver",
+        "Crow: City of Angels",
+        "Striptease",
+        "Free Willy 3",
+        "Barb Wire",
+        "McHale's Navy",
+        "Flintstones",
+    ];
+    let (lowest, highest): (Vec<_>, Vec<_>) = (biases[..15].to_vec(), biases[biases.len() - 15..].to_vec());
+    assert!(count(&highest, &classics) >= 6, "highest: {highest:?}");
+    assert!(count(&lowest, &flops) >= 6, "lowest: {lowest:?}");
+
+    let p = pca(&learn.weight(&top, true).unwrap(), 3).unwrap();
+    assert_eq!(p.projected.size(), [1000, 3]);
+    let fac0 = Vec::<f64>::try_from(p.projected.select(1, 0).to_kind(tch::Kind::Double)).unwrap();
+    let mean_of = |names: &[&str]| {
+        let v: Vec<f64> =
+            top.iter().zip(&fac0).filter(|(t, _)| names.iter().any(|n| t.starts_with(n))).map(|(_, f)| *f).collect();
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    let art =
+        mean_of(&["Chinatown", "Casablanca", "Lawrence of Arabia", "Godfather, The", "Wrong Trousers", "12 Angry Men"]);
+    let family = mean_of(&[
+        "Home Alone 3",
+        "Jungle2Jungle",
+        "Leave It to Beaver",
+        "Flipper",
+        "D3: The Mighty Ducks",
+        "Richie Rich",
+    ]);
+    assert!(art * family < 0.0 && (art - family).abs() > 1.0, "fac0 classics {art}, family {family}");
+}
+
+#[test]
+fn mean_over_seeds_one_to_five() {
+    let Some(dir) = common::ml100k() else { return };
+    let losses: Vec<f64> = (1..=5)
+        .map(|seed| {
+            let mut learn = lesson_learner(lesson_data(&dir, seed).1);
+            learn.fit_one_cycle(5, 5e-3).unwrap();
+            learn.validate().unwrap()
+        })
+        .collect();
+    let mean = losses.iter().sum::<f64>() / 5.0;
+    assert!(mean <= 0.810, "mean valid MSE {mean} over seeds 1-5: {losses:?}");
+}
