@@ -20,6 +20,7 @@
 
 pub mod data;
 pub mod error;
+pub mod evaluate;
 pub mod interpret;
 pub mod learner;
 pub mod metrics;
@@ -27,6 +28,7 @@ pub mod model;
 pub mod pca;
 pub mod plot;
 mod progress;
+pub mod recipe;
 pub mod threads;
 
 pub use data::databunch::{CollabConfig, CollabDataBunch, Encoded};

@@ -1,0 +1,168 @@
+//! `fastcollab bench`: the training paths timed in one run on ml-100k, or at scale on synthetic data.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use fastcollab::data::synthetic::{generate, SyntheticConfig};
+use fastcollab::recipe::Recipe;
+use fastcollab::{
+    collab_learner, CollabConfig, CollabDataBunch, CollabLearnerConfig, DotBiasConfig, ModelConfig, MovieLens100k,
+    OneCycle, TrainMode,
+};
+use serde_json::{json, Map, Value};
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// The ml-100k folder (default: the untar_data cache).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Benchmark a synthetic MovieLens-25M-shaped dataset with this many ratings instead.
+    #[arg(long)]
+    scale: Option<usize>,
+    /// Epochs for --scale.
+    #[arg(long, default_value_t = 5)]
+    epochs: usize,
+    /// Python with fastai installed, to time fastai on the same rows (default: `python3` if it
+    /// can import fastai; `none` skips).
+    #[arg(long)]
+    fastai_python: Option<String>,
+    /// Write the figures as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+pub fn run(a: BenchArgs) -> Result<()> {
+    let report = match a.scale {
+        Some(n) => scale(n, a.epochs)?,
+        None => ml100k(&super::ml100k(a.data)?, a.fastai_python.as_deref())?,
+    };
+    if let Some(path) = a.json {
+        std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// Peak resident memory of this process in MiB (VmHWM).
+fn peak_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:")?.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+fn ml100k(dir: &Path, fastai_python: Option<&str>) -> Result<Value> {
+    let rating_movie = MovieLens100k::load(dir)?.rating_movie()?;
+    let cfg = CollabConfig { item_name: Some("title".into()), ..Default::default() };
+    let data = CollabDataBunch::from_df(&rating_movie, &cfg)?;
+    let recipe = Recipe::lesson();
+    let mut variants = Map::new();
+    for (name, mode) in [("exact", TrainMode::Exact), ("autograd", TrainMode::Autograd), ("lazy", TrainMode::Lazy)] {
+        let mut learn = recipe.learner(data.clone(), mode)?;
+        learn.verbose = false;
+        recipe.fit(&mut learn)?;
+        let valid = learn.validate().unwrap_or(f64::NAN);
+        variants.insert(name.into(), json!({ "fit_seconds": learn.recorder.fit_seconds, "valid_mse": valid }));
+    }
+    if let Some(fastai) = run_fastai(dir, fastai_python)? {
+        variants.insert("fastai".into(), fastai);
+    }
+    let slowest = variants.values().filter_map(|v| v["fit_seconds"].as_f64()).fold(0.0, f64::max);
+    println!("fit_one_cycle(5, 5e-3), bs 64, ml-100k lesson split (seed 42)");
+    println!("{:<10}{:>10}{:>12}{:>16}", "variant", "fit_s", "valid_mse", "x vs slowest");
+    for (name, v) in &variants {
+        let (t, m) = (v["fit_seconds"].as_f64().unwrap_or(f64::NAN), v["valid_mse"].as_f64().unwrap_or(f64::NAN));
+        println!("{name:<10}{t:>10.3}{m:>12.6}{:>15.1}x", slowest / t);
+    }
+    let threads = fastcollab::threads::current();
+    println!("libtorch intra-op threads: {threads}; load average: {}", loadavg());
+    Ok(json!({ "variants": variants, "threads": threads, "loadavg": loadavg() }))
+}
+
+/// Times fastai on the exported lesson split with `scripts/fastai_reference.py`, when a Python
+/// with fastai is available.
+fn run_fastai(dir: &Path, python: Option<&str>) -> Result<Option<Value>> {
+    let python = python.unwrap_or("python3");
+    if python == "none"
+        || !Command::new(python).args(["-c", "import fastai"]).output().is_ok_and(|o| o.status.success())
+    {
+        println!("(fastai not found for {python}: skipping its row; pass --fastai-python PATH)");
+        return Ok(None);
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fastai_reference.py");
+    let tmp = std::env::temp_dir().join(format!("fastcollab-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+    let exe = std::env::current_exe()?;
+    let status = Command::new(&exe).args(["export-split", "--data"]).arg(dir).arg("--out").arg(&tmp).status()?;
+    if !status.success() {
+        bail!("export-split failed");
+    }
+    let out = tmp.join("fastai.json");
+    let status =
+        Command::new(python).arg(&script).arg(&tmp).arg("--json").arg(&out).env("OMP_NUM_THREADS", "1").status()?;
+    if !status.success() {
+        bail!("{} failed", script.display());
+    }
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&out)?)?;
+    let valid = v["valid_loss"].as_array().and_then(|l| l.last()).cloned().unwrap_or(Value::Null);
+    Ok(Some(json!({ "fit_seconds": v["fit_seconds"], "valid_mse": valid, "version": v["fastai_version"] })))
+}
+
+fn scale(n: usize, epochs: usize) -> Result<Value> {
+    let cfg = SyntheticConfig::movielens_25m(n);
+    let bs = 1024;
+    let start = Instant::now();
+    let data = generate(&cfg, 0.1, bs)?;
+    let load_seconds = start.elapsed().as_secs_f64();
+    println!(
+        "synthetic: {} ratings, {} users, {} items, rank {}, noise floor {:.4}; generated in {load_seconds:.1}s",
+        n,
+        cfg.n_users,
+        cfg.n_items,
+        cfg.rank,
+        cfg.noise_floor()
+    );
+    let model = ModelConfig::DotBias(DotBiasConfig { n_factors: 40, y_range: None });
+    let lcfg = |mode| CollabLearnerConfig { model: model.clone(), wd: 0.01, mode, ..Default::default() };
+    let mut lazy = collab_learner(data.clone(), &lcfg(TrainMode::Lazy))?;
+    lazy.fit_one_cycle_with(epochs, &OneCycle::new(3e-2))?;
+    let lazy_valid = lazy.validate().unwrap_or(f64::NAN);
+    let per_epoch = lazy.recorder.fit_seconds / epochs as f64;
+    drop(lazy);
+
+    // The exact path at this scale: one epoch over the first `steps` batches (same tables, so the
+    // same cost per step), extrapolated to a full epoch.
+    let steps = 100.min(data.n_train_batches());
+    let mut slice = data.clone();
+    let k = steps * bs;
+    slice.train.users.truncate(k);
+    slice.train.items.truncate(k);
+    slice.train.ratings.truncate(k);
+    slice.valid = Default::default();
+    let mut exact = collab_learner(slice, &lcfg(TrainMode::Exact))?;
+    exact.verbose = false;
+    exact.fit(1, 1e-3)?;
+    let exact_per_epoch = exact.recorder.fit_seconds / steps as f64 * data.n_train_batches() as f64;
+    drop(exact);
+    let peak = peak_mib();
+    println!("lazy mode, bs {bs}: {epochs} epochs in {:.1}s ({per_epoch:.1}s per epoch), valid MSE {lazy_valid:.4} (noise floor {:.4}, ratio {:.3})", per_epoch * epochs as f64, cfg.noise_floor(), lazy_valid / cfg.noise_floor());
+    println!("exact path, bs {bs}: {exact_per_epoch:.1}s per epoch (estimated from {steps} steps)");
+    println!("peak memory {peak:.0} MiB; threads {}; load average {}", fastcollab::threads::current(), loadavg());
+    Ok(json!({
+        "n_ratings": n, "n_users": cfg.n_users, "n_items": cfg.n_items, "noise_floor": cfg.noise_floor(),
+        "load_seconds": load_seconds, "epochs": epochs, "bs": bs,
+        "lazy": { "fit_seconds": per_epoch * epochs as f64, "seconds_per_epoch": per_epoch, "valid_mse": lazy_valid },
+        "exact": { "seconds_per_epoch_estimated": exact_per_epoch, "from_steps": steps },
+        "peak_mib": peak, "threads": fastcollab::threads::current(), "loadavg": loadavg(),
+    }))
+}

@@ -1,0 +1,53 @@
+//! Command-line interface: clap `Cli` and dispatch only; one file per subcommand.
+mod bench;
+mod compare;
+mod cv;
+mod export;
+mod train;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use fastcollab::{untar_data, DatasetSpec};
+
+/// fastai's collaborative filtering (lesson 5) in Rust on libtorch.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model on MovieLens 100k (or a ratings CSV) and save it with its metrics.
+    Train(train::TrainArgs),
+    /// Train on ml-100k's canonical u1–u5 (and ua/ub) base files and evaluate on their test files.
+    Cv(cv::CvArgs),
+    /// Time the exact, autograd and lazy training paths (and fastai, when installed) in one run.
+    Bench(bench::BenchArgs),
+    /// Write the train and validation rows of a split as CSV, for fastai or other tools.
+    ExportSplit(export::ExportArgs),
+    /// Print a fastcollab run and a fastai run (scripts/fastai_reference.py) side by side.
+    Compare(compare::CompareArgs),
+}
+
+/// Parses the command line and runs the subcommand.
+pub fn run() -> Result<()> {
+    match Cli::parse().command {
+        Command::Train(a) => train::run(a),
+        Command::Cv(a) => cv::run(a),
+        Command::Bench(a) => bench::run(a),
+        Command::ExportSplit(a) => export::run(a),
+        Command::Compare(a) => compare::run(a),
+    }
+}
+
+/// The ml-100k folder: `--data` if given, else the `untar_data` cache (downloading if needed).
+fn ml100k(data: Option<PathBuf>) -> Result<PathBuf> {
+    Ok(match data {
+        Some(p) => p,
+        None => untar_data(&DatasetSpec::ml_100k())?,
+    })
+}

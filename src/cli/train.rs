@@ -1,0 +1,117 @@
+//! `fastcollab train`: train on MovieLens 100k (or an ml-latest `ratings.csv`) and save.
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use fastcollab::data::movielens::{read_latest_ratings, TITLE};
+use fastcollab::recipe::Recipe;
+use fastcollab::{
+    collab_learner, CollabConfig, CollabDataBunch, CollabLearnerConfig, DotBiasConfig, EmbeddingNNConfig, ModelConfig,
+    MovieLens100k, SplitMethod, TrainMode,
+};
+use serde_json::json;
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// The ml-100k folder (default: the untar_data cache).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Train on this ml-latest style ratings.csv (userId,movieId,rating,timestamp) instead.
+    #[arg(long)]
+    ratings: Option<PathBuf>,
+    /// Item column for ml-100k: `title` (the lesson) or `movieId`.
+    #[arg(long, default_value = TITLE)]
+    item: String,
+    /// Start from a named recipe: lesson, tuned, bs256, bs1024, bs4096.
+    #[arg(long, default_value = "lesson")]
+    recipe: String,
+    /// Override the recipe's number of factors.
+    #[arg(long)]
+    n_factors: Option<usize>,
+    /// Override the recipe's weight decay.
+    #[arg(long)]
+    wd: Option<f64>,
+    /// Override the recipe's epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Override the recipe's peak learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Override the recipe's batch size.
+    #[arg(long)]
+    bs: Option<usize>,
+    /// Train the multi-layer EmbeddingNN instead of EmbeddingDotBias.
+    #[arg(long)]
+    use_nn: bool,
+    /// Hidden layer widths for --use-nn.
+    #[arg(long, value_delimiter = ',', default_value = "100,50")]
+    layers: Vec<usize>,
+    /// Share of ratings held out for validation.
+    #[arg(long, default_value_t = 0.1)]
+    valid_pct: f64,
+    /// Seed of the split, the shuffles and the initialisation.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// `fastai-v1` (numpy's permutation, the lesson's rows) or `seeded`.
+    #[arg(long, default_value = "fastai-v1")]
+    split: SplitMethod,
+    /// `auto`, `exact`, `autograd` or `lazy`.
+    #[arg(long, default_value = "auto")]
+    mode: TrainMode,
+    /// Output folder: models/NAME.pth and metrics.json go here.
+    #[arg(long, default_value = ".")]
+    out: PathBuf,
+    /// Name of the saved model.
+    #[arg(long, default_value = "model")]
+    name: String,
+}
+
+pub fn run(a: TrainArgs) -> Result<()> {
+    let mut r = Recipe::by_name(&a.recipe)?;
+    r.n_factors = a.n_factors.unwrap_or(r.n_factors);
+    r.wd = a.wd.unwrap_or(r.wd);
+    r.epochs = a.epochs.unwrap_or(r.epochs);
+    r.lr = a.lr.unwrap_or(r.lr);
+    r.bs = a.bs.unwrap_or(r.bs);
+    let (table, item) = match &a.ratings {
+        Some(csv) => (read_latest_ratings(csv)?, "movieId".to_string()),
+        None => (MovieLens100k::load(&super::ml100k(a.data.clone())?)?.rating_movie()?, a.item.clone()),
+    };
+    let cfg = CollabConfig {
+        user_name: Some("userId".into()),
+        item_name: Some(item),
+        rating_name: Some("rating".into()),
+        valid_pct: a.valid_pct,
+        seed: a.seed,
+        bs: r.bs,
+        split: a.split,
+    };
+    let data = CollabDataBunch::from_df(&table, &cfg)?;
+    let y_range = Some(r.y_range);
+    let model = if a.use_nn {
+        ModelConfig::Nn(EmbeddingNNConfig { layers: a.layers.clone(), y_range, ..Default::default() })
+    } else {
+        ModelConfig::DotBias(DotBiasConfig { n_factors: r.n_factors, y_range })
+    };
+    let lcfg = CollabLearnerConfig { model, wd: r.wd, mode: a.mode, path: a.out.clone(), ..Default::default() };
+    let mut learn = collab_learner(data, &lcfg)?;
+    println!("{}\n", learn.model);
+    learn.fit_one_cycle(r.epochs, r.lr)?;
+    let saved = learn.save(&a.name)?;
+    let metrics = json!({
+        "recipe": r,
+        "train_loss": learn.recorder.epochs.iter().map(|e| e.train_loss).collect::<Vec<_>>(),
+        "valid_loss": learn.recorder.epochs.iter().map(|e| e.valid_loss).collect::<Vec<_>>(),
+        "epoch_seconds": learn.recorder.epochs.iter().map(|e| e.seconds).collect::<Vec<_>>(),
+        "fit_seconds": learn.recorder.fit_seconds,
+        "n_users": learn.data.n_users(),
+        "n_items": learn.data.n_items(),
+        "seed": a.seed,
+        "mode": format!("{:?}", learn.mode()).to_lowercase(),
+    });
+    let path = a.out.join("metrics.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&metrics)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!("Total time: {:.2}s; saved {} and {}", learn.recorder.fit_seconds, saved.display(), path.display());
+    Ok(())
+}

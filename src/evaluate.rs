@@ -1,0 +1,105 @@
+//! Evaluation the way the benchmarks do it: train on MovieLens' canonical `uN.base` files and
+//! measure on the matching `uN.test`.
+use std::path::Path;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::data::databunch::{CollabConfig, CollabDataBunch};
+use crate::data::movielens::{read_ratings, ITEM, RATING, USER};
+use crate::error::Result;
+use crate::learner::TrainMode;
+use crate::metrics::{mae, mse};
+use crate::recipe::Recipe;
+
+/// The five-fold cross-validation splits shipped with ml-100k.
+pub const FOLDS: [&str; 5] = ["u1", "u2", "u3", "u4", "u5"];
+/// The two splits with exactly ten test ratings per user.
+pub const AB: [&str; 2] = ["ua", "ub"];
+
+/// The result of one fold.
+#[derive(Debug, Clone, Serialize)]
+pub struct FoldResult {
+    /// Fold name, e.g. `u1`.
+    pub name: String,
+    /// Mean squared error on the test file.
+    pub mse: f64,
+    /// Root mean squared error.
+    pub rmse: f64,
+    /// Mean absolute error.
+    pub mae: f64,
+    /// Test ratings.
+    pub n_test: usize,
+    /// Test ratings whose user or item never occurs in the base file (predicted via `#na#`).
+    pub n_unseen: usize,
+}
+
+/// Every fold's result, their mean and spread, and the run time.
+#[derive(Debug, Clone, Serialize)]
+pub struct CvReport {
+    /// The recipe used.
+    pub recipe: Recipe,
+    /// Per-fold results.
+    pub folds: Vec<FoldResult>,
+    /// Mean RMSE over the folds.
+    pub mean_rmse: f64,
+    /// Sample standard deviation of the folds' RMSE.
+    pub sd_rmse: f64,
+    /// Wall time of the whole evaluation.
+    pub seconds: f64,
+}
+
+/// Trains `recipe` on `dir/NAME.base` and evaluates on `dir/NAME.test` for each fold name.
+pub fn evaluate_folds(dir: &Path, folds: &[&str], recipe: &Recipe, seed: u64, mode: TrainMode) -> Result<CvReport> {
+    let start = Instant::now();
+    let mut results = Vec::new();
+    for name in folds {
+        let base = read_ratings(&dir.join(format!("{name}.base")))?;
+        let test = read_ratings(&dir.join(format!("{name}.test")))?;
+        let cfg = CollabConfig {
+            user_name: Some(USER.into()),
+            item_name: Some(ITEM.into()),
+            rating_name: Some(RATING.into()),
+            seed,
+            bs: recipe.bs,
+            ..Default::default()
+        };
+        let data = CollabDataBunch::from_tables(&base, &test, &cfg)?;
+        let n_unseen = data.n_unseen_valid();
+        let mut learn = recipe.learner(data, mode)?;
+        learn.verbose = false;
+        recipe.fit(&mut learn)?;
+        let (preds, targets) = learn.get_preds(true);
+        let m = mse(&preds, &targets);
+        results.push(FoldResult {
+            name: name.to_string(),
+            mse: m,
+            rmse: m.sqrt(),
+            mae: mae(&preds, &targets),
+            n_test: targets.len(),
+            n_unseen,
+        });
+    }
+    let n = results.len() as f64;
+    let mean_rmse = results.iter().map(|f| f.rmse).sum::<f64>() / n;
+    let sd_rmse = (results.iter().map(|f| (f.rmse - mean_rmse).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)).sqrt();
+    Ok(CvReport { recipe: recipe.clone(), folds: results, mean_rmse, sd_rmse, seconds: start.elapsed().as_secs_f64() })
+}
+
+impl std::fmt::Display for CvReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{:<6}{:>10}{:>10}{:>10}{:>9}{:>9}", "fold", "mse", "rmse", "mae", "n_test", "unseen")?;
+        for r in &self.folds {
+            writeln!(f, "{:<6}{:>10.4}{:>10.4}{:>10.4}{:>9}{:>9}", r.name, r.mse, r.rmse, r.mae, r.n_test, r.n_unseen)?;
+        }
+        write!(
+            f,
+            "recipe {}: mean RMSE {:.4} ± {:.4} (sd) over {} folds in {:.1}s",
+            self.recipe.name,
+            self.mean_rmse,
+            self.sd_rmse,
+            self.folds.len(),
+            self.seconds
+        )
+    }
+}

@@ -1,0 +1,89 @@
+//! The `fastcollab` binary on small fixtures and, when present, on ml-100k.
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn fastcollab(args: &[&str], cwd: &Path) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_fastcollab")).args(args).current_dir(cwd).output().unwrap();
+    if !out.status.success() {
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    }
+    out
+}
+
+fn ratings_csv(dir: &Path, rows: usize) -> std::path::PathBuf {
+    let (data, _) = common::low_rank(21);
+    let mut csv = String::from("userId,movieId,rating,timestamp\n");
+    for k in 0..rows.min(data.train.len()) {
+        csv += &format!(
+            "{},{},{:.1},{}\n",
+            data.train.users[k],
+            data.train.items[k],
+            data.train.ratings[k].clamp(0.5, 5.0),
+            1000 + k
+        );
+    }
+    let path = dir.join("ratings.csv");
+    std::fs::write(&path, csv).unwrap();
+    path
+}
+
+#[test]
+fn train_on_a_ratings_csv_writes_model_and_metrics() {
+    let dir = common::temp_dir("cli-train");
+    let csv = ratings_csv(&dir, 3000);
+    let out = fastcollab(
+        &["train", "--ratings", csv.to_str().unwrap(), "--epochs", "2", "--out", "run", "--name", "m"],
+        &dir,
+    );
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("epoch     train_loss  valid_loss  time"), "{stdout}");
+    assert!(dir.join("run/models/m.pth").is_file());
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run/metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["valid_loss"].as_array().unwrap().len(), 2);
+    assert!(metrics["n_users"].as_u64().unwrap() > 50);
+}
+
+#[test]
+fn bad_input_fails_with_file_line_and_field() {
+    let dir = common::temp_dir("cli-bad");
+    std::fs::write(dir.join("ratings.csv"), "userId,movieId,rating,timestamp\n1,2,3.5,10\n1,x,4,11\n").unwrap();
+    let out = fastcollab(&["train", "--ratings", "ratings.csv"], &dir);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ratings.csv:3: field \"movieId\": \"x\" is not a whole number"), "{stderr}");
+    let out = fastcollab(&["train", "--ratings", "missing.csv"], &dir);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.csv"));
+}
+
+#[test]
+fn export_split_and_cv_on_ml100k() {
+    let Some(data) = common::ml100k() else { return };
+    let dir = common::temp_dir("cli-ml100k");
+    let d = data.to_str().unwrap();
+    assert!(fastcollab(&["export-split", "--data", d, "--out", "split"], &dir).status.success());
+    let valid = std::fs::read_to_string(dir.join("split/valid.csv")).unwrap();
+    let mut lines = valid.lines();
+    assert_eq!(lines.next(), Some("userId,movieId,rating,timestamp,title"));
+    assert!(lines.next().unwrap().starts_with("498,"), "first validation row is the lesson's (user 498, Casino)");
+    assert_eq!(valid.lines().count(), 10_001);
+
+    let out = fastcollab(&["cv", "--data", d, "--recipe", "lesson", "--json", "cv.json"], &dir);
+    assert!(out.status.success());
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cv.json")).unwrap()).unwrap();
+    let folds = report["folds"].as_array().unwrap();
+    assert_eq!(folds.len(), 5);
+    for f in folds {
+        for key in ["name", "mse", "rmse", "mae", "n_test", "n_unseen"] {
+            assert!(!f[key].is_null(), "{key} missing");
+        }
+        assert_eq!(f["n_test"], 20_000);
+    }
+    let mean = report["mean_rmse"].as_f64().unwrap();
+    assert!(mean <= 0.915, "lesson recipe mean RMSE {mean}");
+    assert!(report["sd_rmse"].as_f64().unwrap() > 0.0 && report["seconds"].as_f64().unwrap() > 0.0);
+}
