@@ -22,28 +22,41 @@ fn main() -> Result<()> {
     let base = read_ratings(&args.data.join("u1.base"))?;
     let cfg = CollabConfig { valid_pct: 0.1, seed: 7, split: SplitMethod::Seeded, ..Default::default() };
     let data = CollabDataBunch::from_df(&base, &cfg)?;
+    let score = |r: &Recipe| -> Result<f64> {
+        let preds = r.fit_predict(&data, TrainMode::Auto, 42)?;
+        Ok(fastcollab::metrics::rmse(&preds, &data.valid.ratings))
+    };
+    // Stage 1: single models over a grid.
     let mut results = Vec::new();
     for n_factors in [40, 80, 160] {
-        for wd in [0.1, 0.2, 0.3] {
+        for wd in [0.1, 0.2, 0.3, 0.6] {
             for epochs in [5, 8] {
                 for lr in [5e-3, 1e-2] {
-                    for y_range in [(0.0, 5.5), (0.5, 5.5)] {
-                        let r = Recipe { name: "candidate", n_factors, y_range, wd, epochs, lr, bs: 64 };
-                        let mut learn = r.learner(data.clone(), TrainMode::Auto)?;
-                        learn.verbose = false;
-                        r.fit(&mut learn)?;
-                        let mse = learn.validate().unwrap_or(f64::NAN);
-                        println!("{n_factors:>4} wd {wd:<4} epochs {epochs:<3} lr {lr:<6} y_range {y_range:?}: hold-out RMSE {:.4}", mse.sqrt());
-                        results.push((mse, r));
-                    }
+                    let r = Recipe { name: "candidate", n_factors, wd, epochs, lr, ..Recipe::lesson() };
+                    let rmse = score(&r)?;
+                    println!(
+                        "{n_factors:>4} factors, wd {wd:<4} epochs {epochs:<3} lr {lr:<6}: hold-out RMSE {rmse:.4}"
+                    );
+                    results.push((rmse, r));
                 }
             }
         }
     }
     results.sort_by(|a, b| a.0.total_cmp(&b.0));
-    println!("\nbest five:");
-    for (mse, r) in results.iter().take(5) {
-        println!("  RMSE {:.4}  {r:?}", mse.sqrt());
+    // Stage 2: the three best, averaged over 3 and 5 seeds.
+    println!("\nensembles of the three best:");
+    let mut best = results[0].clone();
+    for (rmse, r) in results.iter().take(3) {
+        println!("  {rmse:.4} single: {r:?}");
+        for ensemble in [3, 5] {
+            let e = Recipe { ensemble, ..r.clone() };
+            let rmse = score(&e)?;
+            println!("  {rmse:.4} ensemble of {ensemble}");
+            if rmse < best.0 {
+                best = (rmse, e);
+            }
+        }
     }
+    println!("\nchosen: hold-out RMSE {:.4} with {:?}", best.0, best.1);
     Ok(())
 }

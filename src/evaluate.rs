@@ -66,16 +66,14 @@ pub fn evaluate_folds(dir: &Path, folds: &[&str], recipe: &Recipe, seed: u64, mo
         };
         let data = CollabDataBunch::from_tables(&base, &test, &cfg)?;
         let n_unseen = data.n_unseen_valid();
-        let mut learn = recipe.learner(data, mode)?;
-        learn.verbose = false;
-        recipe.fit(&mut learn)?;
-        let (preds, targets) = learn.get_preds(true);
-        let m = mse(&preds, &targets);
+        let preds = recipe.fit_predict(&data, mode, seed)?;
+        let targets = &data.valid.ratings;
+        let m = mse(&preds, targets);
         results.push(FoldResult {
             name: name.to_string(),
             mse: m,
             rmse: m.sqrt(),
-            mae: mae(&preds, &targets),
+            mae: mae(&preds, targets),
             n_test: targets.len(),
             n_unseen,
         });

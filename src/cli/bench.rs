@@ -24,6 +24,15 @@ pub struct BenchArgs {
     /// Epochs for --scale.
     #[arg(long, default_value_t = 5)]
     epochs: usize,
+    /// Factors of the model for --scale.
+    #[arg(long, default_value_t = 40)]
+    n_factors: usize,
+    /// Weight decay for --scale.
+    #[arg(long, default_value_t = 0.01)]
+    wd: f64,
+    /// Peak learning rate for --scale.
+    #[arg(long, default_value_t = 3e-2)]
+    lr: f64,
     /// Python with fastai installed, to time fastai on the same rows (default: `python3` if it
     /// can import fastai; `none` skips).
     #[arg(long)]
@@ -35,7 +44,7 @@ pub struct BenchArgs {
 
 pub fn run(a: BenchArgs) -> Result<()> {
     let report = match a.scale {
-        Some(n) => scale(n, a.epochs)?,
+        Some(n) => scale(n, &a)?,
         None => ml100k(&super::ml100k(a.data)?, a.fastai_python.as_deref())?,
     };
     if let Some(path) = a.json {
@@ -68,7 +77,7 @@ fn ml100k(dir: &Path, fastai_python: Option<&str>) -> Result<Value> {
     let recipe = Recipe::lesson();
     let mut variants = Map::new();
     for (name, mode) in [("exact", TrainMode::Exact), ("autograd", TrainMode::Autograd), ("lazy", TrainMode::Lazy)] {
-        let mut learn = recipe.learner(data.clone(), mode)?;
+        let mut learn = recipe.learner(data.clone(), mode, 42)?;
         learn.verbose = false;
         recipe.fit(&mut learn)?;
         let valid = learn.validate().unwrap_or(f64::NAN);
@@ -118,7 +127,8 @@ fn run_fastai(dir: &Path, python: Option<&str>) -> Result<Option<Value>> {
     Ok(Some(json!({ "fit_seconds": v["fit_seconds"], "valid_mse": valid, "version": v["fastai_version"] })))
 }
 
-fn scale(n: usize, epochs: usize) -> Result<Value> {
+fn scale(n: usize, a: &BenchArgs) -> Result<Value> {
+    let epochs = a.epochs;
     let cfg = SyntheticConfig::movielens_25m(n);
     let bs = 1024;
     let start = Instant::now();
@@ -132,10 +142,10 @@ fn scale(n: usize, epochs: usize) -> Result<Value> {
         cfg.rank,
         cfg.noise_floor()
     );
-    let model = ModelConfig::DotBias(DotBiasConfig { n_factors: 40, y_range: None });
-    let lcfg = |mode| CollabLearnerConfig { model: model.clone(), wd: 0.01, mode, ..Default::default() };
+    let model = ModelConfig::DotBias(DotBiasConfig { n_factors: a.n_factors, y_range: None });
+    let lcfg = |mode| CollabLearnerConfig { model: model.clone(), wd: a.wd, mode, ..Default::default() };
     let mut lazy = collab_learner(data.clone(), &lcfg(TrainMode::Lazy))?;
-    lazy.fit_one_cycle_with(epochs, &OneCycle::new(3e-2))?;
+    lazy.fit_one_cycle_with(epochs, &OneCycle::new(a.lr))?;
     let lazy_valid = lazy.validate().unwrap_or(f64::NAN);
     let per_epoch = lazy.recorder.fit_seconds / epochs as f64;
     drop(lazy);

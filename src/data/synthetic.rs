@@ -32,15 +32,15 @@ pub struct SyntheticConfig {
 
 impl SyntheticConfig {
     /// A dataset shaped like MovieLens 25M scaled to `n_ratings` (162,541 users and 59,047 items at
-    /// 25M ratings, power-law popularity, rank 10, noise sd 0.5).
+    /// 25M ratings, power-law popularity, rank 5, noise sd 0.5).
     pub fn movielens_25m(n_ratings: usize) -> Self {
         let scale = n_ratings as f64 / 25_000_095.0;
         SyntheticConfig {
             n_users: ((162_541.0 * scale) as usize).max(10),
             n_items: ((59_047.0 * scale) as usize).max(10),
             n_ratings,
-            rank: 10,
-            factor_sd: 0.4,
+            rank: 5,
+            factor_sd: 0.5,
             noise_sd: 0.5,
             popularity: 1.0,
             seed: 42,
