@@ -174,3 +174,22 @@ fn predict_by_name_and_unknown_names() {
     let msg = l.predict("1", "99999").unwrap_err().to_string();
     assert!(msg.contains("item \"99999\" is not in the training vocabulary"), "{msg}");
 }
+
+#[test]
+fn initialisation_is_deterministic_across_threads() {
+    let build = || {
+        std::thread::spawn(|| {
+            let (data, _) = common::low_rank(13);
+            let l =
+                collab_learner(data, &CollabLearnerConfig { device: Some(Device::Cpu), ..Default::default() }).unwrap();
+            weights(&l)
+        })
+    };
+    let handles: Vec<_> = (0..4).map(|_| build()).collect();
+    let all: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    for w in &all[1..] {
+        for ((n, a), (_, b)) in all[0].iter().zip(w) {
+            assert!(a.equal(b), "{n} differs between threads");
+        }
+    }
+}

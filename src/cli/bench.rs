@@ -112,9 +112,9 @@ fn run_fastai(dir: &Path, python: Option<&str>) -> Result<Option<Value>> {
     let tmp = std::env::temp_dir().join(format!("fastcollab-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
     let exe = std::env::current_exe()?;
-    let status = Command::new(&exe).args(["export-split", "--data"]).arg(dir).arg("--out").arg(&tmp).status()?;
-    if !status.success() {
-        bail!("export-split failed");
+    let export = Command::new(&exe).args(["export-split", "--data"]).arg(dir).arg("--out").arg(&tmp).output()?;
+    if !export.status.success() {
+        bail!("export-split failed:\n{}", String::from_utf8_lossy(&export.stderr));
     }
     let out = tmp.join("fastai.json");
     let status =
@@ -123,6 +123,7 @@ fn run_fastai(dir: &Path, python: Option<&str>) -> Result<Option<Value>> {
         bail!("{} failed", script.display());
     }
     let v: Value = serde_json::from_str(&std::fs::read_to_string(&out)?)?;
+    let _ = std::fs::remove_dir_all(&tmp);
     let valid = v["valid_loss"].as_array().and_then(|l| l.last()).cloned().unwrap_or(Value::Null);
     Ok(Some(json!({ "fit_seconds": v["fit_seconds"], "valid_mse": valid, "version": v["fastai_version"] })))
 }

@@ -31,21 +31,44 @@ pub(crate) struct DotTables<'a> {
     pub nf: usize,
 }
 
-/// Dense gradient buffers shaped like the four tables, and the rows each batch touched.
+/// Gradients of one batch, compact: slot `k` of a side holds the gradient of its `k`-th touched
+/// row, so the backward pass and lazy updates stay in cache however large the tables are.
+/// The exact path scatters them into dense buffers shaped like the tables.
 #[derive(Debug, Default)]
 pub(crate) struct Scratch {
     grads: [Vec<f32>; 4],
+    dense: [Vec<f32>; 4],
     touched: [Vec<u32>; 2],
-    seen: [Vec<bool>; 2],
+    slot: [Vec<u32>; 2],
+    batch: Vec<(u32, u32, f32)>,
 }
+
+const NO_SLOT: u32 = u32::MAX;
 
 impl Scratch {
     pub fn new(sizes: [usize; 4], n_users: usize, n_items: usize) -> Self {
         Scratch {
-            grads: sizes.map(|n| vec![0.0; n]),
+            grads: Default::default(),
+            dense: sizes.map(|n| vec![0.0; n]),
             touched: [Vec::new(), Vec::new()],
-            seen: [vec![false; n_users], vec![false; n_items]],
+            slot: [vec![NO_SLOT; n_users], vec![NO_SLOT; n_items]],
+            batch: Vec::new(),
         }
+    }
+
+    /// The slot of `row` on `side` (0 users, 1 items), opening one with zero gradients if new.
+    #[inline]
+    fn slot(&mut self, side: usize, row: usize, nf: usize) -> usize {
+        let s = self.slot[side][row];
+        if s != NO_SLOT {
+            return s as usize;
+        }
+        let s = self.touched[side].len();
+        self.slot[side][row] = s as u32;
+        self.touched[side].push(row as u32);
+        self.grads[side].resize((s + 1) * nf, 0.0);
+        self.grads[side + 2].push(0.0);
+        s
     }
 }
 
@@ -60,17 +83,20 @@ pub(crate) fn forward_backward(
 ) -> f32 {
     let nf = t.nf;
     let [u_w, i_w, u_b, i_b] = &t.tables;
-    let [g_uw, g_iw, g_ub, g_ib] = &mut s.grads;
     let scale = 2.0 / batch.len() as f32;
     let mut loss = 0.0f32;
-    for &r in batch {
-        let (u, i) = (data.users[r as usize] as usize, data.items[r as usize] as usize);
-        for (side, row) in [(0, u), (1, i)] {
-            if !s.seen[side][row] {
-                s.seen[side][row] = true;
-                s.touched[side].push(row as u32);
-            }
+    // Gather the batch first (independent loads overlap), then walk it prefetching the embedding
+    // rows a few ratings ahead: on tables larger than the caches the loop is bound by memory.
+    s.batch.clear();
+    s.batch.extend(batch.iter().map(|&r| (data.users[r as usize], data.items[r as usize], data.ratings[r as usize])));
+    let batch = std::mem::take(&mut s.batch);
+    for (k, &(u, i, y)) in batch.iter().enumerate() {
+        if let Some(&(pu, pi, _)) = batch.get(k + AHEAD) {
+            prefetch_row(u_w, pu as usize * nf, nf);
+            prefetch_row(i_w, pi as usize * nf, nf);
         }
+        let (u, i) = (u as usize, i as usize);
+        let (su, si) = (s.slot(0, u, nf), s.slot(1, i, nf));
         let (ur, ir) = (&u_w[u * nf..(u + 1) * nf], &i_w[i * nf..(i + 1) * nf]);
         let dot: f32 = ur.iter().zip(ir).map(|(a, b)| a * b).sum();
         let res = dot + u_b[u] + i_b[i];
@@ -82,19 +108,40 @@ pub(crate) fn forward_backward(
             }
             None => (res, 1.0),
         };
-        let err = pred - data.ratings[r as usize];
+        let err = pred - y;
         loss += err * err;
         let d = scale * err * dpred;
-        for (g, a) in g_uw[u * nf..(u + 1) * nf].iter_mut().zip(ir) {
+        for (g, a) in s.grads[0][su * nf..(su + 1) * nf].iter_mut().zip(ir) {
             *g += d * a;
         }
-        for (g, b) in g_iw[i * nf..(i + 1) * nf].iter_mut().zip(ur) {
+        for (g, b) in s.grads[1][si * nf..(si + 1) * nf].iter_mut().zip(ur) {
             *g += d * b;
         }
-        g_ub[u] += d;
-        g_ib[i] += d;
+        s.grads[2][su] += d;
+        s.grads[3][si] += d;
     }
-    loss / batch.len() as f32
+    let n = batch.len();
+    s.batch = batch;
+    loss / n as f32
+}
+
+/// How many ratings (or rows) ahead the loops prefetch.
+const AHEAD: usize = 6;
+
+/// Hints the CPU to fetch `len` floats of `table` from `start` into cache.
+#[inline(always)]
+fn prefetch_row(table: &[f32], start: usize, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let end = (start + len).min(table.len());
+        let mut k = start;
+        while k < end {
+            // SAFETY: prefetching is a hint; the address lies inside `table`.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(table.as_ptr().add(k) as *const i8) };
+            k += 16;
+        }
+    }
 }
 
 /// AdamW over whole slices; reads and clears the gradient as it goes.
@@ -123,21 +170,33 @@ pub(crate) fn step(
     lazy: bool,
 ) {
     let k = h.scalars();
-    let widths = [t.nf, t.nf, 1, 1];
-    for (j, width) in widths.into_iter().enumerate() {
-        let (p, g, mj, vj) = (&mut *t.tables[j], &mut s.grads[j][..], &mut *m[j], &mut *v[j]);
+    for (j, width) in [t.nf, t.nf, 1, 1].into_iter().enumerate() {
+        let (p, mj, vj, g) = (&mut *t.tables[j], &mut *m[j], &mut *v[j], &mut s.grads[j]);
+        let rows = &s.touched[j % 2];
         if lazy {
-            for &row in &s.touched[j % 2] {
+            for (slot, &row) in rows.iter().enumerate() {
+                if let Some(&ahead) = rows.get(slot + AHEAD) {
+                    let start = ahead as usize * width;
+                    prefetch_row(p, start, width);
+                    prefetch_row(mj, start, width);
+                    prefetch_row(vj, start, width);
+                }
                 let r = row as usize * width..(row as usize + 1) * width;
-                adamw(&mut p[r.clone()], &mut g[r.clone()], &mut mj[r.clone()], &mut vj[r], &k);
+                adamw(&mut p[r.clone()], &mut g[slot * width..(slot + 1) * width], &mut mj[r.clone()], &mut vj[r], &k);
             }
         } else {
-            adamw(p, g, mj, vj, &k);
+            let dense = &mut s.dense[j];
+            for (slot, &row) in rows.iter().enumerate() {
+                dense[row as usize * width..(row as usize + 1) * width]
+                    .copy_from_slice(&g[slot * width..(slot + 1) * width]);
+            }
+            adamw(p, dense, mj, vj, &k);
         }
+        g.clear();
     }
     for side in 0..2 {
         for &row in &s.touched[side] {
-            s.seen[side][row as usize] = false;
+            s.slot[side][row as usize] = NO_SLOT;
         }
         s.touched[side].clear();
     }

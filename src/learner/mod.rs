@@ -16,6 +16,7 @@ use tch::{nn, Device, Kind, Tensor};
 
 use crate::data::databunch::{CollabDataBunch, Encoded};
 use crate::error::{Error, Result};
+use crate::model::init::InitRng;
 use crate::model::{CollabModel, DotBiasConfig, EmbeddingDotBias, EmbeddingNN, EmbeddingNNConfig};
 use crate::progress;
 use fast::{DotTables, Scratch};
@@ -150,12 +151,13 @@ pub fn collab_learner(data: CollabDataBunch, cfg: &CollabLearnerConfig) -> Resul
     crate::threads::init();
     let device = cfg.device.unwrap_or_else(Device::cuda_if_available);
     let vs = nn::VarStore::new(device);
-    let seed = cfg.seed.unwrap_or(data.seed);
-    tch::manual_seed(seed as i64);
+    let mut rng = InitRng::new(cfg.seed.unwrap_or(data.seed));
     let (n_users, n_items) = (data.n_users(), data.n_items());
     let model = match &cfg.model {
-        ModelConfig::DotBias(c) => CollabModel::DotBias(EmbeddingDotBias::new(&vs.root(), n_users, n_items, c)),
-        ModelConfig::Nn(c) => CollabModel::Nn(EmbeddingNN::new(&vs.root(), n_users, n_items, c)),
+        ModelConfig::DotBias(c) => {
+            CollabModel::DotBias(EmbeddingDotBias::new(&vs.root(), n_users, n_items, c, &mut rng))
+        }
+        ModelConfig::Nn(c) => CollabModel::Nn(EmbeddingNN::new(&vs.root(), n_users, n_items, c, &mut rng)),
     };
     let fast_ok = matches!(model, CollabModel::DotBias(_)) && device == Device::Cpu;
     let mode = match cfg.mode {

@@ -3,7 +3,7 @@ use std::fmt;
 
 use tch::{nn, Tensor};
 
-use super::init::{embedding, sigmoid_range};
+use super::init::{embedding, sigmoid_range, InitRng};
 
 /// Shape of an [`EmbeddingDotBias`].
 #[derive(Debug, Clone, PartialEq)]
@@ -36,13 +36,13 @@ pub struct EmbeddingDotBias {
 }
 
 impl EmbeddingDotBias {
-    /// Creates the four tables under `path` in fastai's order (and RNG order).
-    pub fn new(path: &nn::Path, n_users: usize, n_items: usize, cfg: &DotBiasConfig) -> Self {
+    /// Creates the four tables under `path` in fastai's order, initialised from `rng`.
+    pub fn new(path: &nn::Path, n_users: usize, n_items: usize, cfg: &DotBiasConfig, rng: &mut InitRng) -> Self {
         EmbeddingDotBias {
-            u_weight: embedding(path, "u_weight", n_users, cfg.n_factors),
-            i_weight: embedding(path, "i_weight", n_items, cfg.n_factors),
-            u_bias: embedding(path, "u_bias", n_users, 1),
-            i_bias: embedding(path, "i_bias", n_items, 1),
+            u_weight: embedding(path, "u_weight", n_users, cfg.n_factors, rng),
+            i_weight: embedding(path, "i_weight", n_items, cfg.n_factors, rng),
+            u_bias: embedding(path, "u_bias", n_users, 1, rng),
+            i_bias: embedding(path, "i_bias", n_items, 1, rng),
             y_range: cfg.y_range,
         }
     }

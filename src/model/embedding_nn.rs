@@ -5,7 +5,7 @@ use std::fmt;
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
-use super::init::{emb_sz_rule, embedding, sigmoid_range};
+use super::init::{emb_sz_rule, embedding, linear, sigmoid_range, InitRng};
 
 /// Shape of an [`EmbeddingNN`].
 #[derive(Debug, Clone, PartialEq)]
@@ -62,12 +62,13 @@ impl fmt::Debug for EmbeddingNN {
 }
 
 impl EmbeddingNN {
-    /// Creates the model under `path`: embeddings `embeds.0`/`embeds.1`, then `layers.k`.
-    pub fn new(path: &nn::Path, n_users: usize, n_items: usize, cfg: &EmbeddingNNConfig) -> Self {
+    /// Creates the model under `path`: embeddings `embeds.0`/`embeds.1`, then `layers.k`,
+    /// initialised from `rng`.
+    pub fn new(path: &nn::Path, n_users: usize, n_items: usize, cfg: &EmbeddingNNConfig, rng: &mut InitRng) -> Self {
         let (eu, ei) = cfg.emb_szs.unwrap_or((emb_sz_rule(n_users), emb_sz_rule(n_items)));
         let embeds = path / "embeds";
-        let u_embed = embedding(&embeds, "0", n_users, eu);
-        let i_embed = embedding(&embeds, "1", n_items, ei);
+        let u_embed = embedding(&embeds, "0", n_users, eu, rng);
+        let i_embed = embedding(&embeds, "1", n_items, ei, rng);
         let sizes: Vec<usize> = [eu + ei].into_iter().chain(cfg.layers.iter().copied()).chain([1]).collect();
         let lp = path / "layers";
         let mut layers = Vec::new();
@@ -81,11 +82,7 @@ impl EmbeddingNN {
             if p != 0.0 {
                 layers.push(Layer::Dropout(p));
             }
-            // PyTorch's default Linear init: weights and bias U(±1/sqrt(fan_in)).
-            let bound = 1.0 / (n_in as f64).sqrt();
-            let init = nn::Init::Uniform { lo: -bound, up: bound };
-            let cfg_lin = nn::LinearConfig { ws_init: init, bs_init: Some(init), bias: true };
-            layers.push(Layer::Linear(nn::linear(&lp / layers.len(), n_in as i64, n_out as i64, cfg_lin), n_in, n_out));
+            layers.push(Layer::Linear(linear(&lp / layers.len(), n_in, n_out, rng), n_in, n_out));
             if k + 2 < sizes.len() {
                 layers.push(Layer::Relu);
             }

@@ -1,11 +1,51 @@
 //! fastai's initialisations and sizing rules.
-use tch::{nn, Kind, Tensor};
+use std::sync::{Mutex, MutexGuard};
+
+use tch::{nn, Device, Kind, Tensor};
+
+static TORCH_RNG: Mutex<()> = Mutex::new(());
+
+/// The random numbers a model is initialised from: libtorch's CPU generator after
+/// `manual_seed(seed)`, the stream PyTorch's `torch.manual_seed(seed); torch.randn(…)` gives, so
+/// the same seed gives the same weights on every device. It holds a process-wide lock while it
+/// lives, so learners built on several threads at once cannot disturb each other's stream.
+pub struct InitRng {
+    _lock: MutexGuard<'static, ()>,
+}
+
+impl InitRng {
+    /// Seeds libtorch's generator with `seed` and takes the initialisation lock.
+    pub fn new(seed: u64) -> Self {
+        let lock = TORCH_RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        tch::manual_seed(seed as i64);
+        InitRng { _lock: lock }
+    }
+
+    fn randn(&mut self, shape: [usize; 2]) -> Tensor {
+        Tensor::randn([shape[0] as i64, shape[1] as i64], (Kind::Float, Device::Cpu))
+    }
+
+    fn uniform(&mut self, shape: [usize; 2], bound: f64) -> Tensor {
+        Tensor::empty([shape[0] as i64, shape[1] as i64], (Kind::Float, Device::Cpu)).uniform_(-bound, bound)
+    }
+}
 
 /// An embedding table `[n, nf]` initialised as fastai does: `0.01 · fmod(N(0, 1), 2)`, values in
 /// (−0.02, 0.02). Registered as `name.weight`, so saved weights read like fastai's state dict.
-pub fn embedding(path: &nn::Path, name: &str, n: usize, nf: usize) -> Tensor {
-    let init = tch::no_grad(|| Tensor::randn([n as i64, nf as i64], (Kind::Float, path.device())).fmod(2.0) * 0.01);
-    (path / name).var_copy("weight", &init)
+pub fn embedding(path: &nn::Path, name: &str, n: usize, nf: usize, rng: &mut InitRng) -> Tensor {
+    let init = tch::no_grad(|| rng.randn([n, nf]).fmod(2.0) * 0.01);
+    (path / name).var_copy("weight", &init.to(path.device()))
+}
+
+/// A linear layer with PyTorch's default initialisation: weights and bias U(±1/sqrt(n_in)).
+pub fn linear(path: nn::Path, n_in: usize, n_out: usize, rng: &mut InitRng) -> nn::Linear {
+    let bound = 1.0 / (n_in as f64).sqrt();
+    let (ws, bs) =
+        tch::no_grad(|| (rng.uniform([n_out, n_in], bound), rng.uniform([1, n_out], bound).view([n_out as i64])));
+    nn::Linear {
+        ws: path.var_copy("weight", &ws.to(path.device())),
+        bs: Some(path.var_copy("bias", &bs.to(path.device()))),
+    }
 }
 
 /// fastai's embedding width for a vocabulary of `n_cat` rows: `min(600, round(1.6 · n_cat^0.56))`.
