@@ -136,6 +136,7 @@ pub struct Learner {
     mom: f64,
     rng: ChaCha8Rng,
     scratch: Option<Scratch>,
+    memory: Option<fast::Memory>,
 }
 
 struct Snapshot {
@@ -191,6 +192,7 @@ pub fn collab_learner(data: CollabDataBunch, cfg: &CollabLearnerConfig) -> Resul
         mom: 0.9,
         rng,
         scratch,
+        memory: None,
     })
 }
 
@@ -294,13 +296,12 @@ impl Learner {
             (CollabModel::DotBias(m), Some(scratch), TrainMode::Exact | TrainMode::Lazy) => {
                 // SAFETY: the eight tensors are distinct, contiguous f32 CPU tensors owned by this
                 // learner, and libtorch does not touch them while these views live.
+                let (params, opt) = (&self.params, &self.opt);
+                let memory = *self.memory.get_or_insert_with(|| fast::Memory::of(params, &opt.exp_avg, &opt.exp_avg_sq));
                 unsafe {
-                    let p = &self.params;
-                    let mut tables =
-                        DotTables { tables: [0, 1, 2, 3].map(|j| fast::slice_mut(&p[j])), nf: m.n_factors() };
+                    let (tables, mut ms, mut vs) = memory.views();
+                    let mut tables = DotTables { tables, nf: m.n_factors() };
                     let loss = fast::forward_backward(&tables, &self.data.train, batch, m.y_range, scratch);
-                    let mut ms = [0, 1, 2, 3].map(|j| fast::slice_mut(&self.opt.exp_avg[j]));
-                    let mut vs = [0, 1, 2, 3].map(|j| fast::slice_mut(&self.opt.exp_avg_sq[j]));
                     fast::step(&mut tables, &mut ms, &mut vs, scratch, hyper, self.mode == TrainMode::Lazy);
                     loss as f64
                 }
@@ -377,6 +378,7 @@ impl Learner {
             }
         });
         self.opt = opt;
+        self.memory = None;
         self.rng = rng;
         self.mom = mom;
     }

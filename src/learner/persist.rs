@@ -75,6 +75,7 @@ impl Learner {
             .iter()
             .all(|n| saved.contains_key(&format!("{OPT_AVG}{n}")) && saved.contains_key(&format!("{OPT_SQ}{n}")));
         self.opt = super::optim::AdamState::new(&self.params);
+        self.memory = None;
         if opt_complete {
             tch::no_grad(|| {
                 for (j, n) in names.iter().enumerate() {
