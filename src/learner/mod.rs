@@ -297,7 +297,8 @@ impl Learner {
                 // SAFETY: the eight tensors are distinct, contiguous f32 CPU tensors owned by this
                 // learner, and libtorch does not touch them while these views live.
                 let (params, opt) = (&self.params, &self.opt);
-                let memory = *self.memory.get_or_insert_with(|| fast::Memory::of(params, &opt.exp_avg, &opt.exp_avg_sq));
+                let memory =
+                    *self.memory.get_or_insert_with(|| fast::Memory::of(params, &opt.exp_avg, &opt.exp_avg_sq));
                 unsafe {
                     let (tables, mut ms, mut vs) = memory.views();
                     let mut tables = DotTables { tables, nf: m.n_factors() };
