@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::Parser;
 use fastcollab::{
     collab_learner, untar_data, CollabConfig, CollabDataBunch, CollabLearnerConfig, DatasetSpec, DotBiasConfig,
-    EmbeddingNNConfig, ModelConfig, MovieLens100k,
+    EmbeddingNNConfig, ModelConfig, MovieLens100k, NnLayout,
 };
 
 #[derive(Parser)]
@@ -21,6 +21,9 @@ struct Args {
     /// Epochs of fit_one_cycle for each model.
     #[arg(long, default_value_t = 5)]
     epochs: usize,
+    /// EmbeddingNN's block layout: fastai `v1` or `v2`.
+    #[arg(long, default_value = "v2")]
+    layout: String,
 }
 
 fn main() -> Result<()> {
@@ -33,9 +36,13 @@ fn main() -> Result<()> {
     let cfg = CollabConfig { item_name: Some("title".into()), seed: args.seed, ..Default::default() };
     let data = CollabDataBunch::from_df(&rating_movie, &cfg)?;
     let y_range = Some((0.0, 5.5));
+    let layout = if args.layout == "v1" { NnLayout::V1 } else { NnLayout::V2 };
     let models = [
         ("EmbeddingDotBias", ModelConfig::DotBias(DotBiasConfig { n_factors: 40, y_range })),
-        ("EmbeddingNN", ModelConfig::Nn(EmbeddingNNConfig { layers: vec![100, 50], y_range, ..Default::default() })),
+        (
+            "EmbeddingNN",
+            ModelConfig::Nn(EmbeddingNNConfig { layers: vec![100, 50], y_range, layout, ..Default::default() }),
+        ),
     ];
     let mut results = Vec::new();
     for (name, model) in models {

@@ -43,5 +43,5 @@ pub use learner::lr_find::{LrFind, LrFindConfig};
 pub use learner::recorder::Recorder;
 pub use learner::schedule::OneCycle;
 pub use learner::{collab_learner, CollabLearnerConfig, Learner, ModelConfig, TrainMode};
-pub use model::{CollabModel, DotBiasConfig, EmbeddingDotBias, EmbeddingNN, EmbeddingNNConfig};
+pub use model::{CollabModel, DotBiasConfig, EmbeddingDotBias, EmbeddingNN, EmbeddingNNConfig, NnLayout};
 pub use pca::{pca, Pca};

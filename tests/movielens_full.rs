@@ -4,8 +4,8 @@ mod common;
 
 use fastcollab::interpret::{most_rated, ranked};
 use fastcollab::{
-    collab_learner, pca, CollabConfig, CollabDataBunch, CollabLearnerConfig, Column, DotBiasConfig, Learner,
-    LrFindConfig, ModelConfig, MovieLens100k, Table,
+    collab_learner, pca, CollabConfig, CollabDataBunch, CollabLearnerConfig, Column, DotBiasConfig, EmbeddingNNConfig,
+    Learner, LrFindConfig, ModelConfig, MovieLens100k, Table,
 };
 
 fn lesson_data(dir: &std::path::Path, seed: u64) -> (Table, CollabDataBunch) {
@@ -130,4 +130,18 @@ fn mean_over_seeds_one_to_five() {
         .collect();
     let mean = losses.iter().sum::<f64>() / 5.0;
     assert!(mean <= 0.810, "mean valid MSE {mean} over seeds 1-5: {losses:?}");
+}
+
+#[test]
+fn embedding_nn_reaches_fastai_quality() {
+    let Some(dir) = common::ml100k() else { return };
+    let (_, data) = lesson_data(&dir, 42);
+    let model =
+        ModelConfig::Nn(EmbeddingNNConfig { layers: vec![100, 50], y_range: Some((0.0, 5.5)), ..Default::default() });
+    let mut learn = collab_learner(data, &CollabLearnerConfig { model, wd: 0.1, ..Default::default() }).unwrap();
+    learn.verbose = false;
+    assert!(learn.model.to_string().contains("(0): Embedding(944, 74)"));
+    learn.fit_one_cycle(5, 5e-3).unwrap();
+    let valid = learn.validate().unwrap();
+    assert!(valid <= 0.85, "EmbeddingNN valid MSE {valid} (fastai 2.8: 0.849)");
 }

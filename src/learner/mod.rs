@@ -137,6 +137,7 @@ pub struct Learner {
     rng: ChaCha8Rng,
     scratch: Option<Scratch>,
     memory: Option<fast::Memory>,
+    decayed: Vec<bool>,
 }
 
 struct Snapshot {
@@ -170,6 +171,11 @@ pub fn collab_learner(data: CollabDataBunch, cfg: &CollabLearnerConfig) -> Resul
         m => m,
     };
     let params = vs.trainable_variables();
+    let exempt: Vec<*mut std::ffi::c_void> = match &model {
+        CollabModel::Nn(m) => m.no_decay().iter().map(|t| t.data_ptr()).collect(),
+        CollabModel::DotBias(_) => Vec::new(),
+    };
+    let decayed = params.iter().map(|p| !exempt.contains(&p.data_ptr())).collect();
     let scratch = fast_ok.then(|| {
         Scratch::new(
             params.iter().map(|p| p.numel()).collect::<Vec<_>>().try_into().unwrap_or([0; 4]),
@@ -193,6 +199,7 @@ pub fn collab_learner(data: CollabDataBunch, cfg: &CollabLearnerConfig) -> Resul
         rng,
         scratch,
         memory: None,
+        decayed,
     })
 }
 
@@ -314,7 +321,7 @@ impl Learner {
                 }
                 let loss = self.model.forward_t(&users, &items, true).mse_loss(&y, tch::Reduction::Mean);
                 loss.backward();
-                self.opt.step_tensors(&self.params, hyper);
+                self.opt.step_tensors(&self.params, &self.decayed, hyper);
                 loss.double_value(&[])
             }
         }

@@ -69,14 +69,17 @@ impl AdamState {
     }
 
     /// One AdamW step over `params` from their `.grad()`, in libtorch's order of operations:
-    /// `p ← p(1 − lr·wd)`, moments, then `p ← p − lr/(1−β1^t) · m / (sqrt(v)/sqrt(1−β2^t) + ε)`.
-    pub fn step_tensors(&mut self, params: &[Tensor], hyper: AdamHyper) {
+    /// `p ← p(1 − lr·wd)` (where `decayed`), moments, then
+    /// `p ← p − lr/(1−β1^t) · m / (sqrt(v)/sqrt(1−β2^t) + ε)`.
+    pub fn step_tensors(&mut self, params: &[Tensor], decayed: &[bool], hyper: AdamHyper) {
         let [decay, b1, one_b1, b2, one_b2, bc2_sqrt, step_size, eps] = hyper.scalars();
         tch::no_grad(|| {
-            for ((p, m), v) in params.iter().zip(&mut self.exp_avg).zip(&mut self.exp_avg_sq) {
+            for (((p, m), v), &decayed) in params.iter().zip(&mut self.exp_avg).zip(&mut self.exp_avg_sq).zip(decayed) {
                 let g = p.grad();
                 let mut p = p.shallow_clone();
-                let _ = p.g_mul_scalar_(decay as f64);
+                if decayed {
+                    let _ = p.g_mul_scalar_(decay as f64);
+                }
                 if !g.defined() {
                     continue;
                 }

@@ -1,5 +1,5 @@
-//! `EmbeddingNN` (`use_nn`): user and item embeddings concatenated and fed to an MLP (fastai v1's
-//! `TabularModel` with no continuous inputs).
+//! `EmbeddingNN` (`use_nn`): user and item embeddings concatenated and fed to an MLP (fastai's
+//! `TabularModel` with no continuous inputs), in fastai v2's layout or v1's.
 use std::fmt;
 
 use tch::nn::{self, ModuleT};
@@ -20,8 +20,23 @@ pub struct EmbeddingNNConfig {
     pub emb_drop: f64,
     /// Predictions are squashed into this range by a sigmoid; `None` leaves them raw.
     pub y_range: Option<(f64, f64)>,
-    /// BatchNorm before every linear layer but the first (fastai v1).
+    /// Use BatchNorm (where depends on `layout`).
     pub use_bn: bool,
+    /// Where BatchNorm and dropout sit.
+    pub layout: NnLayout,
+}
+
+/// fastai's two arrangements of the hidden blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NnLayout {
+    /// fastai v1: `[BatchNorm] [Dropout] Linear ReLU`, no BatchNorm before the first Linear; every
+    /// parameter is weight-decayed.
+    V1,
+    /// fastai v2 (the default: it validated better on every split tried): `Linear(no bias before
+    /// BatchNorm) ReLU [BatchNorm] [Dropout]`, the last block a plain Linear; BatchNorm parameters
+    /// and Linear biases are not weight-decayed.
+    #[default]
+    V2,
 }
 
 impl Default for EmbeddingNNConfig {
@@ -33,6 +48,7 @@ impl Default for EmbeddingNNConfig {
             emb_drop: 0.0,
             y_range: Some((0.0, 5.5)),
             use_bn: true,
+            layout: NnLayout::default(),
         }
     }
 }
@@ -40,11 +56,11 @@ impl Default for EmbeddingNNConfig {
 enum Layer {
     BatchNorm(nn::BatchNorm, usize),
     Dropout(f64),
-    Linear(nn::Linear, usize, usize),
+    Linear(nn::Linear, usize, usize, bool),
     Relu,
 }
 
-/// Embeddings → concat → dropout → [BatchNorm] → [Dropout] → Linear → ReLU … → Linear → y_range.
+/// Embeddings → concat → dropout → hidden blocks (see [`NnLayout`]) → Linear → y_range.
 pub struct EmbeddingNN {
     /// User embedding `[n_users, emb_u]`.
     pub u_embed: Tensor,
@@ -53,6 +69,7 @@ pub struct EmbeddingNN {
     emb_drop: f64,
     layers: Vec<Layer>,
     y_range: Option<(f64, f64)>,
+    layout: NnLayout,
 }
 
 impl fmt::Debug for EmbeddingNN {
@@ -72,22 +89,65 @@ impl EmbeddingNN {
         let sizes: Vec<usize> = [eu + ei].into_iter().chain(cfg.layers.iter().copied()).chain([1]).collect();
         let lp = path / "layers";
         let mut layers = Vec::new();
-        for k in 0..sizes.len() - 1 {
-            let (n_in, n_out) = (sizes[k], sizes[k + 1]);
-            if cfg.use_bn && k != 0 {
-                let bn = nn::batch_norm1d(&lp / layers.len(), n_in as i64, Default::default());
-                layers.push(Layer::BatchNorm(bn, n_in));
-            }
-            let p = if k == 0 { 0.0 } else { cfg.ps.get(k - 1).copied().unwrap_or(0.0) };
-            if p != 0.0 {
-                layers.push(Layer::Dropout(p));
-            }
-            layers.push(Layer::Linear(linear(&lp / layers.len(), n_in, n_out, rng), n_in, n_out));
-            if k + 2 < sizes.len() {
-                layers.push(Layer::Relu);
+        let n_blocks = sizes.len() - 1;
+        for k in 0..n_blocks {
+            let (n_in, n_out, last) = (sizes[k], sizes[k + 1], k + 1 == n_blocks);
+            let bn = |layers: &Vec<Layer>, n: usize| {
+                Layer::BatchNorm(nn::batch_norm1d(&lp / layers.len(), n as i64, Default::default()), n)
+            };
+            match cfg.layout {
+                NnLayout::V1 => {
+                    if cfg.use_bn && k != 0 {
+                        layers.push(bn(&layers, n_in));
+                    }
+                    let p = if k == 0 { 0.0 } else { cfg.ps.get(k - 1).copied().unwrap_or(0.0) };
+                    if p != 0.0 {
+                        layers.push(Layer::Dropout(p));
+                    }
+                    layers.push(Layer::Linear(linear(&lp / layers.len(), n_in, n_out, true, rng), n_in, n_out, true));
+                    if !last {
+                        layers.push(Layer::Relu);
+                    }
+                }
+                NnLayout::V2 => {
+                    let with_bn = cfg.use_bn && !last;
+                    layers.push(Layer::Linear(
+                        linear(&lp / layers.len(), n_in, n_out, !with_bn, rng),
+                        n_in,
+                        n_out,
+                        !with_bn,
+                    ));
+                    if !last {
+                        layers.push(Layer::Relu);
+                    }
+                    if with_bn {
+                        layers.push(bn(&layers, n_out));
+                    }
+                    let p = if last { 0.0 } else { cfg.ps.get(k).copied().unwrap_or(0.0) };
+                    if p != 0.0 {
+                        layers.push(Layer::Dropout(p));
+                    }
+                }
             }
         }
-        EmbeddingNN { u_embed, i_embed, emb_drop: cfg.emb_drop, layers, y_range: cfg.y_range }
+        EmbeddingNN { u_embed, i_embed, emb_drop: cfg.emb_drop, layers, y_range: cfg.y_range, layout: cfg.layout }
+    }
+
+    /// The parameters fastai v2 exempts from weight decay (BatchNorm weights and biases, Linear
+    /// biases) with the V2 layout; none with V1, which decays everything (`bn_wd=True`).
+    pub fn no_decay(&self) -> Vec<&Tensor> {
+        if self.layout == NnLayout::V1 {
+            return Vec::new();
+        }
+        self.layers
+            .iter()
+            .flat_map(|l| match l {
+                Layer::BatchNorm(bn, _) => vec![bn.ws.as_ref(), bn.bs.as_ref()],
+                Layer::Linear(lin, ..) => vec![lin.bs.as_ref()],
+                _ => vec![],
+            })
+            .flatten()
+            .collect()
     }
 
     /// Predicted ratings for (`users`, `items`), both int64 `[bs]`; output `[bs]`.
@@ -100,7 +160,7 @@ impl EmbeddingNN {
             x = match layer {
                 Layer::BatchNorm(bn, _) => bn.forward_t(&x, train),
                 Layer::Dropout(p) => x.dropout(*p, train),
-                Layer::Linear(l, _, _) => x.apply(l),
+                Layer::Linear(l, ..) => x.apply(l),
                 Layer::Relu => x.relu(),
             };
         }
@@ -129,8 +189,9 @@ impl fmt::Display for EmbeddingNN {
                     "    ({k}): BatchNorm1d({n}, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)"
                 )?,
                 Layer::Dropout(p) => writeln!(f, "    ({k}): Dropout(p={p:?}, inplace=False)")?,
-                Layer::Linear(_, i, o) => {
-                    writeln!(f, "    ({k}): Linear(in_features={i}, out_features={o}, bias=True)")?
+                Layer::Linear(_, i, o, bias) => {
+                    let bias = if *bias { "True" } else { "False" };
+                    writeln!(f, "    ({k}): Linear(in_features={i}, out_features={o}, bias={bias})")?
                 }
                 Layer::Relu => writeln!(f, "    ({k}): ReLU(inplace=True)")?,
             }

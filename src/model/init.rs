@@ -37,14 +37,14 @@ pub fn embedding(path: &nn::Path, name: &str, n: usize, nf: usize, rng: &mut Ini
     (path / name).var_copy("weight", &init.to(path.device()))
 }
 
-/// A linear layer with PyTorch's default initialisation: weights and bias U(±1/sqrt(n_in)).
-pub fn linear(path: nn::Path, n_in: usize, n_out: usize, rng: &mut InitRng) -> nn::Linear {
+/// A linear layer with PyTorch's default initialisation, weight then bias, both U(±1/sqrt(n_in)).
+pub fn linear(path: nn::Path, n_in: usize, n_out: usize, bias: bool, rng: &mut InitRng) -> nn::Linear {
     let bound = 1.0 / (n_in as f64).sqrt();
-    let (ws, bs) =
-        tch::no_grad(|| (rng.uniform([n_out, n_in], bound), rng.uniform([1, n_out], bound).view([n_out as i64])));
+    let ws = tch::no_grad(|| rng.uniform([n_out, n_in], bound));
+    let bs = bias.then(|| tch::no_grad(|| rng.uniform([1, n_out], bound).view([n_out as i64])));
     nn::Linear {
         ws: path.var_copy("weight", &ws.to(path.device())),
-        bs: Some(path.var_copy("bias", &bs.to(path.device()))),
+        bs: bs.map(|b| path.var_copy("bias", &b.to(path.device()))),
     }
 }
 

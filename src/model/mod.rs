@@ -8,7 +8,7 @@ use std::fmt;
 use tch::Tensor;
 
 pub use dot_bias::{DotBiasConfig, EmbeddingDotBias};
-pub use embedding_nn::{EmbeddingNN, EmbeddingNNConfig};
+pub use embedding_nn::{EmbeddingNN, EmbeddingNNConfig, NnLayout};
 
 /// The two collaborative-filtering models of fastai.
 #[derive(Debug)]
