@@ -32,6 +32,21 @@ fn canvas(path: &Path, size: (u32, u32)) -> Result<DrawingArea<BitMapBackend<'_>
     Ok(root)
 }
 
+/// Draws the series labels in a framed box at `position`.
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> std::result::Result<(), String> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font((FONT, 16))
+        .draw()
+        .map_err(|e| e.to_string())
+}
+
 fn range(values: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
     let lo = values.clone().filter(|v| v.is_finite()).fold(f64::INFINITY, f64::min);
     let hi = values.filter(|v| v.is_finite()).fold(f64::NEG_INFINITY, f64::max);
@@ -87,14 +102,7 @@ pub fn plot_lr_find(lr: &LrFind, path: &Path, skip_start: usize, skip_end: usize
                 .legend(move |(x, y)| Circle::new((x, y), 6, color.filled()));
         }
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .label_font((FONT, 16))
-        .draw()
-        .map_err(|e| err(e.to_string()))?;
+    legend(&mut chart, SeriesLabelPosition::UpperRight).map_err(&err)?;
     root.present().map_err(|e| err(e.to_string()))
 }
 
@@ -136,13 +144,7 @@ pub fn plot_losses(rec: &Recorder, path: &Path) -> Result<()> {
     chart
         .draw_series(valid.iter().map(|p| Circle::new(*p, 5, RGBColor(230, 120, 0).filled())))
         .map_err(|e| err(e.to_string()))?;
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .label_font((FONT, 16))
-        .draw()
-        .map_err(|e| err(e.to_string()))?;
+    legend(&mut chart, SeriesLabelPosition::UpperRight).map_err(&err)?;
     root.present().map_err(|e| err(e.to_string()))
 }
 

@@ -8,8 +8,8 @@ mod train;
 use std::path::PathBuf;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
-use fastcollab::{untar_data, DatasetSpec};
+use clap::{Args, Parser, Subcommand};
+use fastcollab::{untar_data, CollabConfig, DatasetSpec, SplitMethod};
 
 /// fastai's collaborative filtering (lesson 5) in Rust on libtorch.
 #[derive(Parser)]
@@ -50,4 +50,36 @@ fn ml100k(data: Option<PathBuf>) -> Result<PathBuf> {
         Some(p) => p,
         None => untar_data(&DatasetSpec::ml_100k())?,
     })
+}
+
+/// The ml-100k folder and the validation split, shared by the subcommands that split.
+#[derive(Args)]
+struct SplitArgs {
+    /// The ml-100k folder (default: the untar_data cache).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Share of ratings held out for validation.
+    #[arg(long, default_value_t = 0.1)]
+    valid_pct: f64,
+    /// Seed of the split (and of the shuffles and the initialisation when training).
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// `fastai-v1` (numpy's permutation, the lesson's rows) or `seeded`.
+    #[arg(long, default_value = "fastai-v1")]
+    split: SplitMethod,
+}
+
+impl SplitArgs {
+    /// The data-bunch configuration for these split settings and columns.
+    fn config(&self, item: &str, bs: usize) -> CollabConfig {
+        CollabConfig {
+            user_name: Some("userId".into()),
+            item_name: Some(item.into()),
+            rating_name: Some("rating".into()),
+            valid_pct: self.valid_pct,
+            seed: self.seed,
+            bs,
+            split: self.split,
+        }
+    }
 }

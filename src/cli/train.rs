@@ -6,23 +6,23 @@ use clap::Args;
 use fastcollab::data::movielens::{read_latest_ratings, TITLE};
 use fastcollab::recipe::Recipe;
 use fastcollab::{
-    collab_learner, CollabConfig, CollabDataBunch, CollabLearnerConfig, DotBiasConfig, EmbeddingNNConfig, ModelConfig,
-    MovieLens100k, SplitMethod, TrainMode,
+    collab_learner, CollabDataBunch, CollabLearnerConfig, DotBiasConfig, EmbeddingNNConfig, ModelConfig, MovieLens100k,
+    TrainMode,
 };
 use serde_json::json;
 
 #[derive(Args)]
 pub struct TrainArgs {
-    /// The ml-100k folder (default: the untar_data cache).
-    #[arg(long)]
-    data: Option<PathBuf>,
+    #[command(flatten)]
+    split: super::SplitArgs,
     /// Train on this ml-latest style ratings.csv (userId,movieId,rating,timestamp) instead.
     #[arg(long)]
     ratings: Option<PathBuf>,
     /// Item column for ml-100k: `title` (the lesson) or `movieId`.
     #[arg(long, default_value = TITLE)]
     item: String,
-    /// Start from a named recipe: lesson, tuned, bs256, bs1024, bs4096.
+    /// Start from a named recipe: lesson, tuned, bs256, bs1024, bs4096 (one model is trained; the
+    /// ensemble of `tuned` applies to `cv`).
     #[arg(long, default_value = "lesson")]
     recipe: String,
     /// Override the recipe's number of factors.
@@ -46,15 +46,6 @@ pub struct TrainArgs {
     /// Hidden layer widths for --use-nn.
     #[arg(long, value_delimiter = ',', default_value = "100,50")]
     layers: Vec<usize>,
-    /// Share of ratings held out for validation.
-    #[arg(long, default_value_t = 0.1)]
-    valid_pct: f64,
-    /// Seed of the split, the shuffles and the initialisation.
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
-    /// `fastai-v1` (numpy's permutation, the lesson's rows) or `seeded`.
-    #[arg(long, default_value = "fastai-v1")]
-    split: SplitMethod,
     /// `auto`, `exact`, `autograd` or `lazy`.
     #[arg(long, default_value = "auto")]
     mode: TrainMode,
@@ -75,18 +66,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
     r.bs = a.bs.unwrap_or(r.bs);
     let (table, item) = match &a.ratings {
         Some(csv) => (read_latest_ratings(csv)?, "movieId".to_string()),
-        None => (MovieLens100k::load(&super::ml100k(a.data.clone())?)?.rating_movie()?, a.item.clone()),
+        None => (MovieLens100k::load(&super::ml100k(a.split.data.clone())?)?.rating_movie()?, a.item.clone()),
     };
-    let cfg = CollabConfig {
-        user_name: Some("userId".into()),
-        item_name: Some(item),
-        rating_name: Some("rating".into()),
-        valid_pct: a.valid_pct,
-        seed: a.seed,
-        bs: r.bs,
-        split: a.split,
-    };
-    let data = CollabDataBunch::from_df(&table, &cfg)?;
+    let data = CollabDataBunch::from_df(&table, &a.split.config(&item, r.bs))?;
     let y_range = Some(r.y_range);
     let model = if a.use_nn {
         ModelConfig::Nn(EmbeddingNNConfig { layers: a.layers.clone(), y_range, ..Default::default() })
@@ -106,7 +88,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         "fit_seconds": learn.recorder.fit_seconds,
         "n_users": learn.data.n_users(),
         "n_items": learn.data.n_items(),
-        "seed": a.seed,
+        "seed": a.split.seed,
         "mode": format!("{:?}", learn.mode()).to_lowercase(),
     });
     let path = a.out.join("metrics.json");

@@ -275,27 +275,21 @@ impl fmt::Display for ShowBatch<'_> {
         let widths: Vec<usize> = (0..3)
             .map(|c| cells.iter().map(|row| row[c].chars().count()).chain([header[c].len()]).max().unwrap_or(0))
             .collect();
-        writeln!(
-            f,
-            "{:<w0$}  {:<w1$}  {:<w2$}",
-            header[0],
-            header[1],
-            header[2],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2]
-        )?;
-        for row in &cells {
+        let line = |f: &mut fmt::Formatter<'_>, cells: [&str; 3]| {
             writeln!(
                 f,
                 "{:<w0$}  {:<w1$}  {:<w2$}",
-                row[0],
-                row[1],
-                row[2],
+                cells[0],
+                cells[1],
+                cells[2],
                 w0 = widths[0],
                 w1 = widths[1],
                 w2 = widths[2]
-            )?;
+            )
+        };
+        line(f, header)?;
+        for row in &cells {
+            line(f, [&row[0], &row[1], &row[2]])?;
         }
         Ok(())
     }
