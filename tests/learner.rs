@@ -193,3 +193,18 @@ fn initialisation_is_deterministic_across_threads() {
         }
     }
 }
+
+#[test]
+fn device_placement_is_consistent_on_cpu() {
+    let (data, _) = common::low_rank(14);
+    // No device named: cuda_if_available, which is the CPU on a machine without a GPU.
+    let mut l = collab_learner(data, &CollabLearnerConfig::default()).unwrap();
+    l.verbose = false;
+    assert_eq!(l.device(), Device::cuda_if_available());
+    assert!(l.vs.variables().values().all(|t| t.device() == l.device()));
+    l.fit(1, 1e-3).unwrap();
+    assert!(l.vs.variables().values().all(|t| t.device() == l.device()), "training keeps variables in place");
+    // Read-only lookups come back on the CPU, whatever the model's device.
+    assert_eq!(l.bias(&["1"], true).unwrap().device(), Device::Cpu);
+    assert_eq!(l.weight(&["1"], false).unwrap().device(), Device::Cpu);
+}
