@@ -265,8 +265,11 @@ impl fmt::Display for Head<'_> {
             .map(|(n, c)| (0..self.rows).map(|r| c.cell(r).chars().count()).max().unwrap_or(0).max(n.chars().count()))
             .collect();
         write!(f, "{:index_width$}", "")?;
-        for (n, w) in t.names.iter().zip(&widths) {
-            write!(f, "  {n:>w$}")?;
+        for ((n, c), w) in t.names.iter().zip(&t.columns).zip(&widths) {
+            match c {
+                Column::Str(_) => write!(f, "  {n:<w$}")?,
+                _ => write!(f, "  {n:>w$}")?,
+            }
         }
         writeln!(f)?;
         for r in 0..self.rows {
