@@ -63,10 +63,6 @@ impl Vocab {
         Vocab { names, index }
     }
 
-    /// True when the vocabulary holds whole-number ids.
-    pub fn is_numeric(&self) -> bool {
-        matches!(self.index, Index::Int(_))
-    }
 
     /// Number of embedding rows, `#na#` included.
     pub fn len(&self) -> usize {
