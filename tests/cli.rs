@@ -87,3 +87,50 @@ fn export_split_and_cv_on_ml100k() {
     assert!(mean <= 0.915, "lesson recipe mean RMSE {mean}");
     assert!(report["sd_rmse"].as_f64().unwrap() > 0.0 && report["seconds"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn compare_prints_both_runs_side_by_side() {
+    let dir = common::temp_dir("cli-compare");
+    std::fs::write(dir.join("ours.json"), r#"{"train_loss":[0.9,0.6],"valid_loss":[0.95,0.81],"fit_seconds":0.5}"#)
+        .unwrap();
+    std::fs::write(
+        dir.join("fastai.json"),
+        r#"{"fastai_version":"2.8.12","train_loss":[0.91,0.61],"valid_loss":[0.96,0.82],"fit_seconds":40.0}"#,
+    )
+    .unwrap();
+    let out = fastcollab(&["compare", "--ours", "ours.json", "--fastai", "fastai.json"], &dir);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("0.810000") && text.contains("0.820000"), "{text}");
+    assert!(text.contains("difference -0.010000") && text.contains("80.0x faster"), "{text}");
+    let out = fastcollab(&["compare", "--ours", "missing.json", "--fastai", "fastai.json"], &dir);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reading missing.json"));
+}
+
+#[test]
+fn bench_writes_its_json_contract() {
+    let dir = common::temp_dir("cli-bench");
+    let out = fastcollab(&["bench", "--scale", "20000", "--epochs", "1", "--json", "scale.json"], &dir);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("scale.json")).unwrap()).unwrap();
+    for key in ["load_seconds", "peak_mib", "noise_floor"] {
+        assert!(v[key].is_number(), "{key}");
+    }
+    assert!(v["lazy"]["seconds_per_epoch"].is_number() && v["exact"]["seconds_per_epoch_estimated"].is_number());
+
+    let Some(data) = common::ml100k() else { return };
+    let d = data.to_str().unwrap();
+    let out = fastcollab(&["bench", "--data", d, "--fastai-python", "none", "--json", "bench.json"], &dir);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("bench.json")).unwrap()).unwrap();
+    for variant in ["exact", "autograd", "lazy"] {
+        assert!(v["variants"][variant]["fit_seconds"].as_f64().unwrap() > 0.0, "{variant}");
+        assert!(v["variants"][variant]["valid_mse"].as_f64().unwrap() < 0.9, "{variant}");
+    }
+    let (exact, autograd) = (
+        v["variants"]["exact"]["valid_mse"].as_f64().unwrap(),
+        v["variants"]["autograd"]["valid_mse"].as_f64().unwrap(),
+    );
+    assert!((exact - autograd).abs() < 1e-6, "exact {exact} vs autograd {autograd}");
+    assert!(v["threads"].is_number() && v["loadavg"].is_string());
+}

@@ -63,7 +63,6 @@ impl Vocab {
         Vocab { names, index }
     }
 
-
     /// Number of embedding rows, `#na#` included.
     pub fn len(&self) -> usize {
         self.names.len()
