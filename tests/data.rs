@@ -120,3 +120,30 @@ fn ml100k_files_read_as_the_lesson_shows() {
     let users = read_users(&dir.join("u.user")).unwrap();
     assert!(matches!(users.column("zip").unwrap(), Column::Str(z) if z.iter().any(|z| z == "T8H1N")));
 }
+
+#[test]
+fn streaming_loader_matches_the_table_path() {
+    use fastcollab::data::movielens::read_latest_ratings;
+    use fastcollab::data::stream::load_ratings_csv;
+    let dir = common::temp_dir("stream");
+    let path = dir.join("ratings.csv");
+    let mut csv = String::from("userId,movieId,rating,timestamp\n");
+    for k in 0..500u32 {
+        csv += &format!("{},{},{},{}\n", 1 + k * 7 % 37, 100 + k * 13 % 91, 0.5 + (k % 10) as f32 / 2.0, k);
+    }
+    fs::write(&path, &csv).unwrap();
+    let cfg = CollabConfig { bs: 16, ..Default::default() };
+    let streamed = load_ratings_csv(&path, &cfg).unwrap();
+    let table = CollabDataBunch::from_df(&read_latest_ratings(&path).unwrap(), &cfg).unwrap();
+    assert_eq!(streamed.train, table.train);
+    assert_eq!(streamed.valid, table.valid);
+    assert_eq!(streamed.user_vocab.names(), table.user_vocab.names());
+    assert_eq!(streamed.item_vocab.names(), table.item_vocab.names());
+
+    fs::write(&path, "movieId,userId,rating\n1,2,4.5\n3,-4,5\n").unwrap();
+    let msg = load_ratings_csv(&path, &cfg).unwrap_err().to_string();
+    assert!(msg.contains("ratings.csv:3: field \"userId\": \"-4\" is not a whole number"), "{msg}");
+    fs::write(&path, "user,movieId,rating\n1,2,4.5\n").unwrap();
+    let msg = load_ratings_csv(&path, &cfg).unwrap_err().to_string();
+    assert!(msg.contains("field \"userId\": no such column"), "{msg}");
+}

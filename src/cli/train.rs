@@ -3,7 +3,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use fastcollab::data::movielens::{read_latest_ratings, TITLE};
+use fastcollab::data::movielens::TITLE;
+use fastcollab::data::stream::load_ratings_csv;
 use fastcollab::recipe::Recipe;
 use fastcollab::{
     collab_learner, CollabDataBunch, CollabLearnerConfig, DotBiasConfig, EmbeddingNNConfig, ModelConfig, MovieLens100k,
@@ -64,11 +65,13 @@ pub fn run(a: TrainArgs) -> Result<()> {
     r.epochs = a.epochs.unwrap_or(r.epochs);
     r.lr = a.lr.unwrap_or(r.lr);
     r.bs = a.bs.unwrap_or(r.bs);
-    let (table, item) = match &a.ratings {
-        Some(csv) => (read_latest_ratings(csv)?, "movieId".to_string()),
-        None => (MovieLens100k::load(&super::ml100k(a.split.data.clone())?)?.rating_movie()?, a.item.clone()),
+    let data = match &a.ratings {
+        Some(csv) => load_ratings_csv(csv, &a.split.config("movieId", r.bs))?,
+        None => {
+            let table = MovieLens100k::load(&super::ml100k(a.split.data.clone())?)?.rating_movie()?;
+            CollabDataBunch::from_df(&table, &a.split.config(&a.item, r.bs))?
+        }
     };
-    let data = CollabDataBunch::from_df(&table, &a.split.config(&item, r.bs))?;
     let y_range = Some(r.y_range);
     let model = if a.use_nn {
         ModelConfig::Nn(EmbeddingNNConfig { layers: a.layers.clone(), y_range, ..Default::default() })

@@ -4,6 +4,7 @@ pub mod download;
 pub mod movielens;
 pub mod read;
 pub mod split;
+pub mod stream;
 pub mod synthetic;
 pub mod table;
 pub mod vocab;
