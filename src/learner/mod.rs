@@ -176,7 +176,7 @@ pub fn collab_learner(data: CollabDataBunch, cfg: &CollabLearnerConfig) -> Resul
         CollabModel::DotBias(_) => Vec::new(),
     };
     let decayed = params.iter().map(|p| !exempt.contains(&p.data_ptr())).collect();
-    let scratch = fast_ok.then(|| {
+    let scratch = matches!(mode, TrainMode::Exact | TrainMode::Lazy).then(|| {
         Scratch::new(
             params.iter().map(|p| p.numel()).collect::<Vec<_>>().try_into().unwrap_or([0; 4]),
             n_users,
