@@ -83,12 +83,10 @@ impl AdamState {
                 if !g.defined() {
                     continue;
                 }
-                // In place where libtorch allows it: three temporaries per parameter.
                 let _ = m.g_mul_scalar_(b1 as f64).g_add_(&(&g * one_b1 as f64));
-                let _ = v.g_mul_scalar_(b2 as f64).addcmul_(&(&g * one_b2 as f64), &g);
-                let mut denom = v.sqrt();
-                let _ = denom.g_div_scalar_(bc2_sqrt as f64).g_add_scalar_(eps as f64);
-                let _ = p.addcdiv_(&(&*m * -(step_size as f64)), &denom);
+                let _ = v.g_mul_scalar_(b2 as f64).g_add_(&(&g * &g * one_b2 as f64));
+                let denom = v.sqrt() / bc2_sqrt as f64 + eps as f64;
+                let _ = p.g_sub_(&(&*m / denom * step_size as f64));
             }
         });
     }
