@@ -127,19 +127,10 @@ fn main() -> Result<()> {
         "fac2",
     )?;
 
-    let metrics = json!({
-        "train_loss": learn.recorder.epochs.iter().map(|e| e.train_loss).collect::<Vec<_>>(),
-        "valid_loss": learn.recorder.epochs.iter().map(|e| e.valid_loss).collect::<Vec<_>>(),
-        "epoch_seconds": learn.recorder.epochs.iter().map(|e| e.seconds).collect::<Vec<_>>(),
-        "fit_seconds": learn.recorder.fit_seconds,
-        "n_users": learn.data.n_users(),
-        "n_items": learn.data.n_items(),
-        "seed": args.seed,
-        "split": if args.split == SplitMethod::FastaiV1 { "fastai-v1" } else { "seeded" },
-        "mode": format!("{:?}", learn.mode()).to_lowercase(),
-        "threads": fastcollab::threads::current(),
-        "lr_suggestions": { "v1": lr.min_grad_lr, "min_loss_div10": lr.min_loss_lr, "valley": lr.valley_lr },
-    });
+    let mut metrics = learn.metrics();
+    metrics.insert("split".into(), json!(if args.split == SplitMethod::FastaiV1 { "fastai-v1" } else { "seeded" }));
+    let suggestions = json!({ "v1": lr.min_grad_lr, "min_loss_div10": lr.min_loss_lr, "valley": lr.valley_lr });
+    metrics.insert("lr_suggestions".into(), suggestions);
     std::fs::write(args.out.join("metrics.json"), serde_json::to_string_pretty(&metrics)?)?;
     println!("\nwrote {}", args.out.join("metrics.json").display());
     Ok(())

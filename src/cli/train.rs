@@ -10,7 +10,6 @@ use fastcollab::{
     collab_learner, CollabDataBunch, CollabLearnerConfig, DotBiasConfig, EmbeddingNNConfig, ModelConfig, MovieLens100k,
     TrainMode,
 };
-use serde_json::json;
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -83,17 +82,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
     println!("{}\n", learn.model);
     learn.fit_one_cycle(r.epochs, r.lr)?;
     let saved = learn.save(&a.name)?;
-    let metrics = json!({
-        "recipe": r,
-        "train_loss": learn.recorder.epochs.iter().map(|e| e.train_loss).collect::<Vec<_>>(),
-        "valid_loss": learn.recorder.epochs.iter().map(|e| e.valid_loss).collect::<Vec<_>>(),
-        "epoch_seconds": learn.recorder.epochs.iter().map(|e| e.seconds).collect::<Vec<_>>(),
-        "fit_seconds": learn.recorder.fit_seconds,
-        "n_users": learn.data.n_users(),
-        "n_items": learn.data.n_items(),
-        "seed": a.split.seed,
-        "mode": format!("{:?}", learn.mode()).to_lowercase(),
-    });
+    let mut metrics = learn.metrics();
+    metrics.insert("recipe".into(), serde_json::to_value(&r)?);
     let path = a.out.join("metrics.json");
     std::fs::write(&path, serde_json::to_string_pretty(&metrics)?)
         .with_context(|| format!("writing {}", path.display()))?;

@@ -224,6 +224,28 @@ impl Learner {
         self.cfg.path.join("models")
     }
 
+    /// What the last fit measured, as the keys of `metrics.json`: `train_loss`, `valid_loss` and
+    /// `epoch_seconds` (one per epoch), `fit_seconds`, `n_users`, `n_items` (`#na#` included),
+    /// `seed`, `mode`, `threads`.
+    pub fn metrics(&self) -> serde_json::Map<String, serde_json::Value> {
+        let epochs = &self.recorder.epochs;
+        let json = serde_json::json!({
+            "train_loss": epochs.iter().map(|e| e.train_loss).collect::<Vec<_>>(),
+            "valid_loss": epochs.iter().map(|e| e.valid_loss).collect::<Vec<_>>(),
+            "epoch_seconds": epochs.iter().map(|e| e.seconds).collect::<Vec<_>>(),
+            "fit_seconds": self.recorder.fit_seconds,
+            "n_users": self.data.n_users(),
+            "n_items": self.data.n_items(),
+            "seed": self.data.seed,
+            "mode": format!("{:?}", self.mode).to_lowercase(),
+            "threads": crate::threads::current(),
+        });
+        match json {
+            serde_json::Value::Object(map) => map,
+            _ => unreachable!("a JSON object literal"),
+        }
+    }
+
     /// `fit_one_cycle(n_epochs, lr_max)` with fastai v1's defaults.
     pub fn fit_one_cycle(&mut self, n_epochs: usize, lr_max: f64) -> Result<()> {
         self.fit_one_cycle_with(n_epochs, &OneCycle::new(lr_max))
