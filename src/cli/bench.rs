@@ -45,7 +45,7 @@ pub struct BenchArgs {
 pub fn run(a: BenchArgs) -> Result<()> {
     let report = match a.scale {
         Some(n) => scale(n, &a)?,
-        None => ml100k(&super::ml100k(a.data)?, a.fastai_python.as_deref())?,
+        None => lesson_paths(&super::ml100k(a.data)?, a.fastai_python.as_deref())?,
     };
     if let Some(path) = a.json {
         std::fs::write(&path, serde_json::to_string_pretty(&report)?)
@@ -70,7 +70,8 @@ fn peak_mib() -> f64 {
         / 1024.0
 }
 
-fn ml100k(dir: &Path, fastai_python: Option<&str>) -> Result<Value> {
+/// The lesson's fit through each training path (and fastai), timed in this one process.
+fn lesson_paths(dir: &Path, fastai_python: Option<&str>) -> Result<Value> {
     let rating_movie = MovieLens100k::load(dir)?.rating_movie()?;
     let cfg = CollabConfig { item_name: Some("title".into()), ..Default::default() };
     let data = CollabDataBunch::from_df(&rating_movie, &cfg)?;

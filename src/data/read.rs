@@ -50,9 +50,11 @@ impl Default for ReadOptions {
 /// first bad field fails with its file, line and column name. Without one, a column is `Int` if
 /// every value parses as one, else `Float`, else `Str`.
 pub fn read_delimited(path: &Path, opts: &ReadOptions) -> Result<Table> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let input: Box<dyn std::io::Read> = match opts.encoding {
-        Encoding::Utf8 => Box::new(std::io::BufReader::with_capacity(1 << 20, file)),
+        Encoding::Utf8 => {
+            let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+            Box::new(std::io::BufReader::with_capacity(1 << 20, file))
+        }
         Encoding::Latin1 => {
             let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
             let text = encoding_rs::WINDOWS_1252.decode_without_bom_handling(&bytes).0.into_owned();
