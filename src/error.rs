@@ -6,12 +6,12 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// A file could not be read, written or renamed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file or folder concerned.
         path: PathBuf,
-        /// The operating system's error.
-        source: std::io::Error,
+        /// The operating system's error (part of the message, so it is not repeated as a cause).
+        error: std::io::Error,
     },
     /// A value in a data file could not be parsed.
     #[error("{path}:{line}: field {field:?}: {message}")]
@@ -72,6 +72,22 @@ pub enum Error {
         /// What does not match.
         message: String,
     },
+    /// Training produced a NaN or infinite loss; the learner was put back as it was before the fit.
+    #[error(
+        "training diverged at epoch {epoch}, batch {batch} (lr {lr:.3e}): the loss became {loss}; the learning rate \
+         is likely too high, or ratings lie far outside the model's range. The learner was restored to its state \
+         before this fit and nothing was saved"
+    )]
+    Diverged {
+        /// 0-based epoch.
+        epoch: usize,
+        /// 0-based batch within the epoch.
+        batch: usize,
+        /// The learning rate of that batch.
+        lr: f64,
+        /// The loss found.
+        loss: f64,
+    },
     /// A plot could not be drawn.
     #[error("plot {path}: {message}")]
     Plot {
@@ -96,7 +112,7 @@ fn suggest(close: &[String]) -> String {
 impl Error {
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io { path: path.into(), error: source }
     }
 }
 

@@ -21,6 +21,7 @@
 pub mod data;
 pub mod error;
 pub mod evaluate;
+pub mod fsutil;
 pub mod interpret;
 pub mod learner;
 pub mod metrics;
@@ -42,6 +43,6 @@ pub use error::{Error, Result};
 pub use learner::lr_find::{LrFind, LrFindConfig};
 pub use learner::recorder::Recorder;
 pub use learner::schedule::OneCycle;
-pub use learner::{collab_learner, CollabLearnerConfig, Learner, ModelConfig, TrainMode};
+pub use learner::{collab_learner, CollabLearnerConfig, DeviceChoice, Learner, ModelConfig, TrainMode};
 pub use model::{CollabModel, DotBiasConfig, EmbeddingDotBias, EmbeddingNN, EmbeddingNNConfig, NnLayout};
 pub use pca::{pca, Pca};

@@ -6,14 +6,26 @@
 //! models or idle many-core machines.
 use std::sync::Once;
 
+use crate::error::{Error, Result};
+
 static INIT: Once = Once::new();
 
-/// Applies the policy once per process (called by `collab_learner`).
-pub fn init() {
-    INIT.call_once(|| {
-        let n = std::env::var("FASTCOLLAB_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
-        tch::set_num_threads(n);
-    });
+/// The number of threads `FASTCOLLAB_THREADS` asks for (1 when unset).
+pub fn requested() -> Result<i32> {
+    match std::env::var("FASTCOLLAB_THREADS") {
+        Err(_) => Ok(1),
+        Ok(v) => v.trim().parse().ok().filter(|&n: &i32| n >= 1).ok_or_else(|| {
+            Error::InvalidConfig(format!("FASTCOLLAB_THREADS must be a whole number of at least 1, got {v:?}"))
+        }),
+    }
+}
+
+/// Applies the policy once per process (called by `collab_learner`); a malformed
+/// `FASTCOLLAB_THREADS` is an error.
+pub fn init() -> Result<()> {
+    let n = requested()?;
+    INIT.call_once(|| tch::set_num_threads(n));
+    Ok(())
 }
 
 /// The number of libtorch intra-op threads in use.

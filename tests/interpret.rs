@@ -1,7 +1,7 @@
 //! PCA on matrices with known structure, and lookups by name.
 mod common;
 
-use fastcollab::{collab_learner, pca, CollabLearnerConfig, Error};
+use fastcollab::{collab_learner, pca, CollabLearnerConfig, DeviceChoice, Error};
 use tch::{Device, Kind, Tensor};
 
 #[test]
@@ -32,7 +32,7 @@ fn pca_recovers_known_components() {
 #[test]
 fn lookups_by_name_and_clear_errors() {
     let (data, _) = common::low_rank(11);
-    let learn = collab_learner(data, &CollabLearnerConfig { device: Some(Device::Cpu), ..Default::default() }).unwrap();
+    let learn = collab_learner(data, &CollabLearnerConfig { device: DeviceChoice::Cpu, ..Default::default() }).unwrap();
     let b = learn.bias(&["1", "2", "3"], true).unwrap();
     assert_eq!(b.size(), [3]);
     assert_eq!(learn.weight(&["5"], false).unwrap().size(), [1, 40]);
@@ -47,7 +47,7 @@ fn unknown_titles_suggest_close_matches() {
     let rating_movie = fastcollab::MovieLens100k::load(&dir).unwrap().rating_movie().unwrap();
     let cfg = fastcollab::CollabConfig { item_name: Some("title".into()), ..Default::default() };
     let data = fastcollab::CollabDataBunch::from_df(&rating_movie, &cfg).unwrap();
-    let learn = collab_learner(data, &CollabLearnerConfig { device: Some(Device::Cpu), ..Default::default() }).unwrap();
+    let learn = collab_learner(data, &CollabLearnerConfig { device: DeviceChoice::Cpu, ..Default::default() }).unwrap();
     let msg = learn.bias(&["Star Wars 1977"], true).unwrap_err().to_string();
     assert!(msg.contains("did you mean \"Star Wars (1977)\""), "{msg}");
 }

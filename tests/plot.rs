@@ -4,8 +4,7 @@ mod common;
 use std::path::Path;
 
 use fastcollab::plot::{plot_labelled_scatter, plot_losses, plot_lr, plot_lr_find};
-use fastcollab::{collab_learner, CollabLearnerConfig, LrFindConfig};
-use tch::Device;
+use fastcollab::{collab_learner, CollabLearnerConfig, DeviceChoice, LrFindConfig};
 
 fn check_png(path: &Path, size: (u32, u32)) {
     let img = image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).to_rgb8();
@@ -22,7 +21,7 @@ fn charts_are_written_and_readable() {
     let dir = common::temp_dir("plots");
     let (data, _) = common::low_rank(12);
     let mut learn =
-        collab_learner(data, &CollabLearnerConfig { device: Some(Device::Cpu), ..Default::default() }).unwrap();
+        collab_learner(data, &CollabLearnerConfig { device: DeviceChoice::Cpu, ..Default::default() }).unwrap();
     learn.verbose = false;
     let lr = learn.lr_find(&LrFindConfig::default()).unwrap();
     plot_lr_find(&lr, &dir.join("lr_find.png"), 10, 5).unwrap();

@@ -213,6 +213,21 @@ impl CollabDataBunch {
         self.item_vocab.len()
     }
 
+    /// SHA-256 of the user and item vocabularies (names in row order): identifies the data a model's
+    /// rows belong to, so a model is never loaded onto other data of the same size.
+    pub fn vocab_fingerprint(&self) -> Vec<u8> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for vocab in [&self.user_vocab, &self.item_vocab] {
+            for name in vocab.names() {
+                h.update(name.as_bytes());
+                h.update([0]);
+            }
+            h.update([1]);
+        }
+        h.finalize().to_vec()
+    }
+
     /// Full training batches per epoch (the last partial batch is dropped, as in fastai).
     pub fn n_train_batches(&self) -> usize {
         self.train.len() / self.bs

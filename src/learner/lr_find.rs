@@ -1,5 +1,6 @@
 //! `lr_find`: an exponential learning-rate sweep that leaves the learner exactly as it was.
-use super::recorder::SmoothLoss;
+use std::ops::ControlFlow;
+
 use super::schedule::exp_sweep;
 use super::Learner;
 use crate::error::{Error, Result};
@@ -41,10 +42,12 @@ pub struct LrFind {
 
 impl Learner {
     /// Sweeps the learning rate exponentially over `cfg.num_it` batches (momentum and weight decay
-    /// as they are), then restores weights, optimizer state, momentum and the shuffling RNG, so
-    /// that training afterwards is exactly what it would have been without the sweep.
+    /// as they are) through the one training loop, stopping early once the smoothed loss exceeds
+    /// 4× its minimum or is NaN (`stop_div`), then restores weights, optimizer state, momentum,
+    /// the shuffling RNG and the recorder, so that training afterwards is exactly what it would
+    /// have been without the sweep.
     pub fn lr_find(&mut self, cfg: &LrFindConfig) -> Result<LrFind> {
-        if cfg.num_it < 2 || cfg.start_lr <= 0.0 || cfg.end_lr <= cfg.start_lr {
+        if cfg.num_it < 2 || !(cfg.start_lr > 0.0 && cfg.end_lr > cfg.start_lr && cfg.end_lr.is_finite()) {
             return Err(Error::InvalidConfig(format!(
                 "lr_find needs num_it ≥ 2 and 0 < start_lr < end_lr, got {cfg:?}"
             )));
@@ -54,26 +57,23 @@ impl Learner {
             return Err(Error::InvalidConfig("no full training batch for lr_find".into()));
         }
         let saved = self.snapshot();
-        super::fast::flush_denormals();
+        let recorder = std::mem::take(&mut self.recorder);
         let mom = self.mom;
-        let (mut lrs, mut losses) = (Vec::new(), Vec::new());
-        let mut smooth = SmoothLoss::default();
         let mut best = f64::INFINITY;
-        'sweep: while lrs.len() < cfg.num_it {
-            let order = self.data.shuffled(&mut self.rng);
-            for batch in order.chunks_exact(self.data.bs) {
-                let k = lrs.len();
-                let lr = exp_sweep(cfg.start_lr, cfg.end_lr, k, cfg.num_it);
-                let loss = smooth.add(self.train_step(batch, lr, mom));
-                lrs.push(lr);
-                losses.push(loss);
-                best = best.min(loss);
-                if lrs.len() == cfg.num_it || (cfg.stop_div && (loss > 4.0 * best || loss.is_nan())) {
-                    break 'sweep;
-                }
+        let sweep = |k| (exp_sweep(cfg.start_lr, cfg.end_lr, k, cfg.num_it), mom);
+        let result = self.run(cfg.num_it.div_ceil(n_batches), cfg.num_it, sweep, false, |b| {
+            best = best.min(b.smooth_loss);
+            let diverged = b.smooth_loss > 4.0 * best || b.smooth_loss.is_nan();
+            if diverged && (cfg.stop_div || !b.smooth_loss.is_finite()) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
             }
-        }
+        });
+        let (lrs, losses) = (std::mem::take(&mut self.recorder.lrs), std::mem::take(&mut self.recorder.losses));
         self.restore(saved);
+        self.recorder = recorder;
+        result?;
         Ok(LrFind {
             min_grad_lr: min_grad_lr(&lrs, &losses, 10, 5),
             min_loss_lr: min_loss_lr(&lrs, &losses, 10, 5),
@@ -132,7 +132,9 @@ pub fn valley_lr(lrs: &[f64], losses: &[f64]) -> Option<f64> {
         return None;
     }
     let mut lds = vec![1usize; n];
-    let (mut max_start, mut max_end) = (0usize, 0usize);
+    // fastai computes `max_start = max_end - lds[max_end]`, which is -1 for a valley that starts
+    // at the first point: signed arithmetic keeps that (Python) behaviour.
+    let (mut max_start, mut max_end) = (0isize, 0usize);
     for i in 1..n {
         for j in 0..i {
             if losses[i] < losses[j] && lds[i] < lds[j] + 1 {
@@ -140,11 +142,13 @@ pub fn valley_lr(lrs: &[f64], losses: &[f64]) -> Option<f64> {
             }
             if lds[max_end] < lds[i] {
                 max_end = i;
-                max_start = max_end - lds[max_end];
+                max_start = max_end as isize - lds[max_end] as isize;
             }
         }
     }
-    let s = (max_end - max_start) as f64 / 3.0;
-    let idx = max_start + s as usize + (s / 2.0) as usize;
-    lrs.get(idx).copied()
+    let s = (max_end as isize - max_start) as f64 / 3.0;
+    let idx = max_start + s as isize + (s / 2.0) as isize;
+    // A negative index counts from the end, as in Python.
+    let idx = if idx < 0 { lrs.len() as isize + idx } else { idx };
+    usize::try_from(idx).ok().and_then(|i| lrs.get(i)).copied()
 }

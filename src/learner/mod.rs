@@ -1,12 +1,16 @@
 //! The `Learner`: owns the data, the model, its parameters and optimizer state, and fits with one
-//! plain loop that the schedules, `lr_find` and the recorder plug into.
-pub mod fast;
+//! plain loop that the schedules, `lr_find` and the recorder plug into. How a step is computed is
+//! an [`engine`]'s business: the loop only asks it to step and to synchronise.
+pub mod device;
+pub(crate) mod engine;
 pub mod lr_find;
 pub mod optim;
+pub mod params;
 pub mod persist;
 pub mod recorder;
 pub mod schedule;
 
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -19,8 +23,10 @@ use crate::error::{Error, Result};
 use crate::model::init::InitRng;
 use crate::model::{CollabModel, DotBiasConfig, EmbeddingDotBias, EmbeddingNN, EmbeddingNNConfig};
 use crate::progress;
-use fast::{DotTables, Scratch};
-use optim::{AdamHyper, AdamState};
+pub use device::DeviceChoice;
+use engine::{Live, Plan};
+use optim::AdamState;
+use params::Params;
 use recorder::{EpochStats, Recorder, SmoothLoss};
 use schedule::OneCycle;
 
@@ -33,30 +39,43 @@ pub enum ModelConfig {
     Nn(EmbeddingNNConfig),
 }
 
+impl ModelConfig {
+    /// The output range of the model.
+    pub fn y_range(&self) -> Option<(f64, f64)> {
+        match self {
+            ModelConfig::DotBias(c) => c.y_range,
+            ModelConfig::Nn(c) => c.y_range,
+        }
+    }
+}
+
 /// How training steps are computed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum TrainMode {
-    /// `Exact` where it applies (EmbeddingDotBias on the CPU), else `Autograd`.
+    /// `exact` where it applies (EmbeddingDotBias, f32 on the CPU), else `autograd`.
     #[default]
     Auto,
-    /// Hand-written forward/backward and one AdamW pass per table: fastai's math, fast.
+    /// fastai's dense AdamW semantics at sparse cost: rows a batch does not touch are brought up
+    /// to date in closed form when next read. Same results as `dense`, up to rounding.
     Exact,
-    /// libtorch autograd and AdamW in tensor ops: any model, any device; the reference.
+    /// fastai's math as written: AdamW over every row at every step, in Rust loops. The reference.
+    Dense,
+    /// libtorch autograd and AdamW in tensor ops: any model, any device.
     Autograd,
-    /// Like `Exact`, but AdamW updates only the rows in the batch. Much faster, slightly worse
-    /// validation loss: it is not fastai's semantics, so it is never chosen automatically.
+    /// AdamW updates only the rows in the batch. Not fastai's semantics (slightly worse validation
+    /// loss), so it is never chosen automatically.
     Lazy,
 }
 
-impl std::str::FromStr for TrainMode {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "auto" => Ok(TrainMode::Auto),
-            "exact" => Ok(TrainMode::Exact),
-            "autograd" => Ok(TrainMode::Autograd),
-            "lazy" => Ok(TrainMode::Lazy),
-            _ => Err(Error::InvalidConfig(format!("unknown mode {s:?}; use auto, exact, autograd or lazy"))),
+impl TrainMode {
+    /// The mode's name on the command line and in `metrics.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TrainMode::Auto => "auto",
+            TrainMode::Exact => "exact",
+            TrainMode::Dense => "dense",
+            TrainMode::Autograd => "autograd",
+            TrainMode::Lazy => "lazy",
         }
     }
 }
@@ -78,8 +97,8 @@ pub struct CollabLearnerConfig {
     pub seed: Option<u64>,
     /// Folder under which `models/` is written.
     pub path: PathBuf,
-    /// Device for the model; `None` means `Device::cuda_if_available()`.
-    pub device: Option<Device>,
+    /// Where the model lives.
+    pub device: DeviceChoice,
 }
 
 impl Default for CollabLearnerConfig {
@@ -92,7 +111,7 @@ impl Default for CollabLearnerConfig {
             mode: TrainMode::Auto,
             seed: None,
             path: PathBuf::from("."),
-            device: None,
+            device: DeviceChoice::Auto,
         }
     }
 }
@@ -101,16 +120,15 @@ impl CollabLearnerConfig {
     /// Checks the values are usable.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidConfig(m));
-        let y_range = match &self.model {
+        match &self.model {
             ModelConfig::DotBias(c) if c.n_factors == 0 => return bad("n_factors must be at least 1".into()),
             ModelConfig::Nn(c) if c.layers.contains(&0) => return bad("layer widths must be at least 1".into()),
-            ModelConfig::DotBias(c) => c.y_range,
-            ModelConfig::Nn(c) => c.y_range,
-        };
-        if let Some((lo, hi)) = y_range.filter(|(lo, hi)| lo >= hi) {
-            return bad(format!("y_range ({lo}, {hi}) must have low < high"));
+            _ => {}
         }
-        if !(self.wd >= 0.0 && (0.0..1.0).contains(&self.beta2) && self.eps > 0.0) {
+        if let Some((lo, hi)) = self.model.y_range().filter(|(lo, hi)| !(lo < hi && lo.is_finite() && hi.is_finite())) {
+            return bad(format!("y_range ({lo}, {hi}) must be finite with low < high"));
+        }
+        if !(self.wd >= 0.0 && self.wd.is_finite() && (0.0..1.0).contains(&self.beta2) && self.eps > 0.0) {
             return bad(format!("need wd ≥ 0, 0 ≤ beta2 < 1, eps > 0 (got {}, {}, {})", self.wd, self.beta2, self.eps));
         }
         Ok(())
@@ -130,16 +148,13 @@ pub struct Learner {
     /// Print the epoch table while fitting.
     pub verbose: bool,
     cfg: CollabLearnerConfig,
-    mode: TrainMode,
-    params: Vec<Tensor>,
+    params: Params,
     opt: AdamState,
     mom: f64,
     rng: ChaCha8Rng,
-    scratch: Option<Scratch>,
-    memory: Option<fast::Memory>,
-    decayed: Vec<bool>,
 }
 
+/// Everything training changes, for `lr_find` and for undoing a diverged fit.
 struct Snapshot {
     vars: Vec<(String, Tensor)>,
     opt: AdamState,
@@ -147,11 +162,31 @@ struct Snapshot {
     mom: f64,
 }
 
+/// What the loop reports to a hook after each batch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchEnd {
+    /// The smoothed training loss after it.
+    pub smooth_loss: f64,
+}
+
 /// Builds a learner for `data` (fastai's `collab_learner`).
 pub fn collab_learner(data: CollabDataBunch, cfg: &CollabLearnerConfig) -> Result<Learner> {
     cfg.validate()?;
-    crate::threads::init();
-    let device = cfg.device.unwrap_or_else(Device::cuda_if_available);
+    crate::threads::init()?;
+    if let Some((lo, hi)) = cfg.model.y_range() {
+        // A rating a little outside y_range is only unreachable; one further out than the range is
+        // wide is a data error (a timestamp in the rating column, 1e30…) that would wreck training.
+        let span = hi - lo;
+        let far = |r: &&f32| !((lo - span..=hi + span).contains(&(**r as f64)));
+        if let Some((row, r)) = data.train.ratings.iter().enumerate().find(|(_, r)| far(r)) {
+            let n = data.train.ratings.iter().filter(far).count();
+            return Err(Error::InvalidConfig(format!(
+                "{n} training rating(s) lie far outside y_range ({lo}, {hi}), e.g. {r} (training row {row}); \
+                 the model can never come near them: fix the data or widen y_range"
+            )));
+        }
+    }
+    let device = cfg.device.resolve(&cfg.model)?;
     let vs = nn::VarStore::new(device);
     let mut rng = InitRng::new(cfg.seed.unwrap_or(data.seed));
     let (n_users, n_items) = (data.n_users(), data.n_items());
@@ -161,28 +196,9 @@ pub fn collab_learner(data: CollabDataBunch, cfg: &CollabLearnerConfig) -> Resul
         }
         ModelConfig::Nn(c) => CollabModel::Nn(EmbeddingNN::new(&vs.root(), n_users, n_items, c, &mut rng)),
     };
-    let fast_ok = matches!(model, CollabModel::DotBias(_)) && device == Device::Cpu;
-    let mode = match cfg.mode {
-        TrainMode::Auto if fast_ok => TrainMode::Exact,
-        TrainMode::Auto => TrainMode::Autograd,
-        m @ (TrainMode::Exact | TrainMode::Lazy) if !fast_ok => {
-            return Err(Error::InvalidConfig(format!("{m:?} mode needs EmbeddingDotBias on the CPU; use autograd")))
-        }
-        m => m,
-    };
-    let params = vs.trainable_variables();
-    let exempt: Vec<*mut std::ffi::c_void> = match &model {
-        CollabModel::Nn(m) => m.no_decay().iter().map(|t| t.data_ptr()).collect(),
-        CollabModel::DotBias(_) => Vec::new(),
-    };
-    let decayed = params.iter().map(|p| !exempt.contains(&p.data_ptr())).collect();
-    let scratch = matches!(mode, TrainMode::Exact | TrainMode::Lazy).then(|| {
-        Scratch::new(
-            params.iter().map(|p| p.numel()).collect::<Vec<_>>().try_into().unwrap_or([0; 4]),
-            n_users,
-            n_items,
-        )
-    });
+    drop(rng);
+    let params = Params::new(&vs, model.no_decay());
+    engine::resolve(cfg.mode, &model, &params)?;
     let opt = AdamState::new(&params);
     let rng = ChaCha8Rng::seed_from_u64(data.seed.wrapping_add(0x5eed));
     Ok(Learner {
@@ -192,21 +208,26 @@ pub fn collab_learner(data: CollabDataBunch, cfg: &CollabLearnerConfig) -> Resul
         recorder: Recorder::default(),
         verbose: true,
         cfg: cfg.clone(),
-        mode,
         params,
         opt,
         mom: 0.9,
         rng,
-        scratch,
-        memory: None,
-        decayed,
     })
 }
 
+/// The tensors of `rows` of `data` on `device`: users and items (int64) and ratings (f32).
+pub(crate) fn batch_tensors(data: &Encoded, rows: &[u32], device: Device) -> (Tensor, Tensor, Tensor) {
+    let users: Vec<i64> = rows.iter().map(|&r| data.users[r as usize] as i64).collect();
+    let items: Vec<i64> = rows.iter().map(|&r| data.items[r as usize] as i64).collect();
+    let y: Vec<f32> = rows.iter().map(|&r| data.ratings[r as usize]).collect();
+    (Tensor::from_slice(&users).to(device), Tensor::from_slice(&items).to(device), Tensor::from_slice(&y).to(device))
+}
+
 impl Learner {
-    /// The training mode in use (never `Auto`).
+    /// The training mode the next fit uses (never `Auto`): it depends on the model and on where
+    /// and in which precision its parameters are now.
     pub fn mode(&self) -> TrainMode {
-        self.mode
+        engine::resolve(self.cfg.mode, &self.model, &self.params).unwrap_or(TrainMode::Autograd)
     }
 
     /// The device the model lives on.
@@ -224,9 +245,14 @@ impl Learner {
         self.cfg.path.join("models")
     }
 
+    /// The optimizer's parameters by name, with their weight-decay flags.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
     /// What the last fit measured, as the keys of `metrics.json`: `train_loss`, `valid_loss` and
     /// `epoch_seconds` (one per epoch), `fit_seconds`, `n_users`, `n_items` (`#na#` included),
-    /// `seed`, `mode`, `threads`.
+    /// `seed`, `mode`, `device`, `threads`.
     pub fn metrics(&self) -> serde_json::Map<String, serde_json::Value> {
         let epochs = &self.recorder.epochs;
         let json = serde_json::json!({
@@ -237,7 +263,8 @@ impl Learner {
             "n_users": self.data.n_users(),
             "n_items": self.data.n_items(),
             "seed": self.data.seed,
-            "mode": format!("{:?}", self.mode).to_lowercase(),
+            "mode": self.mode().name(),
+            "device": format!("{:?}", self.device()).to_lowercase(),
             "threads": crate::threads::current(),
         });
         match json {
@@ -263,8 +290,25 @@ impl Learner {
         self.fit_with(n_epochs, |_| (lr, mom))
     }
 
-    /// The training loop: `schedule(i)` gives `(lr, mom)` for global batch `i`.
+    /// The training loop: `schedule(i)` gives `(lr, mom)` for global batch `i`. A fit whose loss
+    /// becomes NaN or infinite stops at once with [`Error::Diverged`] and leaves the learner as it
+    /// was before the fit.
     pub fn fit_with(&mut self, n_epochs: usize, schedule: impl Fn(usize) -> (f64, f64)) -> Result<()> {
+        let n_steps = n_epochs * self.data.n_train_batches();
+        self.run(n_epochs, n_steps, schedule, true, |_| ControlFlow::Continue(()))
+    }
+
+    /// The one loop behind `fit_with` and `lr_find`: at most `n_steps` batches over `n_epochs`
+    /// epochs; `hook` sees every batch and may stop the fit; `validate` runs the validation set
+    /// after each epoch and prints the epoch table (when `verbose`).
+    pub(crate) fn run(
+        &mut self,
+        n_epochs: usize,
+        n_steps: usize,
+        schedule: impl Fn(usize) -> (f64, f64),
+        validate: bool,
+        mut hook: impl FnMut(BatchEnd) -> ControlFlow<()>,
+    ) -> Result<()> {
         let n_batches = self.data.n_train_batches();
         if n_batches == 0 {
             return Err(Error::InvalidConfig(format!(
@@ -273,21 +317,58 @@ impl Learner {
                 self.data.bs
             )));
         }
-        fast::flush_denormals();
+        let lr_mom: Vec<(f64, f64)> = (0..n_steps).map(&schedule).collect();
+        if let Some((lr, mom)) =
+            lr_mom.iter().find(|(lr, mom)| !(lr.is_finite() && *lr >= 0.0 && (0.0..1.0).contains(mom)))
+        {
+            return Err(Error::InvalidConfig(format!(
+                "the schedule asks for lr {lr} and momentum {mom}; need a finite lr ≥ 0 and 0 ≤ momentum < 1"
+            )));
+        }
+        let plan =
+            Plan { lr_mom, steps_before: self.opt.step, beta2: self.cfg.beta2, eps: self.cfg.eps, wd: self.cfg.wd };
+        let mode = engine::resolve(self.cfg.mode, &self.model, &self.params)?;
+        self.opt.align(&self.params);
+        let before = self.snapshot();
+        engine::tables::flush_denormals();
+        let mut engine = {
+            let live = Live {
+                model: &self.model,
+                params: &self.params,
+                opt: &mut self.opt,
+                data: &self.data.train,
+                plan: &plan,
+            };
+            engine::build(mode, &live)?
+        };
         self.recorder = Recorder::default();
-        let mut smooth = SmoothLoss::default();
-        if self.verbose {
+        if self.verbose && validate {
             println!("{}", Recorder::header());
         }
         let fit_start = Instant::now();
+        let mut smooth = SmoothLoss::default();
+        let mut k = 0;
+        let mut stopped = false;
         for epoch in 0..n_epochs {
             let start = Instant::now();
             let order = self.data.shuffled(&mut self.rng);
             let bar = progress::batch_bar(n_batches as u64, &format!("Epoch {}/{n_epochs} :", epoch + 1));
             let mut train_loss = f64::NAN;
             for (b, batch) in order.chunks_exact(self.data.bs).enumerate() {
-                let (lr, mom) = schedule(epoch * n_batches + b);
-                let loss = self.train_step(batch, lr, mom);
+                if k == n_steps || stopped {
+                    break;
+                }
+                let (lr, mom) = plan.lr_mom[k];
+                k += 1;
+                let mut live = Live {
+                    model: &self.model,
+                    params: &self.params,
+                    opt: &mut self.opt,
+                    data: &self.data.train,
+                    plan: &plan,
+                };
+                let loss = engine.step(&mut live, batch, k);
+                self.mom = mom;
                 train_loss = smooth.add(loss);
                 self.recorder.lrs.push(lr);
                 self.recorder.moms.push(mom);
@@ -296,65 +377,41 @@ impl Learner {
                     bar.set_position(b as u64);
                     bar.set_message(format!("{train_loss:.4}"));
                 }
+                stopped = hook(BatchEnd { smooth_loss: train_loss }).is_break();
+                if !stopped && !loss.is_finite() {
+                    bar.finish_and_clear();
+                    self.restore(before);
+                    return Err(Error::Diverged { epoch, batch: b, lr, loss });
+                }
             }
             bar.finish_and_clear();
-            let stats =
-                EpochStats { epoch, train_loss, valid_loss: self.validate(), seconds: start.elapsed().as_secs_f64() };
-            if self.verbose {
-                println!("{}", Recorder::row(&stats));
+            let mut live = Live {
+                model: &self.model,
+                params: &self.params,
+                opt: &mut self.opt,
+                data: &self.data.train,
+                plan: &plan,
+            };
+            engine.sync(&mut live, k)?;
+            self.opt.step = plan.steps_before + k as u64;
+            if stopped || k == n_steps && !validate {
+                break;
             }
-            self.recorder.epochs.push(stats);
+            if validate {
+                let valid_loss = self.validate();
+                if valid_loss.is_some_and(|v| !v.is_finite()) {
+                    self.restore(before);
+                    return Err(Error::Diverged { epoch, batch: n_batches, lr: plan.lr_mom[k - 1].0, loss: f64::NAN });
+                }
+                let stats = EpochStats { epoch, train_loss, valid_loss, seconds: start.elapsed().as_secs_f64() };
+                if self.verbose {
+                    println!("{}", Recorder::row(&stats));
+                }
+                self.recorder.epochs.push(stats);
+            }
         }
         self.recorder.fit_seconds = fit_start.elapsed().as_secs_f64();
         Ok(())
-    }
-
-    /// One optimizer step on the training rows `batch`; returns the batch's mean loss.
-    fn train_step(&mut self, batch: &[u32], lr: f64, mom: f64) -> f64 {
-        self.mom = mom;
-        self.opt.step += 1;
-        let hyper = AdamHyper {
-            lr,
-            beta1: mom,
-            beta2: self.cfg.beta2,
-            eps: self.cfg.eps,
-            wd: self.cfg.wd,
-            step: self.opt.step,
-        };
-        match (&self.model, self.scratch.as_mut(), self.mode) {
-            (CollabModel::DotBias(m), Some(scratch), TrainMode::Exact | TrainMode::Lazy) => {
-                // SAFETY: the eight tensors are distinct, contiguous f32 CPU tensors owned by this
-                // learner, and libtorch does not touch them while these views live.
-                let (params, opt) = (&self.params, &self.opt);
-                let memory =
-                    *self.memory.get_or_insert_with(|| fast::Memory::of(params, &opt.exp_avg, &opt.exp_avg_sq));
-                unsafe {
-                    let (tables, mut ms, mut vs) = memory.views();
-                    let mut tables = DotTables { tables, nf: m.n_factors() };
-                    let loss = fast::forward_backward(&tables, &self.data.train, batch, m.y_range, scratch);
-                    fast::step(&mut tables, &mut ms, &mut vs, scratch, hyper, self.mode == TrainMode::Lazy);
-                    loss as f64
-                }
-            }
-            _ => {
-                let (users, items, y) = self.batch_tensors(&self.data.train, batch);
-                for p in &mut self.params {
-                    p.zero_grad();
-                }
-                let loss = self.model.forward_t(&users, &items, true).mse_loss(&y, tch::Reduction::Mean);
-                loss.backward();
-                self.opt.step_tensors(&self.params, &self.decayed, hyper);
-                loss.double_value(&[])
-            }
-        }
-    }
-
-    fn batch_tensors(&self, data: &Encoded, rows: &[u32]) -> (Tensor, Tensor, Tensor) {
-        let d = self.device();
-        let users: Vec<i64> = rows.iter().map(|&r| data.users[r as usize] as i64).collect();
-        let items: Vec<i64> = rows.iter().map(|&r| data.items[r as usize] as i64).collect();
-        let y: Vec<f32> = rows.iter().map(|&r| data.ratings[r as usize]).collect();
-        (Tensor::from_slice(&users).to(d), Tensor::from_slice(&items).to(d), Tensor::from_slice(&y).to(d))
     }
 
     /// Predictions for every rating in `data`, in eval mode.
@@ -363,7 +420,7 @@ impl Learner {
         tch::no_grad(|| {
             let rows: Vec<u32> = (0..data.len() as u32).collect();
             for chunk in rows.chunks(4096) {
-                let (users, items, _) = self.batch_tensors(data, chunk);
+                let (users, items, _) = batch_tensors(data, chunk, self.device());
                 let preds = self.model.forward_t(&users, &items, false).to_kind(Kind::Float).to(Device::Cpu);
                 out.extend(Vec::<f32>::try_from(&preds).expect("float predictions"));
             }
@@ -408,7 +465,6 @@ impl Learner {
             }
         });
         self.opt = opt;
-        self.memory = None;
         self.rng = rng;
         self.mom = mom;
     }

@@ -2,6 +2,8 @@
 //! tensor ops that works for any model on any device.
 use tch::Tensor;
 
+use super::params::Params;
+
 /// Hyper-parameters of one AdamW step.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdamHyper {
@@ -51,11 +53,25 @@ pub struct AdamState {
 
 impl AdamState {
     /// Zero state for `params`.
-    pub fn new(params: &[Tensor]) -> Self {
+    pub fn new(params: &Params) -> Self {
         AdamState {
-            exp_avg: params.iter().map(Tensor::zeros_like).collect(),
-            exp_avg_sq: params.iter().map(Tensor::zeros_like).collect(),
+            exp_avg: params.iter().map(|p| p.tensor.zeros_like()).collect(),
+            exp_avg_sq: params.iter().map(|p| p.tensor.zeros_like()).collect(),
             step: 0,
+        }
+    }
+
+    /// Moves and casts the moments to their parameters' device and element type, where a caller
+    /// changed those of the parameters since.
+    pub fn align(&mut self, params: &Params) {
+        for (p, (m, v)) in params.iter().zip(self.exp_avg.iter_mut().zip(&mut self.exp_avg_sq)) {
+            let (device, kind) = (p.tensor.device(), p.tensor.kind());
+            if m.device() != device || m.kind() != kind {
+                *m = m.to_device(device).to_kind(kind);
+            }
+            if v.device() != device || v.kind() != kind {
+                *v = v.to_device(device).to_kind(kind);
+            }
         }
     }
 
@@ -69,15 +85,15 @@ impl AdamState {
     }
 
     /// One AdamW step over `params` from their `.grad()`, in libtorch's order of operations:
-    /// `p ← p(1 − lr·wd)` (where `decayed`), moments, then
+    /// `p ← p(1 − lr·wd)` (where the parameter decays), moments, then
     /// `p ← p − lr/(1−β1^t) · m / (sqrt(v)/sqrt(1−β2^t) + ε)`.
-    pub fn step_tensors(&mut self, params: &[Tensor], decayed: &[bool], hyper: AdamHyper) {
+    pub fn step_tensors(&mut self, params: &Params, hyper: AdamHyper) {
         let [decay, b1, one_b1, b2, one_b2, bc2_sqrt, step_size, eps] = hyper.scalars();
         tch::no_grad(|| {
-            for (((p, m), v), &decayed) in params.iter().zip(&mut self.exp_avg).zip(&mut self.exp_avg_sq).zip(decayed) {
-                let g = p.grad();
-                let mut p = p.shallow_clone();
-                if decayed {
+            for ((param, m), v) in params.iter().zip(&mut self.exp_avg).zip(&mut self.exp_avg_sq) {
+                let g = param.tensor.grad();
+                let mut p = param.tensor.shallow_clone();
+                if param.decay {
                     let _ = p.g_mul_scalar_(decay as f64);
                 }
                 if !g.defined() {

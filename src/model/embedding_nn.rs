@@ -69,7 +69,7 @@ pub struct EmbeddingNN {
     emb_drop: f64,
     layers: Vec<Layer>,
     y_range: Option<(f64, f64)>,
-    layout: NnLayout,
+    no_decay: Vec<String>,
 }
 
 impl fmt::Debug for EmbeddingNN {
@@ -130,24 +130,25 @@ impl EmbeddingNN {
                 }
             }
         }
-        EmbeddingNN { u_embed, i_embed, emb_drop: cfg.emb_drop, layers, y_range: cfg.y_range, layout: cfg.layout }
+        let no_decay = match cfg.layout {
+            NnLayout::V1 => Vec::new(),
+            NnLayout::V2 => layers
+                .iter()
+                .enumerate()
+                .flat_map(|(k, l)| match l {
+                    Layer::BatchNorm(..) => vec![format!("layers.{k}.weight"), format!("layers.{k}.bias")],
+                    Layer::Linear(.., true) => vec![format!("layers.{k}.bias")],
+                    _ => vec![],
+                })
+                .collect(),
+        };
+        EmbeddingNN { u_embed, i_embed, emb_drop: cfg.emb_drop, layers, y_range: cfg.y_range, no_decay }
     }
 
-    /// The parameters fastai v2 exempts from weight decay (BatchNorm weights and biases, Linear
-    /// biases) with the V2 layout; none with V1, which decays everything (`bn_wd=True`).
-    pub fn no_decay(&self) -> Vec<&Tensor> {
-        if self.layout == NnLayout::V1 {
-            return Vec::new();
-        }
-        self.layers
-            .iter()
-            .flat_map(|l| match l {
-                Layer::BatchNorm(bn, _) => vec![bn.ws.as_ref(), bn.bs.as_ref()],
-                Layer::Linear(lin, ..) => vec![lin.bs.as_ref()],
-                _ => vec![],
-            })
-            .flatten()
-            .collect()
+    /// Names of the parameters fastai v2 exempts from weight decay (BatchNorm weights and biases,
+    /// Linear biases) with the V2 layout; none with V1, which decays everything (`bn_wd=True`).
+    pub fn no_decay(&self) -> &[String] {
+        &self.no_decay
     }
 
     /// Predicted ratings for (`users`, `items`), both int64 `[bs]`; output `[bs]`.

@@ -28,6 +28,22 @@ impl CollabModel {
         }
     }
 
+    /// Names of the parameters exempt from weight decay.
+    pub fn no_decay(&self) -> &[String] {
+        match self {
+            CollabModel::DotBias(_) => &[],
+            CollabModel::Nn(m) => m.no_decay(),
+        }
+    }
+
+    /// `EmbeddingDotBias` or `EmbeddingNN`.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            CollabModel::DotBias(_) => "EmbeddingDotBias",
+            CollabModel::Nn(_) => "EmbeddingNN",
+        }
+    }
+
     /// The item (`is_item`) or user embedding table.
     pub fn weight_table(&self, is_item: bool) -> &Tensor {
         match (self, is_item) {

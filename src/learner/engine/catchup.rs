@@ -1,0 +1,288 @@
+//! Closed-form AdamW catch-up: what any number of zero-gradient AdamW steps do to a row.
+//!
+//! For a row that a batch does not touch, the gradient is exactly zero, so each AdamW step is a
+//! fixed recurrence driven by per-step scalars shared by every row:
+//! `p ← p·(1 − lr·wd)`, `m ← β1·m`, `v ← β2·v`, `p ← p − lr/bc1 · m / (sqrt(v)/sbc2 + ε)`.
+//! Over a gap of steps `k0+1..=k1`, with `x = sqrt(v0)`, the update terms expand as
+//! `1/(x' + q) = Σ_j (−q)^j / x'^(j+1)`, each term separable into a per-step scalar times a power
+//! of `1/x`, so the whole gap is
+//! `p1 = A·p0 − (m0/x)·Σ_j (−1/x)^j · W_j(k0, k1)` with `A` the product of the decays and
+//! `W_j` sums of per-step scalars. Those sums come from prefix tables built once per fit: relative
+//! to a reference step every `d` steps (so that differences of prefix sums never cancel by more
+//! than a factor 10⁶) and extending `h` steps beyond it (after `h` steps of decay, momentum has
+//! moved the weights by less than 10⁻¹² of its first step, so the rest of the gap is pure decay).
+//! Elements whose `sqrt(v)` is within 100·ε at the gap's start, where the series would converge
+//! slowly, are replayed step by step instead.
+use super::super::optim::AdamHyper;
+use super::tables::vectorized;
+
+/// Terms of the ε series (measured relative error of the toy in `../shared/reference`: 9.5e-13).
+pub(crate) const TERMS: usize = 4;
+/// Elements with `sqrt(v) < REPLAY_BELOW · ε` at a gap's start are replayed step by step.
+const REPLAY_BELOW: f64 = 100.0;
+/// Neglected momentum after the horizon, relative to its first step.
+const TAIL: f64 = 1e-12;
+/// Largest tolerated cancellation factor in a difference of prefix sums.
+const CANCEL: f64 = 1e6;
+/// Past this many f64 entries in the prefix tables, the schedule is left to the dense path.
+const MAX_TABLE: usize = 32 << 20;
+
+/// The optimizer's hyper-parameters for a whole fit: `(lr, β1)` of each step and the constants.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    /// `(lr, β1)` of local steps 1, 2, … (index 0 is step 1).
+    pub lr_mom: Vec<(f64, f64)>,
+    /// Adam's step count before the fit's first step (bias corrections continue from it).
+    pub steps_before: u64,
+    /// β2.
+    pub beta2: f64,
+    /// ε.
+    pub eps: f64,
+    /// Decoupled weight decay.
+    pub wd: f64,
+}
+
+impl Plan {
+    /// The hyper-parameters of local step `k` (1-based).
+    pub fn hyper(&self, k: usize) -> AdamHyper {
+        let (lr, beta1) = self.lr_mom[k - 1];
+        AdamHyper { lr, beta1, beta2: self.beta2, eps: self.eps, wd: self.wd, step: self.steps_before + k as u64 }
+    }
+}
+
+/// What a gap of zero-gradient steps does to a row, as scalars shared by all its elements.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Gap {
+    /// Product of the weight decays.
+    pub decay: f32,
+    /// Product of β1.
+    pub m_scale: f32,
+    /// β2 to the gap's length.
+    pub v_scale: f32,
+    /// The series sums `W_j`.
+    pub w: [f32; TERMS],
+}
+
+/// Prefix tables of one fit's schedule, from which any gap is composed in O(1).
+pub(crate) struct CatchUp {
+    d: usize,
+    h: usize,
+    eps: f32,
+    /// Prefix sums of ln(1 − lr·wd) and of ln β1.
+    log_a: Vec<f64>,
+    log_b: Vec<f64>,
+    /// β2^n for every gap length n.
+    b2_pow: Vec<f64>,
+    /// Per step `k`, relative to its block's reference `r`: `A(r,k) / Γ_0(r,k)` and `β2^((k−r)/2)`,
+    /// so that `W_j(k0, k1) = A(k0,k1) · e[k0] · q[k0]^j · (P_j[end] − P_j[k0])`.
+    e: Vec<f64>,
+    q: Vec<f64>,
+    /// Per block, the prefix sums `P_j` from its reference step on.
+    blocks: Vec<Vec<[f64; TERMS]>>,
+    scalars: Vec<[f32; 8]>,
+}
+
+impl CatchUp {
+    /// Builds the tables for `plan`, or `None` when its schedule falls outside what the closed form
+    /// handles accurately (then the dense path, with the same semantics, is used).
+    pub fn new(plan: &Plan) -> Option<CatchUp> {
+        let n = plan.lr_mom.len();
+        let (b2, eps, wd) = (plan.beta2, plan.eps, plan.wd);
+        let sane = |x: f64| x.is_finite();
+        if !(b2 > 0.0 && b2 < 1.0 && eps > 0.0 && sane(eps) && wd >= 0.0 && sane(wd)) {
+            return None;
+        }
+        if plan.lr_mom.iter().any(|&(lr, b1)| !(lr >= 0.0 && lr * wd < 1.0 && b1 > 0.0 && b1 < 1.0 && sane(lr))) {
+            return None;
+        }
+        let ln_b2 = b2.ln();
+        let b1_max = plan.lr_mom.iter().map(|p| p.1).fold(0.0, f64::max);
+        let b1_min = plan.lr_mom.iter().map(|p| p.1).fold(1.0, f64::min);
+        // Every term of the series must shrink along a gap, the slowest being the last.
+        let slowest = b1_max / b2.powf(TERMS as f64 / 2.0);
+        if slowest >= 1.0 {
+            return None;
+        }
+        let rho = b1_max / b2.sqrt();
+        let h = ((TAIL * (1.0 - rho)).ln() / rho.ln()).ceil().max(1.0) as usize;
+        let gamma_min = b1_min / b2.sqrt();
+        let d = ((1.0 / CANCEL).ln() / gamma_min.ln()).floor().clamp(1.0, h as f64) as usize;
+        if (n / d + 1) * (d + h + 1) * TERMS > MAX_TABLE {
+            return None;
+        }
+        let mut log_a = vec![0.0; n + 1];
+        let mut log_b = vec![0.0; n + 1];
+        let mut g = vec![[0.0f64; TERMS]; n + 1];
+        for k in 1..=n {
+            let hp = plan.hyper(k);
+            log_a[k] = log_a[k - 1] + (1.0 - hp.lr * wd).ln();
+            log_b[k] = log_b[k - 1] + hp.beta1.ln();
+            let t = hp.step as i32;
+            let c = hp.lr / (1.0 - hp.beta1.powi(t));
+            let sbc2 = (1.0 - b2.powi(t)).sqrt();
+            let mut term = c * sbc2;
+            for gj in g[k].iter_mut() {
+                *gj = term;
+                term *= sbc2 * eps;
+            }
+        }
+        // Γ_j(r, u) = Π β1 / β2^((j+1)/2) over r+1..=u, in logs.
+        let log_gamma =
+            |j: usize, r: usize, u: usize| (log_b[u] - log_b[r]) - (j as f64 + 1.0) / 2.0 * (u - r) as f64 * ln_b2;
+        let blocks = (0..=n / d)
+            .map(|b| {
+                let r = b * d;
+                let end = (r + d + h).min(n);
+                let mut sums = vec![[0.0f64; TERMS]; end - r + 1];
+                for u in r + 1..=end {
+                    let inv_a = (log_a[r] - log_a[u]).exp();
+                    let mut row = sums[u - r - 1];
+                    for (j, s) in row.iter_mut().enumerate() {
+                        *s += g[u][j] * log_gamma(j, r, u).exp() * inv_a;
+                    }
+                    sums[u - r] = row;
+                }
+                sums
+            })
+            .collect();
+        let scalars = (1..=n).map(|k| plan.hyper(k).scalars()).collect();
+        let b2_pow = (0..=n).map(|k| (k as f64 * ln_b2).exp()).collect();
+        let e = (0..=n).map(|k| (log_a[k] - log_a[k / d * d] - log_gamma(0, k / d * d, k)).exp()).collect();
+        let q = (0..=n).map(|k| ((k - k / d * d) as f64 * ln_b2 / 2.0).exp()).collect();
+        Some(CatchUp { d, h, eps: eps as f32, log_a, log_b, b2_pow, e, q, blocks, scalars })
+    }
+
+    /// The scalars of the gap from local step `k0` to `k1` (`k0 < k1`).
+    pub fn gap(&self, k0: usize, k1: usize) -> Gap {
+        let r = k0 / self.d * self.d;
+        let sums = &self.blocks[k0 / self.d];
+        let (lo, hi) = (&sums[k0 - r], &sums[k1.min(k0 + self.h) - r]);
+        let decay = (self.log_a[k1] - self.log_a[k0]).exp();
+        let mut scale = decay * self.e[k0];
+        // f32 is all the moments need (and expf is several times cheaper than exp).
+        let m_scale = ((self.log_b[k1] - self.log_b[k0]) as f32).exp();
+        let mut w = [0.0f32; TERMS];
+        for (j, wj) in w.iter_mut().enumerate() {
+            *wj = (scale * (hi[j] - lo[j])) as f32;
+            scale *= self.q[k0];
+        }
+        Gap { decay: decay as f32, m_scale, v_scale: self.b2_pow[k1 - k0] as f32, w }
+    }
+
+    /// Applies the gap `k0 → k1` to one row's parameters, first and second moments.
+    #[inline(always)]
+    pub fn apply(&self, k0: usize, k1: usize, p: &mut [f32], m: &mut [f32], v: &mut [f32]) {
+        let gap = self.gap(k0, k1);
+        // Elements with momentum and sqrt(v) within REPLAY_BELOW·ε take the slow road (rare).
+        let threshold = REPLAY_BELOW as f32 * self.eps;
+        let slow = m.iter().zip(v.iter()).fold(false, |any, (&m, &v)| any | (m != 0.0 && v < threshold * threshold));
+        if slow {
+            for ((p, m), v) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()) {
+                if *m != 0.0 && *v < threshold * threshold {
+                    *p = self.replay(k0, k1, *p, *m, *v);
+                } else {
+                    *p = series(*p, *m, *v, &gap);
+                }
+                *m *= gap.m_scale;
+                *v *= gap.v_scale;
+            }
+            return;
+        }
+        series_row(p, m, v, &gap);
+    }
+
+    /// One element through the gap step by step, as the dense path computes it, up to the horizon;
+    /// pure decay after it.
+    #[cold]
+    fn replay(&self, k0: usize, k1: usize, mut p: f32, mut m: f32, mut v: f32) -> f32 {
+        let end = k1.min(k0 + self.h);
+        for s in &self.scalars[k0..end] {
+            let [decay, b1, _, b2, _, bc2_sqrt, step_size, eps] = *s;
+            p *= decay;
+            m *= b1;
+            v *= b2;
+            p -= m / (v.sqrt() * (1.0 / bc2_sqrt) + eps) * step_size;
+        }
+        p * (self.log_a[k1] - self.log_a[end]).exp() as f32
+    }
+
+    /// The per-step scalars of local step `k` (1-based), as the dense step uses them.
+    pub fn scalars(&self, k: usize) -> &[f32; 8] {
+        &self.scalars[k - 1]
+    }
+}
+
+vectorized! {
+    /// A whole row through a gap by the ε series.
+    fn series_row => series_row_impl(p: &mut [f32], m: &mut [f32], v: &mut [f32], gap: &Gap)
+}
+
+#[inline(always)]
+fn series_row_impl(p: &mut [f32], m: &mut [f32], v: &mut [f32], gap: &Gap) {
+    for ((p, m), v) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()) {
+        *p = series(*p, *m, *v, gap);
+        *m *= gap.m_scale;
+        *v *= gap.v_scale;
+    }
+}
+
+/// One element through a gap by the ε series (`v = 0` means no momentum either: pure decay).
+#[inline(always)]
+fn series(p: f32, m: f32, v: f32, gap: &Gap) -> f32 {
+    let ix = 1.0 / v.sqrt();
+    let ix = if v > 0.0 { ix } else { 0.0 };
+    let [w0, w1, w2, w3] = gap.w;
+    p * gap.decay - m * ix * (w0 - ix * (w1 - ix * (w2 - ix * w3)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Dense zero-gradient steps in f64, the reference for the closed form.
+    fn dense(plan: &Plan, k0: usize, k1: usize, p: f64, m: f64, v: f64) -> f64 {
+        let (mut p, mut m, mut v) = (p, m, v);
+        for k in k0 + 1..=k1 {
+            let h = plan.hyper(k);
+            let t = h.step as i32;
+            p *= 1.0 - h.lr * h.wd;
+            m *= h.beta1;
+            v *= h.beta2;
+            p -= h.lr / (1.0 - h.beta1.powi(t)) * m / (v.sqrt() / (1.0 - h.beta2.powi(t)).sqrt() + h.eps);
+        }
+        p
+    }
+
+    fn one_cycle_plan(n: usize) -> Plan {
+        let cycle = super::super::super::schedule::OneCycle::new(5e-3);
+        Plan { lr_mom: (0..n).map(|i| cycle.at(i, n)).collect(), steps_before: 0, beta2: 0.99, eps: 1e-8, wd: 0.1 }
+    }
+
+    #[test]
+    fn closed_form_matches_dense_steps_over_any_gap() {
+        let plan = one_cycle_plan(3000);
+        let c = CatchUp::new(&plan).expect("fastai's schedule is supported");
+        let mut worst = 0.0f64;
+        for &(k0, k1) in &[(0, 1), (0, 3000), (5, 6), (17, 400), (250, 2999), (1000, 1001), (2000, 2700), (89, 90)] {
+            for &(m, v) in &[(1e-3, 1e-6), (-2e-4, 4e-8), (1e-6, 1e-11), (3e-9, 1e-17), (1e-5, 0.0)] {
+                let (mut p, mut mm, mut vv) = ([0.01f32], [m as f32], [v as f32]);
+                c.apply(k0, k1, &mut p, &mut mm, &mut vv);
+                let want = dense(&plan, k0, k1, 0.01, m as f32 as f64, v as f32 as f64);
+                let err = (p[0] as f64 - want).abs();
+                worst = worst.max(err);
+                assert!(err <= 1e-7 + 1e-5 * want.abs(), "gap {k0}->{k1}, m {m}, v {v}: {} vs {want}", p[0]);
+            }
+        }
+        eprintln!("worst absolute error {worst:.3e}");
+    }
+
+    #[test]
+    fn schedules_the_series_cannot_handle_are_refused() {
+        let mut plan = one_cycle_plan(100);
+        plan.beta2 = 0.5;
+        assert!(CatchUp::new(&plan).is_none());
+        let mut plan = one_cycle_plan(100);
+        plan.lr_mom[3].0 = f64::NAN;
+        assert!(CatchUp::new(&plan).is_none());
+    }
+}

@@ -1,0 +1,97 @@
+//! Training engines: one per way of computing a step (autograd, dense, exact, lazy), each behind
+//! the same narrow interface. An engine lives for one fit: it is built from the learner's model,
+//! parameters and optimizer state when the fit starts, and writes its state back into them at
+//! every synchronisation point, so between fits the learner's tensors are the only state.
+mod autograd;
+pub(crate) mod catchup;
+mod dense;
+mod exact;
+mod lazy;
+pub(crate) mod tables;
+
+use tch::{Device, Kind};
+
+use super::optim::AdamState;
+use super::params::Params;
+use super::TrainMode;
+use crate::data::databunch::Encoded;
+use crate::error::{Error, Result};
+use crate::model::CollabModel;
+pub(crate) use catchup::Plan;
+
+/// What a step may read and change besides the engine's own state.
+pub(crate) struct Live<'a> {
+    /// The model (its tensors are the parameters).
+    pub model: &'a CollabModel,
+    /// The trainable parameters by name.
+    pub params: &'a Params,
+    /// Adam's moments, in parameter order.
+    pub opt: &'a mut AdamState,
+    /// The training ratings.
+    pub data: &'a Encoded,
+    /// The fit's hyper-parameters.
+    pub plan: &'a Plan,
+}
+
+impl Live<'_> {
+    /// The training data as parallel arrays.
+    pub fn rows(&self) -> (&[u32], &[u32], &[f32]) {
+        (&self.data.users, &self.data.items, &self.data.ratings)
+    }
+}
+
+/// One way of computing training steps.
+pub(crate) trait Engine {
+    /// One optimizer step (local step `k`, 1-based) on the training rows `batch`; returns the
+    /// batch's mean loss.
+    fn step(&mut self, live: &mut Live<'_>, batch: &[u32], k: usize) -> f64;
+    /// Brings every parameter up to date with step `k` and writes parameters and Adam moments into
+    /// the learner's tensors.
+    fn sync(&mut self, live: &mut Live<'_>, k: usize) -> Result<()>;
+}
+
+/// Whether the CPU engines can train `params`: an `EmbeddingDotBias` whose tensors are f32 on
+/// the CPU.
+pub(crate) fn cpu_kernels_apply(model: &CollabModel, params: &Params) -> bool {
+    matches!(model, CollabModel::DotBias(_))
+        && params.iter().all(|p| p.tensor.device() == Device::Cpu && p.tensor.kind() == Kind::Float)
+}
+
+/// The mode `requested` resolves to for this model and its parameters as they are now.
+pub(crate) fn resolve(requested: TrainMode, model: &CollabModel, params: &Params) -> Result<TrainMode> {
+    let cpu = cpu_kernels_apply(model, params);
+    match requested {
+        TrainMode::Auto if cpu => Ok(TrainMode::Exact),
+        TrainMode::Auto => Ok(TrainMode::Autograd),
+        m @ (TrainMode::Exact | TrainMode::Dense | TrainMode::Lazy) if !cpu => Err(Error::InvalidConfig(format!(
+            "{} mode needs EmbeddingDotBias with f32 parameters on the CPU (this model: {}, {:?} on {:?}); use autograd",
+            m.name(),
+            model.kind_name(),
+            params.kind(),
+            params.device()
+        ))),
+        m => Ok(m),
+    }
+}
+
+/// The engine for `mode` (already resolved), starting from the learner's state.
+pub(crate) fn build(mode: TrainMode, live: &Live<'_>) -> Result<Box<dyn Engine>> {
+    let tables = || match live.model {
+        CollabModel::DotBias(m) => {
+            let t = tables::DotTables::load(m, live.params, live.opt)?;
+            t.check_rows(&live.data.users, &live.data.items)?;
+            Ok(t)
+        }
+        CollabModel::Nn(_) => Err(Error::InvalidConfig("the CPU engines train EmbeddingDotBias only".into())),
+    };
+    Ok(match mode {
+        TrainMode::Autograd | TrainMode::Auto => Box::new(autograd::Autograd),
+        TrainMode::Dense => Box::new(dense::Dense::new(tables()?)),
+        TrainMode::Lazy => Box::new(lazy::Lazy::new(tables()?)),
+        // A schedule the closed form cannot follow accurately is trained densely: same semantics.
+        TrainMode::Exact => match catchup::CatchUp::new(live.plan) {
+            Some(c) => Box::new(exact::Exact::new(tables()?, c)),
+            None => Box::new(dense::Dense::new(tables()?)),
+        },
+    })
+}
