@@ -128,7 +128,7 @@ fn main() -> Result<()> {
     )?;
 
     let mut metrics = learn.metrics();
-    metrics.insert("split".into(), json!(if args.split == SplitMethod::FastaiV1 { "fastai-v1" } else { "seeded" }));
+    metrics.insert("split".into(), json!(args.split.to_string()));
     let suggestions = json!({ "v1": lr.min_grad_lr, "min_loss_div10": lr.min_loss_lr, "valley": lr.valley_lr });
     metrics.insert("lr_suggestions".into(), suggestions);
     std::fs::write(args.out.join("metrics.json"), serde_json::to_string_pretty(&metrics)?)?;

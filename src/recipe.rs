@@ -1,9 +1,12 @@
-//! Named training recipes: the lesson's, and a tuned one chosen on training folds only.
+//! Named training recipes, and `tuned`: a recipe chosen by validation on a hold-out of the
+//! training rows only, wherever it is used (so no test rating ever influences the choice).
 use serde::Serialize;
 
-use crate::data::databunch::CollabDataBunch;
+use crate::data::databunch::{CollabDataBunch, Encoded};
+use crate::data::split::{random_split, SplitMethod};
 use crate::error::{Error, Result};
-use crate::learner::{collab_learner, CollabLearnerConfig, Learner, ModelConfig, TrainMode};
+use crate::learner::{collab_learner, CollabLearnerConfig, DeviceChoice, Learner, ModelConfig, TrainMode};
+use crate::metrics::rmse;
 use crate::model::DotBiasConfig;
 
 /// Everything that decides how a dot-product model is trained.
@@ -27,21 +30,35 @@ pub struct Recipe {
     pub ensemble: usize,
 }
 
+/// How and where a recipe's models train, and the seed of the first one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Run {
+    /// How steps are computed.
+    pub mode: TrainMode,
+    /// Where the models live.
+    pub device: DeviceChoice,
+    /// Seed of the first model (shuffles and initialisation); ensemble members use the next ones.
+    pub seed: u64,
+}
+
+impl Default for Run {
+    fn default() -> Self {
+        Run { mode: TrainMode::Auto, device: DeviceChoice::Auto, seed: 42 }
+    }
+}
+
+/// The names [`Recipe::by_name`] knows.
+pub const NAMES: [&str; 5] = ["lesson", "tuned", "bs256", "bs1024", "bs4096"];
+
 impl Recipe {
     /// Lesson 5: 40 factors, y_range (0, 5.5), wd 0.1, `fit_one_cycle(5, 5e-3)`, bs 64.
     pub fn lesson() -> Self {
         Recipe { name: "lesson", n_factors: 40, y_range: (0.0, 5.5), wd: 0.1, epochs: 5, lr: 5e-3, bs: 64, ensemble: 1 }
     }
 
-    /// Our tuned recipe for MovieLens 100k: the lesson's settings (which won the grid search among
-    /// single models) and the mean of five models trained from different seeds. Chosen by validation on a 10% hold-out of `u1.base` only
-    /// (never on a test fold) with `examples/tune.rs`; see the README.
-    pub fn tuned() -> Self {
-        Recipe { name: "tuned", ensemble: 5, ..Recipe::lesson() }
-    }
-
     /// The lesson recipe at a larger batch size, with the learning rate that reached the best
-    /// validation MSE at that size on ml-100k (5e-3, 7e-3, 1.4e-2 for bs 256, 1024, 4096).
+    /// MSE at that size on a hold-out of the lesson split's training rows
+    /// (`examples/batch_size.rs`).
     pub fn large_batch(bs: usize) -> Result<Self> {
         let lr = match bs {
             256 => 5e-3,
@@ -52,27 +69,34 @@ impl Recipe {
         Ok(Recipe { name: "large-batch", bs, lr, ..Recipe::lesson() })
     }
 
-    /// A recipe by name: `lesson`, `tuned`, `bs256`, `bs1024` or `bs4096`.
+    /// A fixed recipe by name: `lesson`, `bs256`, `bs1024` or `bs4096`. (`tuned` is not fixed: it is
+    /// chosen on the training rows at hand by [`tune`].)
     pub fn by_name(name: &str) -> Result<Self> {
         match name {
             "lesson" => Ok(Recipe::lesson()),
-            "tuned" => Ok(Recipe::tuned()),
             "bs256" => Recipe::large_batch(256),
             "bs1024" => Recipe::large_batch(1024),
             "bs4096" => Recipe::large_batch(4096),
-            _ => Err(Error::InvalidConfig(format!(
-                "unknown recipe {name:?}; use lesson, tuned, bs256, bs1024 or bs4096"
-            ))),
+            "tuned" => Err(Error::InvalidConfig("`tuned` is chosen per dataset: call recipe::tune".into())),
+            _ => Err(Error::InvalidConfig(format!("unknown recipe {name:?}; use {}", NAMES.join(", ")))),
         }
     }
 
     /// A learner for `data` set up with this recipe (the data's batch size is replaced by `bs`),
     /// its model initialised and its batches shuffled from `seed`.
-    pub fn learner(&self, mut data: CollabDataBunch, mode: TrainMode, seed: u64) -> Result<Learner> {
+    pub fn learner(&self, mut data: CollabDataBunch, run: &Run, seed: u64) -> Result<Learner> {
         data.bs = self.bs;
         data.seed = seed;
         let model = ModelConfig::DotBias(DotBiasConfig { n_factors: self.n_factors, y_range: Some(self.y_range) });
-        collab_learner(data, &CollabLearnerConfig { model, wd: self.wd, mode, seed: Some(seed), ..Default::default() })
+        let cfg = CollabLearnerConfig {
+            model,
+            wd: self.wd,
+            mode: run.mode,
+            device: run.device,
+            seed: Some(seed),
+            ..Default::default()
+        };
+        collab_learner(data, &cfg)
     }
 
     /// Trains `learn` with this recipe's schedule.
@@ -82,16 +106,76 @@ impl Recipe {
 
     /// Trains the recipe's `ensemble` models on `data` and returns their mean prediction for each
     /// validation rating.
-    pub fn fit_predict(&self, data: &CollabDataBunch, mode: TrainMode, seed: u64) -> Result<Vec<f32>> {
+    pub fn fit_predict(&self, data: &CollabDataBunch, run: &Run) -> Result<Vec<f32>> {
+        let n = self.ensemble.max(1);
         let mut sum = vec![0.0f32; data.valid.len()];
-        for k in 0..self.ensemble.max(1) {
-            let mut learn = self.learner(data.clone(), mode, seed + k as u64)?;
+        for k in 0..n {
+            let mut learn = self.learner(data.clone(), run, run.seed + k as u64)?;
             learn.verbose = false;
             self.fit(&mut learn)?;
             for (s, p) in sum.iter_mut().zip(learn.get_preds(true).0) {
                 *s += p;
             }
         }
-        Ok(sum.into_iter().map(|s| s / self.ensemble.max(1) as f32).collect())
+        Ok(sum.into_iter().map(|s| s / n as f32).collect())
     }
+}
+
+/// The single-model candidates of `tuned`: the lesson's settings and their neighbours.
+pub fn candidates() -> Vec<Recipe> {
+    let mut out = Vec::new();
+    for n_factors in [40, 80, 160] {
+        for wd in [0.1, 0.2, 0.3] {
+            for lr in [5e-3, 1e-2] {
+                out.push(Recipe { name: "tuned", n_factors, wd, lr, ..Recipe::lesson() });
+            }
+        }
+    }
+    out
+}
+
+/// What [`tune`] tried and chose.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tuning {
+    /// The chosen recipe.
+    pub chosen: Recipe,
+    /// Hold-out RMSE of every candidate, in the order tried.
+    pub tried: Vec<(Recipe, f64)>,
+}
+
+/// Chooses `tuned` for `data` from its training rows alone: every [`candidates`] single model is
+/// scored on a seeded 10% hold-out of `data.train`, then the best is scored as an average of up to
+/// `max_ensemble` models (1 and 5 by default); the lowest hold-out RMSE wins. `data.valid` is never
+/// read.
+pub fn tune(data: &CollabDataBunch, run: &Run, max_ensemble: usize) -> Result<Tuning> {
+    let holdout = hold_out(data, 0.1, run.seed)?;
+    let score = |r: &Recipe| -> Result<f64> { Ok(rmse(&r.fit_predict(&holdout, run)?, &holdout.valid.ratings)) };
+    let mut tried = Vec::new();
+    for r in candidates() {
+        tried.push((r.clone(), score(&r)?));
+    }
+    let best = tried.iter().min_by(|a, b| a.1.total_cmp(&b.1)).map(|t| t.0.clone()).expect("candidates");
+    if max_ensemble >= 5 {
+        let e = Recipe { ensemble: 5, ..best };
+        tried.push((e.clone(), score(&e)?));
+    }
+    let chosen = tried.iter().min_by(|a, b| a.1.total_cmp(&b.1)).map(|t| t.0.clone()).expect("candidates");
+    Ok(Tuning { chosen, tried })
+}
+
+/// `data` with its validation rows replaced by a seeded `pct` of its training rows (the rest stay
+/// for training); the vocabularies are kept, so rows mean the same.
+pub fn hold_out(data: &CollabDataBunch, pct: f64, seed: u64) -> Result<CollabDataBunch> {
+    let split = random_split(data.train.len(), pct, seed, SplitMethod::Seeded)?;
+    let pick = |rows: &[usize]| Encoded {
+        users: rows.iter().map(|&r| data.train.users[r]).collect(),
+        items: rows.iter().map(|&r| data.train.items[r]).collect(),
+        ratings: rows.iter().map(|&r| data.train.ratings[r]).collect(),
+    };
+    let mut out = data.clone();
+    out.train = pick(&split.train);
+    out.valid = pick(&split.valid);
+    out.train_rows.clear();
+    out.valid_rows.clear();
+    Ok(out)
 }

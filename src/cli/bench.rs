@@ -6,10 +6,10 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use fastcollab::data::synthetic::{generate, SyntheticConfig};
-use fastcollab::recipe::Recipe;
+use fastcollab::recipe::{Recipe, Run};
 use fastcollab::{
-    collab_learner, CollabConfig, CollabDataBunch, CollabLearnerConfig, DotBiasConfig, ModelConfig, MovieLens100k,
-    OneCycle, TrainMode,
+    collab_learner, CollabConfig, CollabDataBunch, CollabLearnerConfig, DeviceChoice, DotBiasConfig, ModelConfig,
+    MovieLens100k, OneCycle, TrainMode,
 };
 use serde_json::{json, Map, Value};
 
@@ -33,10 +33,20 @@ pub struct BenchArgs {
     /// Peak learning rate for --scale.
     #[arg(long, default_value_t = 3e-2)]
     lr: f64,
+    /// Seed of the synthetic dataset for --scale (its planted factors, ratings and split).
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// The path trained fully for --scale: `exact` (fastai's semantics) or `lazy`.
+    #[arg(long, value_enum, default_value = "exact")]
+    mode: TrainMode,
     /// Python with fastai installed, to time fastai on the same rows (default: `python3` if it
     /// can import fastai; `none` skips).
     #[arg(long)]
     fastai_python: Option<String>,
+    /// Device of the autograd row (the exact, dense and lazy paths are CPU kernels): `auto`, `cpu`,
+    /// `cuda` or `cuda:N`.
+    #[arg(long, default_value = "auto")]
+    device: DeviceChoice,
     /// Write the figures as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -45,7 +55,7 @@ pub struct BenchArgs {
 pub fn run(a: BenchArgs) -> Result<()> {
     let report = match a.scale {
         Some(n) => scale(n, &a)?,
-        None => lesson_paths(&super::ml100k(a.data)?, a.fastai_python.as_deref())?,
+        None => lesson_paths(&super::ml100k(a.data.clone())?, a.fastai_python.as_deref(), a.device)?,
     };
     if let Some(path) = a.json {
         std::fs::write(&path, serde_json::to_string_pretty(&report)?)
@@ -71,14 +81,17 @@ fn peak_mib() -> f64 {
 }
 
 /// The lesson's fit through each training path (and fastai), timed in this one process.
-fn lesson_paths(dir: &Path, fastai_python: Option<&str>) -> Result<Value> {
+fn lesson_paths(dir: &Path, fastai_python: Option<&str>, device: DeviceChoice) -> Result<Value> {
     let rating_movie = MovieLens100k::load(dir)?.rating_movie()?;
     let cfg = CollabConfig { item_name: Some("title".into()), ..Default::default() };
     let data = CollabDataBunch::from_df(&rating_movie, &cfg)?;
     let recipe = Recipe::lesson();
     let mut variants = Map::new();
-    for (name, mode) in [("exact", TrainMode::Exact), ("autograd", TrainMode::Autograd), ("lazy", TrainMode::Lazy)] {
-        let mut learn = recipe.learner(data.clone(), mode, 42)?;
+    for mode in [TrainMode::Exact, TrainMode::Dense, TrainMode::Autograd, TrainMode::Lazy] {
+        let name = mode.name();
+        let device = if mode == TrainMode::Autograd { device } else { DeviceChoice::Cpu };
+        let run = Run { mode, device, seed: 42 };
+        let mut learn = recipe.learner(data.clone(), &run, 42)?;
         learn.verbose = false;
         recipe.fit(&mut learn)?;
         let valid = learn.validate().unwrap_or(f64::NAN);
@@ -131,7 +144,7 @@ fn run_fastai(dir: &Path, python: Option<&str>) -> Result<Option<Value>> {
 
 fn scale(n: usize, a: &BenchArgs) -> Result<Value> {
     let epochs = a.epochs;
-    let cfg = SyntheticConfig::movielens_25m(n);
+    let cfg = SyntheticConfig { seed: a.seed, ..SyntheticConfig::movielens_25m(n) };
     let bs = 1024;
     let start = Instant::now();
     let data = generate(&cfg, 0.1, bs)?;
@@ -144,15 +157,25 @@ fn scale(n: usize, a: &BenchArgs) -> Result<Value> {
         cfg.rank,
         cfg.noise_floor()
     );
+    if !matches!(a.mode, TrainMode::Exact | TrainMode::Lazy) {
+        bail!("--scale trains --mode exact or lazy (the dense path is estimated from 100 steps)");
+    }
     let model = ModelConfig::DotBias(DotBiasConfig { n_factors: a.n_factors, y_range: None });
-    let lcfg = |mode| CollabLearnerConfig { model: model.clone(), wd: a.wd, mode, ..Default::default() };
-    let mut lazy = collab_learner(data.clone(), &lcfg(TrainMode::Lazy))?;
-    lazy.fit_one_cycle_with(epochs, &OneCycle::new(a.lr))?;
-    let lazy_valid = lazy.validate().unwrap_or(f64::NAN);
-    let per_epoch = lazy.recorder.fit_seconds / epochs as f64;
-    drop(lazy);
+    let lcfg = |mode| CollabLearnerConfig {
+        model: model.clone(),
+        wd: a.wd,
+        mode,
+        device: DeviceChoice::Cpu,
+        ..Default::default()
+    };
+    let mut learn = collab_learner(data.clone(), &lcfg(a.mode))?;
+    learn.fit_one_cycle_with(epochs, &OneCycle::new(a.lr))?;
+    let valid = learn.validate().unwrap_or(f64::NAN);
+    let fit_seconds = learn.recorder.fit_seconds;
+    let per_epoch = fit_seconds / epochs as f64;
+    drop(learn);
 
-    // The exact path at this scale: one epoch over the first `steps` batches (same tables, so the
+    // The dense path at this scale: one epoch over the first `steps` batches (same tables, so the
     // same cost per step), extrapolated to a full epoch.
     let steps = 100.min(data.n_train_batches());
     let mut slice = data.clone();
@@ -161,20 +184,30 @@ fn scale(n: usize, a: &BenchArgs) -> Result<Value> {
     slice.train.items.truncate(k);
     slice.train.ratings.truncate(k);
     slice.valid = Default::default();
-    let mut exact = collab_learner(slice, &lcfg(TrainMode::Exact))?;
-    exact.verbose = false;
-    exact.fit(1, 1e-3)?;
-    let exact_per_epoch = exact.recorder.fit_seconds / steps as f64 * data.n_train_batches() as f64;
-    drop(exact);
+    let mut dense = collab_learner(slice, &lcfg(TrainMode::Dense))?;
+    dense.verbose = false;
+    dense.fit(1, 1e-3)?;
+    let dense_per_epoch = dense.recorder.fit_seconds / steps as f64 * data.n_train_batches() as f64;
+    drop(dense);
     let peak = peak_mib();
-    println!("lazy mode, bs {bs}: {epochs} epochs in {:.1}s ({per_epoch:.1}s per epoch), valid MSE {lazy_valid:.4} (noise floor {:.4}, ratio {:.3})", per_epoch * epochs as f64, cfg.noise_floor(), lazy_valid / cfg.noise_floor());
-    println!("exact path, bs {bs}: {exact_per_epoch:.1}s per epoch (estimated from {steps} steps)");
+    let name = a.mode.name();
+    println!(
+        "{name} path, bs {bs}: {epochs} epochs in {fit_seconds:.1}s ({per_epoch:.1}s per epoch), valid MSE {valid:.4} \
+         (noise floor {:.4}, ratio {:.3})",
+        cfg.noise_floor(),
+        valid / cfg.noise_floor()
+    );
+    println!(
+        "dense path, bs {bs}: {dense_per_epoch:.1}s per epoch (estimated from {steps} steps): {:.1}x the {name} path",
+        dense_per_epoch / per_epoch
+    );
     println!("peak memory {peak:.0} MiB; threads {}; load average {}", fastcollab::threads::current(), loadavg());
-    Ok(json!({
+    let mut report = json!({
         "n_ratings": n, "n_users": cfg.n_users, "n_items": cfg.n_items, "noise_floor": cfg.noise_floor(),
-        "load_seconds": load_seconds, "epochs": epochs, "bs": bs,
-        "lazy": { "fit_seconds": per_epoch * epochs as f64, "seconds_per_epoch": per_epoch, "valid_mse": lazy_valid },
-        "exact": { "seconds_per_epoch_estimated": exact_per_epoch, "from_steps": steps },
+        "load_seconds": load_seconds, "epochs": epochs, "bs": bs, "mode": name,
+        "dense": { "seconds_per_epoch_estimated": dense_per_epoch, "from_steps": steps },
         "peak_mib": peak, "threads": fastcollab::threads::current(), "loadavg": loadavg(),
-    }))
+    });
+    report[name] = json!({ "fit_seconds": fit_seconds, "seconds_per_epoch": per_epoch, "valid_mse": valid });
+    Ok(report)
 }

@@ -4,16 +4,16 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use fastcollab::evaluate::{evaluate_folds, AB, FOLDS};
-use fastcollab::recipe::Recipe;
-use fastcollab::TrainMode;
+use fastcollab::recipe::{self, Run};
+use fastcollab::{DeviceChoice, TrainMode};
 
 #[derive(Args)]
 pub struct CvArgs {
     /// The ml-100k folder (default: the untar_data cache).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// `lesson` or `tuned` (also `bs256`, `bs1024`, `bs4096`).
-    #[arg(long, default_value = "lesson")]
+    /// `lesson`, `tuned` (chosen per fold on its base file alone), `bs256`, `bs1024` or `bs4096`.
+    #[arg(long, default_value = "lesson", value_parser = clap::builder::PossibleValuesParser::new(recipe::NAMES))]
     recipe: String,
     /// Also evaluate the ua and ub splits (ten test ratings per user).
     #[arg(long)]
@@ -21,9 +21,12 @@ pub struct CvArgs {
     /// Seed of the shuffles and the initialisation.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// `auto`, `exact`, `autograd` or `lazy`.
-    #[arg(long, default_value = "auto")]
+    /// How steps are computed: `auto`, `exact`, `dense`, `autograd` or `lazy`.
+    #[arg(long, value_enum, default_value = "auto")]
     mode: TrainMode,
+    /// Where the models train: `auto`, `cpu`, `cuda` or `cuda:N`.
+    #[arg(long, default_value = "auto")]
+    device: DeviceChoice,
     /// Write the report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -31,12 +34,12 @@ pub struct CvArgs {
 
 pub fn run(args: CvArgs) -> Result<()> {
     let dir = super::ml100k(args.data)?;
-    let recipe = Recipe::by_name(&args.recipe)?;
-    let report = evaluate_folds(&dir, &FOLDS, &recipe, args.seed, args.mode)?;
+    let run = Run { mode: args.mode, device: args.device, seed: args.seed };
+    let report = evaluate_folds(&dir, &FOLDS, &args.recipe, &run)?;
     println!("{report}");
     let mut json = serde_json::to_value(&report)?;
     if args.ab {
-        let ab = evaluate_folds(&dir, &AB, &recipe, args.seed, args.mode)?;
+        let ab = evaluate_folds(&dir, &AB, &args.recipe, &run)?;
         println!("\n{ab}");
         json["ab"] = serde_json::to_value(&ab)?;
     }

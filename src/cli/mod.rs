@@ -7,7 +7,7 @@ mod train;
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use fastcollab::{untar_data, CollabConfig, DatasetSpec, SplitMethod};
 
@@ -52,6 +52,13 @@ fn ml100k(data: Option<PathBuf>) -> Result<PathBuf> {
     })
 }
 
+/// Creates `dir` if needed and checks that files can be written in it.
+fn check_writable_dir(dir: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create the folder {}", dir.display()))?;
+    tempfile::tempfile_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
+    Ok(())
+}
+
 /// The ml-100k folder and the validation split, shared by the subcommands that split.
 #[derive(Args)]
 struct SplitArgs {
@@ -65,7 +72,7 @@ struct SplitArgs {
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// `fastai-v1` (numpy's permutation, the lesson's rows) or `seeded`.
-    #[arg(long, default_value = "fastai-v1")]
+    #[arg(long, value_enum, default_value = "fastai-v1")]
     split: SplitMethod,
 }
 

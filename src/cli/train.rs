@@ -5,10 +5,10 @@ use anyhow::{Context, Result};
 use clap::Args;
 use fastcollab::data::movielens::TITLE;
 use fastcollab::data::stream::load_ratings_csv;
-use fastcollab::recipe::Recipe;
+use fastcollab::recipe::{self, Recipe, Run};
 use fastcollab::{
-    collab_learner, CollabDataBunch, CollabLearnerConfig, DotBiasConfig, EmbeddingNNConfig, ModelConfig, MovieLens100k,
-    TrainMode,
+    collab_learner, CollabDataBunch, CollabLearnerConfig, DeviceChoice, DotBiasConfig, EmbeddingNNConfig, ModelConfig,
+    MovieLens100k, TrainMode,
 };
 
 #[derive(Args)]
@@ -21,9 +21,9 @@ pub struct TrainArgs {
     /// Item column for ml-100k: `title` (the lesson) or `movieId`.
     #[arg(long, default_value = TITLE)]
     item: String,
-    /// Start from a named recipe: lesson, tuned, bs256, bs1024, bs4096 (one model is trained; the
-    /// ensemble of `tuned` applies to `cv`).
-    #[arg(long, default_value = "lesson")]
+    /// Start from a named recipe: lesson, bs256, bs1024, bs4096, or tuned (a single model chosen on
+    /// a hold-out of the training rows; ensembles apply to `cv` only).
+    #[arg(long, default_value = "lesson", value_parser = clap::builder::PossibleValuesParser::new(recipe::NAMES))]
     recipe: String,
     /// Override the recipe's number of factors.
     #[arg(long)]
@@ -46,9 +46,12 @@ pub struct TrainArgs {
     /// Hidden layer widths for --use-nn.
     #[arg(long, value_delimiter = ',', default_value = "100,50")]
     layers: Vec<usize>,
-    /// `auto`, `exact`, `autograd` or `lazy`.
-    #[arg(long, default_value = "auto")]
+    /// How steps are computed: `auto`, `exact`, `dense`, `autograd` or `lazy`.
+    #[arg(long, value_enum, default_value = "auto")]
     mode: TrainMode,
+    /// Where the model trains: `auto`, `cpu`, `cuda` or `cuda:N`.
+    #[arg(long, default_value = "auto")]
+    device: DeviceChoice,
     /// Output folder: models/NAME.pth and metrics.json go here.
     #[arg(long, default_value = ".")]
     out: PathBuf,
@@ -58,26 +61,45 @@ pub struct TrainArgs {
 }
 
 pub fn run(a: TrainArgs) -> Result<()> {
-    let mut r = Recipe::by_name(&a.recipe)?;
+    // Outputs are checked before any training, so a bad --out fails in a second, not after the fit.
+    let models = a.out.join("models");
+    super::check_writable_dir(&models).with_context(|| format!("--out {}", a.out.display()))?;
+    let bs = a.bs.unwrap_or(if a.recipe == "tuned" { 64 } else { Recipe::by_name(&a.recipe)?.bs });
+    let data = match &a.ratings {
+        Some(csv) => load_ratings_csv(csv, &a.split.config("movieId", bs))?,
+        None => {
+            let table = MovieLens100k::load(&super::ml100k(a.split.data.clone())?)?.rating_movie()?;
+            CollabDataBunch::from_df(&table, &a.split.config(&a.item, bs))?
+        }
+    };
+    let mut r = match a.recipe.as_str() {
+        "tuned" => {
+            let run = Run { mode: a.mode, device: a.device, seed: a.split.seed };
+            let tuning = recipe::tune(&data, &run, 1)?;
+            println!("tuned on a 10% hold-out of the training rows: {:?}", tuning.chosen);
+            tuning.chosen
+        }
+        name => Recipe::by_name(name)?,
+    };
     r.n_factors = a.n_factors.unwrap_or(r.n_factors);
     r.wd = a.wd.unwrap_or(r.wd);
     r.epochs = a.epochs.unwrap_or(r.epochs);
     r.lr = a.lr.unwrap_or(r.lr);
-    r.bs = a.bs.unwrap_or(r.bs);
-    let data = match &a.ratings {
-        Some(csv) => load_ratings_csv(csv, &a.split.config("movieId", r.bs))?,
-        None => {
-            let table = MovieLens100k::load(&super::ml100k(a.split.data.clone())?)?.rating_movie()?;
-            CollabDataBunch::from_df(&table, &a.split.config(&a.item, r.bs))?
-        }
-    };
+    r.bs = bs;
     let y_range = Some(r.y_range);
     let model = if a.use_nn {
         ModelConfig::Nn(EmbeddingNNConfig { layers: a.layers.clone(), y_range, ..Default::default() })
     } else {
         ModelConfig::DotBias(DotBiasConfig { n_factors: r.n_factors, y_range })
     };
-    let lcfg = CollabLearnerConfig { model, wd: r.wd, mode: a.mode, path: a.out.clone(), ..Default::default() };
+    let lcfg = CollabLearnerConfig {
+        model,
+        wd: r.wd,
+        mode: a.mode,
+        device: a.device,
+        path: a.out.clone(),
+        ..Default::default()
+    };
     let mut learn = collab_learner(data, &lcfg)?;
     println!("{}\n", learn.model);
     learn.fit_one_cycle(r.epochs, r.lr)?;

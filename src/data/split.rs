@@ -6,25 +6,24 @@ use rand_chacha::ChaCha8Rng;
 use crate::error::{Error, Result};
 
 /// Which random permutation chooses the validation rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum SplitMethod {
     /// The default: exactly fastai v1's split, numpy's legacy MT19937 `permutation` after
     /// `np.random.seed(seed)`. Applied to the lesson's merged table it selects the same rows as
     /// the lesson, so results line up with the Python notebook.
     #[default]
+    #[value(name = "fastai-v1")]
     FastaiV1,
     /// A ChaCha8 permutation seeded with `seed`, for seeds beyond 32 bits.
     Seeded,
 }
 
-impl std::str::FromStr for SplitMethod {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "seeded" => Ok(SplitMethod::Seeded),
-            "fastai-v1" => Ok(SplitMethod::FastaiV1),
-            _ => Err(Error::InvalidConfig(format!("unknown split {s:?}; use \"seeded\" or \"fastai-v1\""))),
-        }
+impl std::fmt::Display for SplitMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SplitMethod::FastaiV1 => "fastai-v1",
+            SplitMethod::Seeded => "seeded",
+        })
     }
 }
 

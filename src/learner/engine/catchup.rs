@@ -177,38 +177,48 @@ impl CatchUp {
         let threshold = REPLAY_BELOW as f32 * self.eps;
         let slow = m.iter().zip(v.iter()).fold(false, |any, (&m, &v)| any | (m != 0.0 && v < threshold * threshold));
         if slow {
-            for ((p, m), v) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()) {
-                if *m != 0.0 && *v < threshold * threshold {
-                    *p = self.replay(k0, k1, *p, *m, *v);
-                } else {
-                    *p = series(*p, *m, *v, &gap);
-                }
-                *m *= gap.m_scale;
-                *v *= gap.v_scale;
+            let near: Vec<usize> = (0..p.len()).filter(|&e| m[e] != 0.0 && v[e] < threshold * threshold).collect();
+            let mut pp: Vec<f32> = near.iter().map(|&e| p[e]).collect();
+            let mut mm: Vec<f32> = near.iter().map(|&e| m[e]).collect();
+            let mut vv: Vec<f32> = near.iter().map(|&e| v[e]).collect();
+            series_row(p, m, v, &gap);
+            let end = k1.min(k0 + self.h);
+            let tail = (self.log_a[k1] - self.log_a[end]).exp() as f32;
+            replay(&mut pp, &mut mm, &mut vv, &self.scalars[k0..end], tail);
+            for (&e, &pe) in near.iter().zip(&pp) {
+                p[e] = pe;
             }
             return;
         }
         series_row(p, m, v, &gap);
     }
 
-    /// One element through the gap step by step, as the dense path computes it, up to the horizon;
-    /// pure decay after it.
-    #[cold]
-    fn replay(&self, k0: usize, k1: usize, mut p: f32, mut m: f32, mut v: f32) -> f32 {
-        let end = k1.min(k0 + self.h);
-        for s in &self.scalars[k0..end] {
-            let [decay, b1, _, b2, _, bc2_sqrt, step_size, eps] = *s;
-            p *= decay;
-            m *= b1;
-            v *= b2;
-            p -= m / (v.sqrt() * (1.0 / bc2_sqrt) + eps) * step_size;
-        }
-        p * (self.log_a[k1] - self.log_a[end]).exp() as f32
-    }
-
     /// The per-step scalars of local step `k` (1-based), as the dense step uses them.
     pub fn scalars(&self, k: usize) -> &[f32; 8] {
         &self.scalars[k - 1]
+    }
+}
+
+vectorized! {
+    /// Elements through a gap step by step, as the dense path computes them, up to the horizon
+    /// (the per-step `scalars`), then pure decay (`tail`).
+    fn replay => replay_impl(p: &mut [f32], m: &mut [f32], v: &mut [f32], scalars: &[[f32; 8]], tail: f32)
+}
+
+#[inline(always)]
+fn replay_impl(p: &mut [f32], m: &mut [f32], v: &mut [f32], scalars: &[[f32; 8]], tail: f32) {
+    for s in scalars {
+        let [decay, b1, _, b2, _, bc2_sqrt, step_size, eps] = *s;
+        let inv_bc2_sqrt = 1.0 / bc2_sqrt;
+        for ((p, m), v) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()) {
+            *p *= decay;
+            *m *= b1;
+            *v *= b2;
+            *p -= *m / (v.sqrt() * inv_bc2_sqrt + eps) * step_size;
+        }
+    }
+    for p in p {
+        *p *= tail;
     }
 }
 

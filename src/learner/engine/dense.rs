@@ -30,7 +30,7 @@ impl Engine for Dense {
 impl Dense {
     #[inline(always)]
     fn step_inner(&mut self, live: &mut Live<'_>, batch: &[u32], k: usize) -> f64 {
-        let loss = self.tables.forward_backward(live.rows(), batch, &mut self.scratch, |_, _, _| {});
+        let loss = self.tables.forward_backward(batch, &mut self.scratch, |_, _, _| {});
         let scalars = live.plan.hyper(k).scalars();
         for (j, side) in self.tables.sides.iter_mut().enumerate() {
             let w = side.w;

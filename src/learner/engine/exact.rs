@@ -37,8 +37,8 @@ fn catch_up(catchup: &CatchUp, last: &mut [u32], side: &mut Side, row: usize, k:
 }
 
 impl Engine for Exact {
-    fn step(&mut self, live: &mut Live<'_>, batch: &[u32], k: usize) -> f64 {
-        self.step_inner(live, batch, k)
+    fn step(&mut self, _live: &mut Live<'_>, batch: &[u32], k: usize) -> f64 {
+        self.step_inner(batch, k)
     }
 
     fn sync(&mut self, live: &mut Live<'_>, k: usize) -> Result<()> {
@@ -53,11 +53,10 @@ impl Engine for Exact {
 
 impl Exact {
     #[inline(always)]
-    fn step_inner(&mut self, live: &mut Live<'_>, batch: &[u32], k: usize) -> f64 {
+    fn step_inner(&mut self, batch: &[u32], k: usize) -> f64 {
         let Exact { tables, scratch, catchup, last } = self;
-        let loss = tables.forward_backward(live.rows(), batch, scratch, |j, row, side| {
-            catch_up(catchup, &mut last[j], side, row, k - 1)
-        });
+        let loss =
+            tables.forward_backward(batch, scratch, |j, row, side| catch_up(catchup, &mut last[j], side, row, k - 1));
         let scalars = catchup.scalars(k);
         for (j, side) in tables.sides.iter_mut().enumerate() {
             let w = side.w;

@@ -33,13 +33,6 @@ pub(crate) struct Live<'a> {
     pub plan: &'a Plan,
 }
 
-impl Live<'_> {
-    /// The training data as parallel arrays.
-    pub fn rows(&self) -> (&[u32], &[u32], &[f32]) {
-        (&self.data.users, &self.data.items, &self.data.ratings)
-    }
-}
-
 /// One way of computing training steps.
 pub(crate) trait Engine {
     /// One optimizer step (local step `k`, 1-based) on the training rows `batch`; returns the
@@ -77,11 +70,7 @@ pub(crate) fn resolve(requested: TrainMode, model: &CollabModel, params: &Params
 /// The engine for `mode` (already resolved), starting from the learner's state.
 pub(crate) fn build(mode: TrainMode, live: &Live<'_>) -> Result<Box<dyn Engine>> {
     let tables = || match live.model {
-        CollabModel::DotBias(m) => {
-            let t = tables::DotTables::load(m, live.params, live.opt)?;
-            t.check_rows(&live.data.users, &live.data.items)?;
-            Ok(t)
-        }
+        CollabModel::DotBias(m) => tables::DotTables::load(m, live.params, live.opt, live.data),
         CollabModel::Nn(_) => Err(Error::InvalidConfig("the CPU engines train EmbeddingDotBias only".into())),
     };
     Ok(match mode {

@@ -8,6 +8,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::super::optim::AdamState;
 use super::super::params::Params;
+use crate::data::databunch::Encoded;
 use crate::error::{Error, Result};
 use crate::model::EmbeddingDotBias;
 
@@ -44,11 +45,33 @@ impl Side {
     }
 }
 
-/// Users (side 0) and items (side 1), the factor count and the output range.
+/// Users (side 0) and items (side 1), the factor count, the output range, and the training
+/// ratings packed as (user, item, rating) so that reading one costs one cache miss, not three.
 pub(crate) struct DotTables {
     pub sides: [Side; 2],
     pub nf: usize,
     pub y_range: Option<(f32, f32)>,
+    ratings: Vec<(u32, u32, f32)>,
+}
+
+/// `n` zeroed elements whose memory the kernel is asked to back with 2 MiB pages (transparent huge
+/// pages in `madvise` mode): the engines read rows at random, and with 4 KiB pages nearly every
+/// such read on a large table also misses the TLB.
+pub(crate) fn huge_zeroed<T: Copy + Default>(n: usize) -> Vec<T> {
+    let v = vec![T::default(); n];
+    #[cfg(target_os = "linux")]
+    {
+        const PAGE: usize = 4096;
+        let bytes = n * std::mem::size_of::<T>();
+        let start = v.as_ptr() as usize;
+        let aligned = start.next_multiple_of(PAGE);
+        let end = (start + bytes) / PAGE * PAGE;
+        if bytes >= 4 << 20 && end > aligned {
+            // SAFETY: advice only, on whole pages inside this allocation; it changes no contents.
+            unsafe { libc::madvise(aligned as *mut libc::c_void, end - aligned, libc::MADV_HUGEPAGE) };
+        }
+    }
+    v
 }
 
 /// The parameter names of one side: factors, bias.
@@ -59,14 +82,15 @@ fn floats(t: &Tensor) -> Result<Vec<f32>> {
 }
 
 impl DotTables {
-    /// Copies the model's tables and their Adam moments out of the learner's tensors.
-    pub fn load(model: &EmbeddingDotBias, params: &Params, opt: &AdamState) -> Result<Self> {
+    /// Copies the model's tables and their Adam moments out of the learner's tensors, and packs the
+    /// training ratings (which must all have rows in the tables).
+    pub fn load(model: &EmbeddingDotBias, params: &Params, opt: &AdamState, data: &Encoded) -> Result<Self> {
         let nf = model.n_factors();
         let side = |names: [&str; 2]| -> Result<Side> {
             let w = nf + 1;
             let (iw, ib) = (params.index(names[0])?, params.index(names[1])?);
             let rows = params.tensor(iw).size()[0] as usize;
-            let mut data = vec![0.0f32; rows * 3 * w];
+            let mut data = huge_zeroed::<f32>(rows * 3 * w);
             let sources = [
                 (params.tensor(iw), params.tensor(ib)),
                 (&opt.exp_avg[iw], &opt.exp_avg[ib]),
@@ -86,7 +110,21 @@ impl DotTables {
             Ok(Side { w, data })
         };
         let y_range = model.y_range.map(|(lo, hi)| (lo as f32, hi as f32));
-        Ok(DotTables { sides: [side(NAMES[0])?, side(NAMES[1])?], nf, y_range })
+        let sides = [side(NAMES[0])?, side(NAMES[1])?];
+        for (side, ids, what) in [(0, &data.users, "user"), (1, &data.items, "item")] {
+            let rows = sides[side].rows();
+            if let Some(bad) = ids.iter().find(|&&r| r as usize >= rows) {
+                return Err(Error::InvalidConfig(format!(
+                    "the data has {what} row {bad}, the model only {rows} rows: was the data replaced after the \
+                     learner was built?"
+                )));
+            }
+        }
+        let mut ratings = huge_zeroed::<(u32, u32, f32)>(data.len());
+        for (r, packed) in ratings.iter_mut().enumerate() {
+            *packed = (data.users[r], data.items[r], data.ratings[r]);
+        }
+        Ok(DotTables { sides, nf, y_range, ratings })
     }
 
     /// Writes the tables and moments back into the learner's tensors.
@@ -113,19 +151,6 @@ impl DotTables {
                     tb.shallow_clone().f_copy_(&Tensor::from_slice(&bias).view([rows as i64, 1]))?;
                     Ok(())
                 })?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Checks that every user and item row of `users`/`items` exists in the tables.
-    pub fn check_rows(&self, users: &[u32], items: &[u32]) -> Result<()> {
-        for (side, ids, what) in [(0, users, "user"), (1, items, "item")] {
-            let rows = self.sides[side].rows();
-            if let Some(bad) = ids.iter().find(|&&r| r as usize >= rows) {
-                return Err(Error::InvalidConfig(format!(
-                    "the data has {what} row {bad}, the model only {rows} rows: was the data replaced after the learner was built?"
-                )));
             }
         }
         Ok(())
@@ -200,38 +225,43 @@ pub(crate) use vectorized;
 /// How many ratings (or rows) ahead the loops prefetch.
 const AHEAD: usize = 8;
 
-/// Hints the CPU to fetch `len` floats of `data` from `start` into cache.
+/// Hints the CPU to fetch `len` elements of `data` from `start` into cache.
 #[inline(always)]
-pub(crate) fn prefetch(data: &[f32], start: usize, len: usize) {
+pub(crate) fn prefetch<T>(data: &[T], start: usize, len: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
         let end = (start + len).min(data.len());
+        let stride = (64 / std::mem::size_of::<T>().max(1)).max(1);
         let mut k = start;
         while k < end {
             // SAFETY: prefetching is only a hint, and the address lies inside `data`.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(data.as_ptr().add(k) as *const i8) };
-            k += 16;
+            k += stride;
         }
     }
 }
 
 impl DotTables {
-    /// Forward and backward of the mean squared error over `batch` (row numbers into the parallel
-    /// arrays `users`, `items`, `ratings`): gives every touched row a slot, calling
+    /// Forward and backward of the mean squared error over `batch` (numbers of training ratings):
+    /// gives every touched row a slot, calling
     /// `open(side, row, state)` on its whole state (parameters and moments) before its first use,
     /// accumulates the gradients into the slots, and returns the batch's mean loss.
     #[inline(always)]
     pub fn forward_backward(
         &mut self,
-        (users, items, ratings): (&[u32], &[u32], &[f32]),
         batch: &[u32],
         s: &mut Scratch,
         mut open: impl FnMut(usize, usize, &mut Side),
     ) -> f32 {
         let (nf, w) = (self.nf, self.nf + 1);
         s.batch.clear();
-        s.batch.extend(batch.iter().map(|&r| (users[r as usize], items[r as usize], ratings[r as usize])));
+        for (k, &r) in batch.iter().enumerate() {
+            if let Some(&ahead) = batch.get(k + 4 * AHEAD) {
+                prefetch(&self.ratings, ahead as usize, 1);
+            }
+            s.batch.push(self.ratings[r as usize]);
+        }
         // Pass 1: slots, and whatever the engine does to a row before it is read (catch-up).
         for k in 0..s.batch.len() {
             if let Some(&(pu, pi, _)) = s.batch.get(k + AHEAD) {
