@@ -28,6 +28,15 @@ pub fn init() -> Result<()> {
     Ok(())
 }
 
+/// Threads the CPU training engines may use (they use two at most, one per side of the model, and
+/// only for large batches): `FASTCOLLAB_THREADS` when set, else the machine's cores.
+pub fn engine_threads() -> usize {
+    match std::env::var("FASTCOLLAB_THREADS") {
+        Ok(_) => requested().map_or(1, |n| n as usize),
+        Err(_) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    }
+}
+
 /// The number of libtorch intra-op threads in use.
 pub fn current() -> i32 {
     tch::get_num_threads()

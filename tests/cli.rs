@@ -116,14 +116,22 @@ fn bench_writes_its_json_contract() {
     for key in ["load_seconds", "peak_mib", "noise_floor"] {
         assert!(v[key].is_number(), "{key}");
     }
-    assert!(v["lazy"]["seconds_per_epoch"].is_number() && v["exact"]["seconds_per_epoch_estimated"].is_number());
+    for key in ["fit_seconds", "seconds_per_epoch", "valid_mse"] {
+        assert!(v["exact"][key].is_number(), "exact.{key}");
+    }
+    assert!(v["dense"]["seconds_per_epoch_estimated"].is_number() && v["dense"]["from_steps"].is_number());
+    let out =
+        fastcollab(&["bench", "--scale", "20000", "--epochs", "1", "--mode", "lazy", "--json", "lazy.json"], &dir);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("lazy.json")).unwrap()).unwrap();
+    assert!(v["lazy"]["seconds_per_epoch"].is_number() && v["exact"].is_null());
 
     let Some(data) = common::ml100k() else { return };
     let d = data.to_str().unwrap();
     let out = fastcollab(&["bench", "--data", d, "--fastai-python", "none", "--json", "bench.json"], &dir);
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("bench.json")).unwrap()).unwrap();
-    for variant in ["exact", "autograd", "lazy"] {
+    for variant in ["exact", "dense", "autograd", "lazy"] {
         assert!(v["variants"][variant]["fit_seconds"].as_f64().unwrap() > 0.0, "{variant}");
         assert!(v["variants"][variant]["valid_mse"].as_f64().unwrap() < 0.9, "{variant}");
     }
@@ -132,5 +140,63 @@ fn bench_writes_its_json_contract() {
         v["variants"]["autograd"]["valid_mse"].as_f64().unwrap(),
     );
     assert!((exact - autograd).abs() < 1e-6, "exact {exact} vs autograd {autograd}");
+    assert!((exact - v["variants"]["dense"]["valid_mse"].as_f64().unwrap()).abs() < 1e-6);
     assert!(v["threads"].is_number() && v["loadavg"].is_string());
+}
+
+/// Runs the binary with extra environment variables.
+fn fastcollab_env(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fastcollab"));
+    cmd.args(args).current_dir(cwd);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+/// Exit code 1 (an error, not a panic's 101 or a signal) and a message containing `expected`.
+fn fails_clearly(out: &Output, expected: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "exit status {:?}, stderr: {stderr}", out.status);
+    assert!(stderr.contains(expected), "expected {expected:?} in: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn bad_input_battery_fails_clearly_and_loses_nothing() {
+    let dir = common::temp_dir("cli-battery");
+    let csv = ratings_csv(&dir, 3000);
+    let csv = csv.to_str().unwrap();
+    assert!(fastcollab(&["train", "--ratings", csv, "--epochs", "1", "--out", "run"], &dir).status.success());
+    let model = dir.join("run/models/model.pth");
+    let before = std::fs::read(&model).unwrap();
+
+    // Divergence stops at once and never overwrites the previous model.
+    let out = fastcollab(&["train", "--ratings", csv, "--epochs", "2", "--lr", "1e10", "--out", "run"], &dir);
+    fails_clearly(&out, "training diverged at epoch 0");
+    fails_clearly(&fastcollab(&["train", "--ratings", csv, "--lr", "NaN", "--out", "run"], &dir), "finite lr");
+    fails_clearly(&fastcollab(&["train", "--ratings", csv, "--lr=-1", "--out", "run"], &dir), "finite lr ≥ 0");
+    assert_eq!(std::fs::read(&model).unwrap(), before, "a failed run changed the saved model");
+
+    // A rating far outside y_range names its file, line and field.
+    let text = std::fs::read_to_string(csv).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    lines[40] = "7,8,1e30,50".into();
+    std::fs::write(dir.join("huge.csv"), lines.join("\n") + "\n").unwrap();
+    fails_clearly(
+        &fastcollab(&["train", "--ratings", "huge.csv", "--out", "run"], &dir),
+        "huge.csv:41: field \"rating\"",
+    );
+
+    // Environment, outputs and inputs that cannot work are refused before training.
+    let out = fastcollab_env(&["train", "--ratings", csv, "--out", "run"], &dir, &[("FASTCOLLAB_THREADS", "0")]);
+    fails_clearly(&out, "FASTCOLLAB_THREADS");
+    std::fs::write(dir.join("afile"), "").unwrap();
+    fails_clearly(&fastcollab(&["train", "--ratings", csv, "--out", "afile"], &dir), "--out afile");
+    fails_clearly(&fastcollab(&["train", "--ratings", "/dev/zero"], &dir), "/dev/zero: not a regular file");
+    let out = fastcollab(&["train", "--ratings", "missing.csv"], &dir);
+    fails_clearly(&out, "missing.csv: No such file or directory");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("No such file").count(), 1, "the cause is printed once: {stderr}");
+    assert_eq!(std::fs::read(&model).unwrap(), before);
 }

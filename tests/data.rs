@@ -147,3 +147,58 @@ fn streaming_loader_matches_the_table_path() {
     let msg = load_ratings_csv(&path, &cfg).unwrap_err().to_string();
     assert!(msg.contains("field \"userId\": no such column"), "{msg}");
 }
+
+/// A few hundred mutated ratings files (bytes flipped, inserted, deleted, truncated): every one
+/// loads or fails with an error, never a panic (a hang would stop the suite).
+#[test]
+fn mutation_fuzz_of_the_ratings_readers_never_panics() {
+    use rand::{Rng, SeedableRng};
+    let dir = common::temp_dir("fuzz");
+    let mut good = String::from("userId,movieId,rating,timestamp\n");
+    let mut tab = String::new();
+    for k in 0..200 {
+        good += &format!("{},{},{}.5,{}\n", k % 17 + 1, k % 23 + 1, k % 5, 1000 + k);
+        tab += &format!("{}\t{}\t{}\t{}\n", k % 17 + 1, k % 23 + 1, k % 5 + 1, 1000 + k);
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let (mut ok, mut err) = (0, 0);
+    for case in 0..400 {
+        let (base, csv) = if case % 2 == 0 { (good.as_bytes(), true) } else { (tab.as_bytes(), false) };
+        let mut bytes = base.to_vec();
+        for _ in 0..rng.gen_range(1..6) {
+            let at = rng.gen_range(0..bytes.len().max(1));
+            match rng.gen_range(0..5) {
+                0 => bytes[at] = rng.gen(),
+                1 => bytes.insert(at, b"\n\t,\"\xff\xe9-0e99x"[rng.gen_range(0..14)]),
+                2 => {
+                    bytes.remove(at);
+                }
+                3 => bytes.truncate(at),
+                _ => bytes[at] = b"\n,\"\t"[rng.gen_range(0..4)],
+            }
+            if bytes.is_empty() {
+                break;
+            }
+        }
+        let path = dir.join(if csv { "ratings.csv" } else { "u.data" });
+        fs::write(&path, &bytes).unwrap();
+        let result = if csv {
+            fastcollab::data::stream::load_ratings_csv(&path, &CollabConfig { valid_pct: 0.2, ..Default::default() })
+                .map(|_| ())
+        } else {
+            read_ratings(&path).map(|_| ())
+        };
+        match result {
+            Ok(()) => ok += 1,
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(
+                    msg.contains(path.file_name().unwrap().to_str().unwrap()) || msg.contains("configuration"),
+                    "{msg}"
+                );
+                err += 1;
+            }
+        }
+    }
+    assert!(ok > 10 && err > 100, "{ok} loaded, {err} refused");
+}

@@ -1,5 +1,6 @@
-//! `untar_data` against a loopback HTTP server serving the local ml-100k.zip: a good download, a
-//! truncated body and a checksum mismatch, none of which may leave a usable-looking cache entry.
+//! `untar_data` against a loopback HTTP server serving a small zip of ml-100k's layout (made by the
+//! test, so these always run): a good download, a truncated body and a checksum mismatch, none of
+//! which may leave a usable-looking cache entry; and the local MovieLens copy, when present.
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
@@ -41,13 +42,12 @@ fn nothing_cached(dir: &Path) {
 
 #[test]
 fn download_verify_extract_and_reuse() {
-    let Some(shared) = common::datasets_dir() else { return eprintln!("skipped: no ml-100k.zip") };
-    let zip = std::fs::read(shared.join("ml-100k.zip")).unwrap();
+    let (zip, u_data) = common::tiny_ml100k_zip();
     let dir = common::temp_dir("download-ok");
     let url = serve(zip.clone(), zip.len(), zip.len(), 1);
     let path = untar_data_in(&spec(url.clone(), &zip), &dir).unwrap();
     assert_eq!(path, dir.join("ml-100k"));
-    assert_eq!(std::fs::metadata(path.join("u.data")).unwrap().len(), 1_979_173);
+    assert_eq!(std::fs::read(path.join("u.data")).unwrap(), u_data);
     assert!(dir.join("ml-100k.zip").is_file());
     // The server answers once only: a second call must use the cache.
     assert_eq!(untar_data_in(&spec(url, &zip), &dir).unwrap(), path);
@@ -58,8 +58,7 @@ fn download_verify_extract_and_reuse() {
 
 #[test]
 fn truncated_download_leaves_nothing() {
-    let Some(shared) = common::datasets_dir() else { return eprintln!("skipped: no ml-100k.zip") };
-    let zip = std::fs::read(shared.join("ml-100k.zip")).unwrap();
+    let (zip, _) = common::tiny_ml100k_zip();
     let dir = common::temp_dir("download-truncated");
     let url = serve(zip.clone(), zip.len(), zip.len() / 2, 1);
     let err = untar_data_in(&spec(url, &zip), &dir).unwrap_err();
@@ -69,10 +68,9 @@ fn truncated_download_leaves_nothing() {
 
 #[test]
 fn checksum_mismatch_leaves_nothing() {
-    let Some(shared) = common::datasets_dir() else { return eprintln!("skipped: no ml-100k.zip") };
-    let zip = std::fs::read(shared.join("ml-100k.zip")).unwrap();
+    let (zip, _) = common::tiny_ml100k_zip();
     let mut corrupt = zip.clone();
-    corrupt[1000] ^= 0xff;
+    corrupt[zip.len() / 2] ^= 0xff;
     let dir = common::temp_dir("download-corrupt");
     let url = serve(corrupt.clone(), corrupt.len(), corrupt.len(), 1);
     let err = untar_data_in(&spec(url, &zip), &dir).unwrap_err();
@@ -83,7 +81,7 @@ fn checksum_mismatch_leaves_nothing() {
 
 #[test]
 fn local_copy_with_sha256sums_is_used_offline() {
-    let Some(shared) = common::datasets_dir() else { return eprintln!("skipped: no datasets") };
+    let Some(shared) = common::ml100k().map(|d| d.parent().unwrap().to_path_buf()) else { return };
     // Extracted folder present: used as is, nothing written, no network.
     let spec = DatasetSpec { url: "http://127.0.0.1:9/never".into(), ..DatasetSpec::ml_100k() };
     assert_eq!(untar_data_in(&spec, &shared).unwrap(), shared.join("ml-100k"));

@@ -91,19 +91,90 @@ fn lazy_mode_trains_but_is_not_the_default() {
 }
 
 #[test]
-fn embedding_nn_trains_with_autograd_and_rejects_the_fast_paths() {
+fn embedding_nn_trains_on_the_exact_path_like_autograd() {
+    let run = |mode| {
+        let (data, _) = common::low_rank(6);
+        let model = ModelConfig::Nn(EmbeddingNNConfig { layers: vec![16, 8], ..Default::default() });
+        let cfg = CollabLearnerConfig { model, mode, wd: 0.1, device: DeviceChoice::Cpu, ..Default::default() };
+        let mut l = collab_learner(data, &cfg).unwrap();
+        l.verbose = false;
+        let before = l.validate().unwrap();
+        l.fit_one_cycle(3, 1e-2).unwrap();
+        assert!(l.validate().unwrap() < before);
+        (l.mode(), l.recorder.losses.clone(), l.validate().unwrap(), l)
+    };
+    let (mode, exact, ve, l) = run(TrainMode::Auto);
+    assert_eq!(mode, TrainMode::Exact, "EmbeddingNN on the CPU takes the exact sparse path");
+    assert!(l.model.to_string().contains("(1): ReLU(inplace=True)"));
+    let (_, auto, va, _) = run(TrainMode::Autograd);
+    assert!(exact.len() > 250);
+    for (k, (a, b)) in exact.iter().zip(&auto).enumerate() {
+        assert!((a - b).abs() <= 1e-5 * b.abs(), "step {k}: smoothed losses {a} vs {b}");
+    }
+    assert!((ve - va).abs() < 1e-5, "valid {ve} vs {va}");
+    // dense and lazy are EmbeddingDotBias kernels.
     let (data, _) = common::low_rank(6);
     let model = ModelConfig::Nn(EmbeddingNNConfig { layers: vec![16, 8], ..Default::default() });
-    let cfg = CollabLearnerConfig { model: model.clone(), device: DeviceChoice::Cpu, ..Default::default() };
-    let mut l = collab_learner(data.clone(), &cfg).unwrap();
-    l.verbose = false;
-    assert_eq!(l.mode(), TrainMode::Autograd);
-    let before = l.validate().unwrap();
-    l.fit_one_cycle(3, 1e-2).unwrap();
-    assert!(l.validate().unwrap() < before);
-    assert!(l.model.to_string().contains("(1): ReLU(inplace=True)"));
-    let lazy = CollabLearnerConfig { model, mode: TrainMode::Lazy, device: DeviceChoice::Cpu, ..Default::default() };
-    assert!(matches!(collab_learner(data, &lazy), Err(Error::InvalidConfig(_))));
+    for mode in [TrainMode::Lazy, TrainMode::Dense] {
+        let cfg = CollabLearnerConfig { model: model.clone(), mode, device: DeviceChoice::Cpu, ..Default::default() };
+        assert!(matches!(collab_learner(data.clone(), &cfg), Err(Error::InvalidConfig(_))));
+    }
+}
+
+#[test]
+fn exact_path_matches_dense_over_a_long_fit_with_and_without_decay() {
+    for wd in [0.1, 0.0] {
+        let run = |mode| {
+            let (data, _) = common::low_rank(9);
+            let cfg = CollabLearnerConfig {
+                model: ModelConfig::DotBias(DotBiasConfig { n_factors: 8, y_range: Some((0.0, 5.5)) }),
+                wd,
+                mode,
+                device: DeviceChoice::Cpu,
+                ..Default::default()
+            };
+            let mut l = collab_learner(data, &cfg).unwrap();
+            l.verbose = false;
+            // lr_find in between: its restore must leave the exact path's state consistent.
+            l.fit_one_cycle(2, 1e-2).unwrap();
+            l.lr_find(&LrFindConfig { num_it: 30, ..Default::default() }).unwrap();
+            l.fit_one_cycle(6, 1e-2).unwrap();
+            (l.recorder.epochs.clone(), weights(&l))
+        };
+        let (exact, we) = run(TrainMode::Exact);
+        let (dense, wdense) = run(TrainMode::Dense);
+        for (a, b) in exact.iter().zip(&dense) {
+            assert!((a.train_loss - b.train_loss).abs() <= 1e-5 * b.train_loss, "wd {wd}: {a:?} vs {b:?}");
+            let (va, vb) = (a.valid_loss.unwrap(), b.valid_loss.unwrap());
+            assert!((va - vb).abs() <= 1e-5 * vb, "wd {wd}: {a:?} vs {b:?}");
+        }
+        for ((n, a), (_, b)) in we.iter().zip(&wdense) {
+            let diff = (a - b).abs().max().double_value(&[]);
+            assert!(diff < 1e-4, "wd {wd}: {n} differs by {diff}");
+        }
+    }
+}
+
+#[test]
+fn changing_dtype_between_fits_is_safe() {
+    let mut l = learner(TrainMode::Auto, Some((0.0, 5.5)), 15);
+    l.fit(1, 1e-3).unwrap();
+    assert_eq!(l.mode(), TrainMode::Exact);
+    // The engines keep no pointer into the tensors: a caller may change them between fits.
+    l.vs.double();
+    assert_eq!(l.mode(), TrainMode::Autograd, "f64 parameters train through autograd");
+    l.fit(1, 1e-3).unwrap();
+    assert!(l.vs.variables().values().all(|t| t.kind() == tch::Kind::Double));
+    assert!(l.validate().unwrap().is_finite());
+    l.vs.float();
+    assert_eq!(l.mode(), TrainMode::Exact);
+    l.fit(1, 1e-3).unwrap();
+    assert!(l.validate().unwrap().is_finite());
+    // An explicit CPU-kernel mode on f64 parameters is refused, not run.
+    let mut exact = learner(TrainMode::Exact, Some((0.0, 5.5)), 15);
+    exact.vs.double();
+    let err = exact.fit(1, 1e-3).unwrap_err().to_string();
+    assert!(err.contains("needs f32 parameters on the CPU"), "{err}");
 }
 
 #[test]
@@ -127,7 +198,7 @@ fn lr_find_restores_the_learner_bit_exactly() {
 }
 
 #[test]
-fn save_load_round_trip_and_failed_save_keeps_old_file() {
+fn save_load_round_trip_and_refusals() {
     let mut a = learner(TrainMode::Auto, Some((0.0, 5.5)), 8);
     a.fit(1, 1e-2).unwrap();
     let path = a.save("m").unwrap();
@@ -161,6 +232,54 @@ fn save_load_round_trip_and_failed_save_keeps_old_file() {
 }
 
 #[test]
+fn load_refuses_bad_files_and_changes_nothing() {
+    let mut a = learner(TrainMode::Auto, Some((0.0, 5.5)), 16);
+    a.fit(1, 1e-2).unwrap();
+    let good = a.save("good").unwrap();
+    let dir = good.parent().unwrap().to_path_buf();
+    let bytes = std::fs::read(&good).unwrap();
+    let mut b = learner(TrainMode::Auto, Some((0.0, 5.5)), 17);
+    b.fit(1, 1e-2).unwrap();
+    let before = weights(&b);
+    let write = |name: &str, content: &[u8]| {
+        let p = dir.join(name);
+        std::fs::write(&p, content).unwrap();
+        p
+    };
+    let noise: Vec<u8> = (0..5000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let truncated = write("truncated.pth", &bytes[..bytes.len() / 2]);
+    let random = write("random.pth", &noise);
+    let cases = [(truncated, "cannot be read"), (random, "cannot be read"), (dir.clone(), "not a regular file")];
+    for (path, expected) in cases {
+        let msg = b.load_file(&path).unwrap_err().to_string();
+        assert!(msg.contains(expected) && msg.contains(path.file_name().unwrap().to_str().unwrap()), "{msg}");
+    }
+    // Other sizes and element types are refused before anything is copied.
+    let mut other = learner(TrainMode::Auto, Some((0.0, 5.5)), 16);
+    other.vs.double();
+    let f64_file = other.save("double").unwrap();
+    let msg = b.load_file(&f64_file).unwrap_err().to_string();
+    assert!(msg.contains("holds Double"), "{msg}");
+    // Same shapes, other names (another split of other data): refused, rows would mean other items.
+    let (mut data, _) = common::low_rank(16);
+    let mut names = data.item_vocab.names().to_vec();
+    names[5] = "999".into();
+    data.item_vocab = fastcollab::Vocab::from_names(names, true);
+    let cfg = CollabLearnerConfig {
+        model: ModelConfig::DotBias(DotBiasConfig { n_factors: 8, y_range: Some((0.0, 5.5)) }),
+        device: DeviceChoice::Cpu,
+        ..Default::default()
+    };
+    let mut renamed = collab_learner(data, &cfg).unwrap();
+    let msg = renamed.load_file(&good).unwrap_err().to_string();
+    assert!(msg.contains("vocabulary differs"), "{msg}");
+    for ((n, x), (_, y)) in before.iter().zip(&weights(&b)) {
+        assert!(x.equal(y), "{n} changed by a refused load");
+    }
+    b.load_file(&good).unwrap();
+}
+
+#[test]
 fn predict_by_name_and_unknown_names() {
     let l = learner(TrainMode::Auto, Some((0.0, 5.5)), 10);
     let p = l.predict("1", "2").unwrap();
@@ -191,10 +310,17 @@ fn initialisation_is_deterministic_across_threads() {
 #[test]
 fn device_placement_is_consistent_on_cpu() {
     let (data, _) = common::low_rank(14);
-    // No device named: cuda_if_available, which is the CPU on a machine without a GPU.
+    // `auto`: EmbeddingDotBias on the CPU (its exact path), EmbeddingNN on a GPU when there is one.
+    let nn = ModelConfig::Nn(EmbeddingNNConfig { layers: vec![8], ..Default::default() });
+    let l = collab_learner(data.clone(), &CollabLearnerConfig { model: nn, ..Default::default() }).unwrap();
+    assert_eq!(l.device(), Device::cuda_if_available());
+    let err = DeviceChoice::Cuda(99).resolve(&ModelConfig::DotBias(DotBiasConfig::default())).unwrap_err();
+    assert!(err.to_string().contains("cuda:99 asked for"), "{err}");
+    assert_eq!("cuda:1".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cuda(1));
+    assert!("gpu".parse::<DeviceChoice>().is_err());
     let mut l = collab_learner(data, &CollabLearnerConfig::default()).unwrap();
     l.verbose = false;
-    assert_eq!(l.device(), Device::cuda_if_available());
+    assert_eq!(l.device(), Device::Cpu);
     assert!(l.vs.variables().values().all(|t| t.device() == l.device()));
     l.fit(1, 1e-3).unwrap();
     assert!(l.vs.variables().values().all(|t| t.device() == l.device()), "training keeps variables in place");

@@ -77,8 +77,10 @@ struct SplitArgs {
 }
 
 impl SplitArgs {
-    /// The data-bunch configuration for these split settings and columns.
-    fn config(&self, item: &str, bs: usize) -> CollabConfig {
+    /// The data-bunch configuration for these split settings and columns; ratings further outside
+    /// `y_range` than its width are refused while reading (with file and line).
+    fn config(&self, item: &str, bs: usize, y_range: (f64, f64)) -> CollabConfig {
+        let span = y_range.1 - y_range.0;
         CollabConfig {
             user_name: Some("userId".into()),
             item_name: Some(item.into()),
@@ -87,6 +89,7 @@ impl SplitArgs {
             seed: self.seed,
             bs,
             split: self.split,
+            rating_range: Some((y_range.0 - span, y_range.1 + span)),
         }
     }
 }

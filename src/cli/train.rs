@@ -66,10 +66,10 @@ pub fn run(a: TrainArgs) -> Result<()> {
     super::check_writable_dir(&models).with_context(|| format!("--out {}", a.out.display()))?;
     let bs = a.bs.unwrap_or(if a.recipe == "tuned" { 64 } else { Recipe::by_name(&a.recipe)?.bs });
     let data = match &a.ratings {
-        Some(csv) => load_ratings_csv(csv, &a.split.config("movieId", bs))?,
+        Some(csv) => load_ratings_csv(csv, &a.split.config("movieId", bs, Recipe::lesson().y_range))?,
         None => {
             let table = MovieLens100k::load(&super::ml100k(a.split.data.clone())?)?.rating_movie()?;
-            CollabDataBunch::from_df(&table, &a.split.config(&a.item, bs))?
+            CollabDataBunch::from_df(&table, &a.split.config(&a.item, bs, Recipe::lesson().y_range))?
         }
     };
     let mut r = match a.recipe.as_str() {

@@ -28,6 +28,10 @@ pub struct CollabConfig {
     pub bs: usize,
     /// Which permutation picks the validation rows.
     pub split: SplitMethod,
+    /// Ratings outside this range are refused while reading, with the file and line (or the row)
+    /// that holds them: a value far outside the model's range is a data error that would wreck
+    /// training. `None` accepts any finite rating.
+    pub rating_range: Option<(f64, f64)>,
 }
 
 impl Default for CollabConfig {
@@ -40,6 +44,7 @@ impl Default for CollabConfig {
             seed: 42,
             bs: 64,
             split: SplitMethod::FastaiV1,
+            rating_range: None,
         }
     }
 }
@@ -113,15 +118,18 @@ fn pick<'a>(table: &'a Table, name: &Option<String>, default: usize) -> Result<(
     }
 }
 
-fn ratings_of(column: &Column, name: &str, rows: &[usize]) -> Result<Vec<f32>> {
+fn ratings_of(column: &Column, name: &str, rows: &[usize], range: Option<(f64, f64)>) -> Result<Vec<f32>> {
     let values = column.to_f64().ok_or_else(|| Error::InvalidConfig(format!("rating column {name:?} holds text")))?;
+    let (lo, hi) = range.unwrap_or((f64::NEG_INFINITY, f64::INFINITY));
     rows.iter()
         .map(|&r| {
             let v = values[r];
-            if v.is_finite() {
+            if v.is_finite() && (lo..=hi).contains(&v) {
                 Ok(v as f32)
             } else {
-                Err(Error::InvalidConfig(format!("rating column {name:?} has {v} at row {r}")))
+                Err(Error::InvalidConfig(format!(
+                    "rating column {name:?} has {v} at row {r}, outside the accepted range [{lo}, {hi}]"
+                )))
             }
         })
         .collect()
@@ -160,12 +168,12 @@ impl CollabDataBunch {
         let train_enc = Encoded {
             users: user_vocab.encode(u_train, &train_rows),
             items: item_vocab.encode(i_train, &train_rows),
-            ratings: ratings_of(r_train, &r_name, &train_rows)?,
+            ratings: ratings_of(r_train, &r_name, &train_rows, cfg.rating_range)?,
         };
         let valid_enc = Encoded {
             users: user_vocab.encode(u_valid, &valid_rows),
             items: item_vocab.encode(i_valid, &valid_rows),
-            ratings: ratings_of(r_valid, &r_name, &valid_rows)?,
+            ratings: ratings_of(r_valid, &r_name, &valid_rows, cfg.rating_range)?,
         };
         Ok(CollabDataBunch {
             train: train_enc,
@@ -247,7 +255,7 @@ impl CollabDataBunch {
         Ok(Encoded {
             users: self.user_vocab.encode(table.column(u)?, &rows),
             items: self.item_vocab.encode(table.column(i)?, &rows),
-            ratings: ratings_of(table.column(r)?, r, &rows)?,
+            ratings: ratings_of(table.column(r)?, r, &rows, None)?,
         })
     }
 

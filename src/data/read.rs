@@ -10,8 +10,9 @@ pub enum Encoding {
     /// UTF-8; invalid bytes are an error naming the line.
     #[default]
     Utf8,
-    /// ISO-8859-1 as the WHATWG defines it (windows-1252), what pandas' `encoding='latin-1'` reads
-    /// for MovieLens 100k.
+    /// ISO-8859-1: every byte is the code point of the same value, exactly what Python's (and so
+    /// pandas') `encoding='latin-1'` decodes (not windows-1252, which maps 0x80–0x9F to other
+    /// characters).
     Latin1,
 }
 
@@ -50,6 +51,7 @@ impl Default for ReadOptions {
 /// first bad field fails with its file, line and column name. Without one, a column is `Int` if
 /// every value parses as one, else `Float`, else `Str`.
 pub fn read_delimited(path: &Path, opts: &ReadOptions) -> Result<Table> {
+    check_regular_file(path)?;
     let input: Box<dyn std::io::Read> = match opts.encoding {
         Encoding::Utf8 => {
             let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
@@ -57,7 +59,7 @@ pub fn read_delimited(path: &Path, opts: &ReadOptions) -> Result<Table> {
         }
         Encoding::Latin1 => {
             let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-            let text = encoding_rs::WINDOWS_1252.decode_without_bom_handling(&bytes).0.into_owned();
+            let text = encoding_rs::mem::decode_latin1(&bytes).into_owned();
             Box::new(std::io::Cursor::new(text.into_bytes()))
         }
     };
@@ -156,6 +158,17 @@ fn infer(values: &[String]) -> Kind {
         Kind::Float
     } else {
         Kind::Str
+    }
+}
+
+/// Refuses what is not a regular file (a device such as `/dev/zero`, a pipe, a folder), which
+/// could never end or would be read as garbage.
+pub(crate) fn check_regular_file(path: &Path) -> Result<()> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if meta.is_file() {
+        Ok(())
+    } else {
+        Err(Error::io(path, std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file")))
     }
 }
 

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::databunch::{CollabConfig, CollabDataBunch, Encoded};
-use super::read::parse_error;
+use super::read::{check_regular_file, parse_error};
 use super::split::random_split;
 use super::vocab::{Vocab, NA};
 use crate::error::{Error, Result};
@@ -17,9 +17,16 @@ struct Raw {
     ratings: Vec<f32>,
 }
 
-fn read(path: &Path, names: [&str; 3]) -> Result<Raw> {
+fn read(path: &Path, names: [&str; 3], range: Option<(f64, f64)>) -> Result<Raw> {
+    check_regular_file(path)?;
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut reader = csv::ReaderBuilder::new().from_reader(std::io::BufReader::with_capacity(1 << 20, file));
+    let mut input = std::io::BufReader::with_capacity(1 << 20, file);
+    // A header is one short line: a first MiB without a line break is not a ratings file.
+    let head = std::io::BufRead::fill_buf(&mut input).map_err(|e| Error::io(path, e))?;
+    if head.len() == 1 << 20 && !head.contains(&b'\n') {
+        return Err(parse_error(path, 1, "-", "no line break in the first MiB: not a CSV file with a header"));
+    }
+    let mut reader = csv::ReaderBuilder::new().from_reader(input);
     let header = reader.byte_headers().map_err(|e| parse_error(path, 1, "-", &e.to_string()))?.clone();
     let column = |name: &str| {
         header
@@ -55,6 +62,14 @@ fn read(path: &Path, names: [&str; 3]) -> Result<Raw> {
         if !rating.is_finite() {
             return Err(parse_error(path, line, names[2], &format!("{text:?} is not a finite number")));
         }
+        if let Some((lo, hi)) = range.filter(|(lo, hi)| !(*lo..=*hi).contains(&(rating as f64))) {
+            return Err(parse_error(
+                path,
+                line,
+                names[2],
+                &format!("{text} is outside the accepted range [{lo}, {hi}]"),
+            ));
+        }
         raw.ratings.push(rating);
     }
     Ok(raw)
@@ -80,7 +95,7 @@ pub fn load_ratings_csv(path: &Path, cfg: &CollabConfig) -> Result<CollabDataBun
     cfg.validate()?;
     let name = |n: &Option<String>, default: &'static str| n.clone().unwrap_or_else(|| default.to_string());
     let names = [name(&cfg.user_name, "userId"), name(&cfg.item_name, "movieId"), name(&cfg.rating_name, "rating")];
-    let raw = read(path, [&names[0], &names[1], &names[2]])?;
+    let raw = read(path, [&names[0], &names[1], &names[2]], cfg.rating_range)?;
     let split = random_split(raw.ratings.len(), cfg.valid_pct, cfg.seed, cfg.split)?;
     let (users, user_vocab) = vocab(&raw.users, split.train.iter().copied());
     let (items, item_vocab) = vocab(&raw.items, split.train.iter().copied());

@@ -325,8 +325,14 @@ impl Learner {
                 "the schedule asks for lr {lr} and momentum {mom}; need a finite lr ≥ 0 and 0 ≤ momentum < 1"
             )));
         }
-        let plan =
-            Plan { lr_mom, steps_before: self.opt.step, beta2: self.cfg.beta2, eps: self.cfg.eps, wd: self.cfg.wd };
+        let plan = Plan {
+            lr_mom,
+            steps_before: self.opt.step,
+            beta2: self.cfg.beta2,
+            eps: self.cfg.eps,
+            wd: self.cfg.wd,
+            bs: self.data.bs,
+        };
         let mode = engine::resolve(self.cfg.mode, &self.model, &self.params)?;
         self.opt.align(&self.params);
         let before = self.snapshot();

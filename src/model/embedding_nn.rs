@@ -156,6 +156,12 @@ impl EmbeddingNN {
     pub fn forward_t(&self, users: &Tensor, items: &Tensor, train: bool) -> Tensor {
         let u = Tensor::embedding(&self.u_embed, users, -1, false, false);
         let i = Tensor::embedding(&self.i_embed, items, -1, false, false);
+        self.forward_embedded(&u, &i, train)
+    }
+
+    /// The model after the embedding look-ups, from the user and item embedding rows `u` `[bs, eu]`
+    /// and `i` `[bs, ei]`; output `[bs]`.
+    pub fn forward_embedded(&self, u: &Tensor, i: &Tensor, train: bool) -> Tensor {
         let mut x = Tensor::cat(&[u, i], 1).dropout(self.emb_drop, train);
         for layer in &self.layers {
             x = match layer {

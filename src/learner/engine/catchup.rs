@@ -40,6 +40,8 @@ pub(crate) struct Plan {
     pub eps: f64,
     /// Decoupled weight decay.
     pub wd: f64,
+    /// Batch size.
+    pub bs: usize,
 }
 
 impl Plan {
@@ -265,7 +267,14 @@ mod tests {
 
     fn one_cycle_plan(n: usize) -> Plan {
         let cycle = super::super::super::schedule::OneCycle::new(5e-3);
-        Plan { lr_mom: (0..n).map(|i| cycle.at(i, n)).collect(), steps_before: 0, beta2: 0.99, eps: 1e-8, wd: 0.1 }
+        Plan {
+            lr_mom: (0..n).map(|i| cycle.at(i, n)).collect(),
+            steps_before: 0,
+            beta2: 0.99,
+            eps: 1e-8,
+            wd: 0.1,
+            bs: 64,
+        }
     }
 
     #[test]

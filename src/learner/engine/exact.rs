@@ -4,7 +4,7 @@
 //! ([`CatchUp`]) just before a batch reads it, and for every row at each synchronisation point
 //! (validation, end of fit), so every weight is what the dense path computes, up to rounding.
 use super::catchup::CatchUp;
-use super::tables::{adamw, DotTables, Scratch, Side};
+use super::tables::{adamw, DotTables, Scratch, Side, SideRule, Touched};
 use super::{Engine, Live};
 use crate::error::Result;
 
@@ -15,58 +15,67 @@ pub(crate) struct Exact {
     catchup: CatchUp,
     /// Per side and row, the local step the row is up to date with.
     last: [Vec<u32>; 2],
+    par: bool,
 }
 
 impl Exact {
-    /// An engine over `tables` for a fit whose schedule `catchup` was built from.
-    pub fn new(tables: DotTables, catchup: CatchUp) -> Self {
-        let last = [0, 1].map(|s| vec![0u32; tables.sides[s].rows()]);
-        Exact { scratch: Scratch::new(&tables), tables, catchup, last }
+    /// An engine over `tables` for a fit whose schedule `catchup` was built from; `par` runs the
+    /// two sides on two threads.
+    pub fn new(tables: DotTables, catchup: CatchUp, par: bool) -> Self {
+        let last = [0, 1].map(|s| vec![0u32; tables.tables.sides[s].rows()]);
+        Exact { scratch: Scratch::new(&tables.tables), tables, catchup, last, par }
     }
 }
 
-/// Brings `row` of `side` from step `last[row]` up to step `k`.
-#[inline(always)]
-fn catch_up(catchup: &CatchUp, last: &mut [u32], side: &mut Side, row: usize, k: usize) {
-    let k0 = last[row] as usize;
-    if k0 < k {
-        let (p, m, v) = side.state(row);
-        catchup.apply(k0, k, p, m, v);
-        last[row] = k as u32;
+/// Step `k` on one side: rows are caught up to step `k − 1` when opened, then the touched ones step.
+pub(crate) struct CatchUpRows<'a> {
+    pub catchup: &'a CatchUp,
+    pub last: &'a mut [u32],
+    pub k: usize,
+}
+
+impl CatchUpRows<'_> {
+    /// Brings `row` up to step `k`.
+    #[inline(always)]
+    pub fn catch_up(&mut self, side: &mut Side, row: usize, k: usize) {
+        let k0 = self.last[row] as usize;
+        if k0 < k {
+            let (p, m, v) = side.state(row);
+            self.catchup.apply(k0, k, p, m, v);
+            self.last[row] = k as u32;
+        }
+    }
+}
+
+impl SideRule for CatchUpRows<'_> {
+    fn open(&mut self, side: &mut Side, row: usize) {
+        self.catch_up(side, row, self.k - 1);
+    }
+
+    fn update(&mut self, side: &mut Side, touched: &Touched, grads: &[f32]) {
+        let (w, scalars) = (side.w, self.catchup.scalars(self.k));
+        for (j, &row) in touched.rows.iter().enumerate() {
+            let (p, m, v) = side.state(row as usize);
+            adamw(p, m, v, &grads[j * w..(j + 1) * w], scalars);
+            self.last[row as usize] = self.k as u32;
+        }
     }
 }
 
 impl Engine for Exact {
     fn step(&mut self, _live: &mut Live<'_>, batch: &[u32], k: usize) -> f64 {
-        self.step_inner(batch, k)
+        let Exact { tables, scratch, catchup, last: [l0, l1], par } = self;
+        let (mut r0, mut r1) = (CatchUpRows { catchup, last: l0, k }, CatchUpRows { catchup, last: l1, k });
+        tables.step(batch, scratch, *par, [&mut r0, &mut r1]) as f64
     }
 
     fn sync(&mut self, live: &mut Live<'_>, k: usize) -> Result<()> {
-        for (j, side) in self.tables.sides.iter_mut().enumerate() {
+        for (side, last) in self.tables.tables.sides.iter_mut().zip(&mut self.last) {
+            let mut rule = CatchUpRows { catchup: &self.catchup, last, k };
             for row in 0..side.rows() {
-                catch_up(&self.catchup, &mut self.last[j], side, row, k);
+                rule.catch_up(side, row, k);
             }
         }
         self.tables.store(live.params, live.opt)
-    }
-}
-
-impl Exact {
-    #[inline(always)]
-    fn step_inner(&mut self, batch: &[u32], k: usize) -> f64 {
-        let Exact { tables, scratch, catchup, last } = self;
-        let loss =
-            tables.forward_backward(batch, scratch, |j, row, side| catch_up(catchup, &mut last[j], side, row, k - 1));
-        let scalars = catchup.scalars(k);
-        for (j, side) in tables.sides.iter_mut().enumerate() {
-            let w = side.w;
-            for (s, &row) in scratch.touched[j].iter().enumerate() {
-                let (p, m, v) = side.state(row as usize);
-                adamw(p, m, v, &scratch.grads[j][s * w..(s + 1) * w], scalars);
-                last[j][row as usize] = k as u32;
-            }
-        }
-        scratch.clear();
-        loss as f64
     }
 }

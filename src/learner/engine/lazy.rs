@@ -1,7 +1,7 @@
 //! The lazy path (opt-in, `--mode lazy`): AdamW updates only the rows in the batch. Untouched rows
 //! neither decay nor coast on their momentum, so this is not fastai's optimizer; it is never
 //! chosen automatically.
-use super::tables::{adamw, DotTables, Scratch};
+use super::tables::{adamw, DotTables, Scratch, Side, SideRule, Touched};
 use super::{Engine, Live};
 use crate::error::Result;
 
@@ -9,38 +9,39 @@ use crate::error::Result;
 pub(crate) struct Lazy {
     tables: DotTables,
     scratch: Scratch,
+    par: bool,
 }
 
 impl Lazy {
-    /// An engine over `tables` (copied out of the learner).
-    pub fn new(tables: DotTables) -> Self {
-        Lazy { scratch: Scratch::new(&tables), tables }
+    /// An engine over `tables` (copied out of the learner); `par` runs the two sides on two threads.
+    pub fn new(tables: DotTables, par: bool) -> Self {
+        Lazy { scratch: Scratch::new(&tables.tables), tables, par }
+    }
+}
+
+/// Only the touched rows step.
+struct TouchedRows([f32; 8]);
+
+impl SideRule for TouchedRows {
+    fn open(&mut self, _side: &mut Side, _row: usize) {}
+
+    fn update(&mut self, side: &mut Side, touched: &Touched, grads: &[f32]) {
+        let w = side.w;
+        for (k, &row) in touched.rows.iter().enumerate() {
+            let (p, m, v) = side.state(row as usize);
+            adamw(p, m, v, &grads[k * w..(k + 1) * w], &self.0);
+        }
     }
 }
 
 impl Engine for Lazy {
     fn step(&mut self, live: &mut Live<'_>, batch: &[u32], k: usize) -> f64 {
-        self.step_inner(live, batch, k)
+        let scalars = live.plan.hyper(k).scalars();
+        let rules = [&mut TouchedRows(scalars), &mut TouchedRows(scalars)];
+        self.tables.step(batch, &mut self.scratch, self.par, rules) as f64
     }
 
     fn sync(&mut self, live: &mut Live<'_>, _k: usize) -> Result<()> {
         self.tables.store(live.params, live.opt)
-    }
-}
-
-impl Lazy {
-    #[inline(always)]
-    fn step_inner(&mut self, live: &mut Live<'_>, batch: &[u32], k: usize) -> f64 {
-        let loss = self.tables.forward_backward(batch, &mut self.scratch, |_, _, _| {});
-        let scalars = live.plan.hyper(k).scalars();
-        for (j, side) in self.tables.sides.iter_mut().enumerate() {
-            let w = side.w;
-            for (s, &row) in self.scratch.touched[j].iter().enumerate() {
-                let (p, m, v) = side.state(row as usize);
-                adamw(p, m, v, &self.scratch.grads[j][s * w..(s + 1) * w], &scalars);
-            }
-        }
-        self.scratch.clear();
-        loss as f64
     }
 }

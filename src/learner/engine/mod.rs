@@ -7,6 +7,7 @@ pub(crate) mod catchup;
 mod dense;
 mod exact;
 mod lazy;
+mod nn;
 pub(crate) mod tables;
 
 use tch::{Device, Kind};
@@ -43,44 +44,67 @@ pub(crate) trait Engine {
     fn sync(&mut self, live: &mut Live<'_>, k: usize) -> Result<()>;
 }
 
-/// Whether the CPU engines can train `params`: an `EmbeddingDotBias` whose tensors are f32 on
-/// the CPU.
-pub(crate) fn cpu_kernels_apply(model: &CollabModel, params: &Params) -> bool {
-    matches!(model, CollabModel::DotBias(_))
-        && params.iter().all(|p| p.tensor.device() == Device::Cpu && p.tensor.kind() == Kind::Float)
+/// Whether the CPU engines can train `params`: all f32 on the CPU.
+pub(crate) fn on_cpu_in_f32(params: &Params) -> bool {
+    params.iter().all(|p| p.tensor.device() == Device::Cpu && p.tensor.kind() == Kind::Float)
 }
 
-/// The mode `requested` resolves to for this model and its parameters as they are now.
+/// The mode `requested` resolves to for this model and its parameters as they are now: `exact`
+/// for either model with f32 parameters on the CPU, `autograd` elsewhere; `dense` and `lazy`
+/// exist for EmbeddingDotBias only.
 pub(crate) fn resolve(requested: TrainMode, model: &CollabModel, params: &Params) -> Result<TrainMode> {
-    let cpu = cpu_kernels_apply(model, params);
-    match requested {
-        TrainMode::Auto if cpu => Ok(TrainMode::Exact),
-        TrainMode::Auto => Ok(TrainMode::Autograd),
-        m @ (TrainMode::Exact | TrainMode::Dense | TrainMode::Lazy) if !cpu => Err(Error::InvalidConfig(format!(
-            "{} mode needs EmbeddingDotBias with f32 parameters on the CPU (this model: {}, {:?} on {:?}); use autograd",
+    let cpu = on_cpu_in_f32(params);
+    let dot = matches!(model, CollabModel::DotBias(_));
+    let refuse = |m: TrainMode, needs: &str| {
+        Err(Error::InvalidConfig(format!(
+            "{} mode needs {needs} (this model: {}, {:?} on {:?}); use autograd",
             m.name(),
             model.kind_name(),
             params.kind(),
             params.device()
-        ))),
+        )))
+    };
+    match requested {
+        TrainMode::Auto if cpu => Ok(TrainMode::Exact),
+        TrainMode::Auto => Ok(TrainMode::Autograd),
+        m @ TrainMode::Exact if !cpu => refuse(m, "f32 parameters on the CPU"),
+        m @ (TrainMode::Dense | TrainMode::Lazy) if !(cpu && dot) => {
+            refuse(m, "EmbeddingDotBias with f32 parameters on the CPU")
+        }
         m => Ok(m),
     }
 }
+
+/// Whether the CPU engines run a batch's two sides on two threads: only for large batches (two
+/// synchronisations per step cost more than they save on a batch of 64) and when more than one
+/// thread is available (`FASTCOLLAB_THREADS`, the machine). The results are the same bits either way.
+fn parallel(bs: usize) -> bool {
+    bs >= PARALLEL_FROM_BS && crate::threads::engine_threads() > 1
+}
+
+/// The smallest batch for which the two sides run in parallel.
+const PARALLEL_FROM_BS: usize = 256;
 
 /// The engine for `mode` (already resolved), starting from the learner's state.
 pub(crate) fn build(mode: TrainMode, live: &Live<'_>) -> Result<Box<dyn Engine>> {
     let tables = || match live.model {
         CollabModel::DotBias(m) => tables::DotTables::load(m, live.params, live.opt, live.data),
-        CollabModel::Nn(_) => Err(Error::InvalidConfig("the CPU engines train EmbeddingDotBias only".into())),
+        CollabModel::Nn(_) => Err(Error::InvalidConfig("dense and lazy modes train EmbeddingDotBias only".into())),
     };
+    let nn = matches!(live.model, CollabModel::Nn(_));
+    let par = parallel(live.plan.bs);
     Ok(match mode {
         TrainMode::Autograd | TrainMode::Auto => Box::new(autograd::Autograd),
-        TrainMode::Dense => Box::new(dense::Dense::new(tables()?)),
-        TrainMode::Lazy => Box::new(lazy::Lazy::new(tables()?)),
+        TrainMode::Dense => Box::new(dense::Dense::new(tables()?, par)),
+        TrainMode::Lazy => Box::new(lazy::Lazy::new(tables()?, par)),
         // A schedule the closed form cannot follow accurately is trained densely: same semantics.
+        TrainMode::Exact if nn => match catchup::CatchUp::new(live.plan) {
+            Some(c) => Box::new(nn::NnExact::new(live, c)?),
+            None => Box::new(autograd::Autograd),
+        },
         TrainMode::Exact => match catchup::CatchUp::new(live.plan) {
-            Some(c) => Box::new(exact::Exact::new(tables()?, c)),
-            None => Box::new(dense::Dense::new(tables()?)),
+            Some(c) => Box::new(exact::Exact::new(tables()?, c, par)),
+            None => Box::new(dense::Dense::new(tables()?, par)),
         },
     })
 }

@@ -1,5 +1,6 @@
-//! The four tables of an `EmbeddingDotBias` and their Adam moments as plain Rust memory, for the
-//! CPU engines (dense, exact, lazy): forward, backward and AdamW written out as loops.
+//! Embedding tables and their Adam moments as plain Rust memory, for the CPU engines (dense, exact,
+//! lazy, and the exact path of EmbeddingNN's embeddings): opening the rows a batch touches, and
+//! for `EmbeddingDotBias` the whole forward, backward and AdamW written out as loops.
 //!
 //! The engines own this memory: it is copied from the learner's tensors when a fit starts and
 //! written back at every synchronisation point (end of epoch, end of fit), so no pointer into a
@@ -12,23 +13,76 @@ use crate::data::databunch::Encoded;
 use crate::error::{Error, Result};
 use crate::model::EmbeddingDotBias;
 
-/// One side (users or items), row-major: row `r` holds its `w = n_factors + 1` parameters (the
-/// factors, then the bias), then their first moments, then their second moments, so that a row's
-/// whole optimizer state is one contiguous stretch of memory (one stream of cache lines).
+/// One side (users or items), row-major: row `r` holds its `w` parameters (for `EmbeddingDotBias`
+/// the factors, then the bias), then their first moments, then their second moments, so that a
+/// row's whole optimizer state is one contiguous stretch of memory (one stream of cache lines).
 pub(crate) struct Side {
-    /// Parameters per row: factors and bias.
+    /// Parameters per row.
     pub w: usize,
     /// `rows × 3w` floats.
     pub data: Vec<f32>,
 }
 
+/// A `[rows, k]` parameter with its first and second moments: one part of a side's rows.
+pub(crate) type Part<'a> = (&'a Tensor, &'a Tensor, &'a Tensor);
+
+fn floats(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(Vec::<f32>::try_from(&t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous().view([-1]))?)
+}
+
 impl Side {
+    /// The parts' rows side by side (e.g. factors `[rows, nf]` then bias `[rows, 1]`).
+    pub fn load(parts: &[Part<'_>]) -> Result<Side> {
+        let rows = parts.first().map_or(0, |p| p.0.size()[0] as usize);
+        let widths: Vec<usize> = parts.iter().map(|p| p.0.size().get(1).copied().unwrap_or(1) as usize).collect();
+        let w: usize = widths.iter().sum();
+        let mut data = huge_zeroed::<f32>(rows * 3 * w);
+        let mut col = 0;
+        for (part, &k) in parts.iter().zip(&widths) {
+            for (j, t) in [part.0, part.1, part.2].into_iter().enumerate() {
+                let values = floats(t)?;
+                if values.len() != rows * k {
+                    return Err(Error::InvalidConfig(format!(
+                        "tables of {rows} rows disagree in shape: {:?}",
+                        t.size()
+                    )));
+                }
+                for r in 0..rows {
+                    let at = r * 3 * w + j * w + col;
+                    data[at..at + k].copy_from_slice(&values[r * k..(r + 1) * k]);
+                }
+            }
+            col += k;
+        }
+        Ok(Side { w, data })
+    }
+
+    /// Writes the rows back into the parts they were loaded from.
+    pub fn store(&self, parts: &[Part<'_>]) -> Result<()> {
+        let (w, rows) = (self.w, self.rows());
+        let mut col = 0;
+        for part in parts {
+            let shape = part.0.size();
+            let k = shape.get(1).copied().unwrap_or(1) as usize;
+            for (j, t) in [part.0, part.1, part.2].into_iter().enumerate() {
+                let mut values = Vec::with_capacity(rows * k);
+                for r in 0..rows {
+                    let at = r * 3 * w + j * w + col;
+                    values.extend_from_slice(&self.data[at..at + k]);
+                }
+                tch::no_grad(|| t.shallow_clone().f_copy_(&Tensor::from_slice(&values).view(shape.as_slice())))?;
+            }
+            col += k;
+        }
+        Ok(())
+    }
+
     /// Number of rows.
     pub fn rows(&self) -> usize {
         self.data.len() / (3 * self.w)
     }
 
-    /// The parameters of row `r` (factors, then bias).
+    /// The parameters of row `r`.
     #[inline(always)]
     pub fn params(&self, r: usize) -> &[f32] {
         &self.data[r * 3 * self.w..r * 3 * self.w + self.w]
@@ -43,15 +97,6 @@ impl Side {
         let (m, v) = rest.split_at_mut(w);
         (p, m, v)
     }
-}
-
-/// Users (side 0) and items (side 1), the factor count, the output range, and the training
-/// ratings packed as (user, item, rating) so that reading one costs one cache miss, not three.
-pub(crate) struct DotTables {
-    pub sides: [Side; 2],
-    pub nf: usize,
-    pub y_range: Option<(f32, f32)>,
-    ratings: Vec<(u32, u32, f32)>,
 }
 
 /// `n` zeroed elements whose memory the kernel is asked to back with 2 MiB pages (transparent huge
@@ -74,43 +119,16 @@ pub(crate) fn huge_zeroed<T: Copy + Default>(n: usize) -> Vec<T> {
     v
 }
 
-/// The parameter names of one side: factors, bias.
-const NAMES: [[&str; 2]; 2] = [["u_weight.weight", "u_bias.weight"], ["i_weight.weight", "i_bias.weight"]];
-
-fn floats(t: &Tensor) -> Result<Vec<f32>> {
-    Ok(Vec::<f32>::try_from(&t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous().view([-1]))?)
+/// Users (side 0) and items (side 1), and the training ratings packed as (user, item, rating) so
+/// that reading one costs one cache miss, not three.
+pub(crate) struct Tables {
+    pub sides: [Side; 2],
+    ratings: Vec<(u32, u32, f32)>,
 }
 
-impl DotTables {
-    /// Copies the model's tables and their Adam moments out of the learner's tensors, and packs the
-    /// training ratings (which must all have rows in the tables).
-    pub fn load(model: &EmbeddingDotBias, params: &Params, opt: &AdamState, data: &Encoded) -> Result<Self> {
-        let nf = model.n_factors();
-        let side = |names: [&str; 2]| -> Result<Side> {
-            let w = nf + 1;
-            let (iw, ib) = (params.index(names[0])?, params.index(names[1])?);
-            let rows = params.tensor(iw).size()[0] as usize;
-            let mut data = huge_zeroed::<f32>(rows * 3 * w);
-            let sources = [
-                (params.tensor(iw), params.tensor(ib)),
-                (&opt.exp_avg[iw], &opt.exp_avg[ib]),
-                (&opt.exp_avg_sq[iw], &opt.exp_avg_sq[ib]),
-            ];
-            for (part, (weight, bias)) in sources.into_iter().enumerate() {
-                let (weight, bias) = (floats(weight)?, floats(bias)?);
-                if weight.len() != rows * nf || bias.len() != rows {
-                    return Err(Error::InvalidConfig(format!("{} and {} disagree in shape", names[0], names[1])));
-                }
-                for r in 0..rows {
-                    let dst = &mut data[r * 3 * w + part * w..r * 3 * w + (part + 1) * w];
-                    dst[..nf].copy_from_slice(&weight[r * nf..(r + 1) * nf]);
-                    dst[nf] = bias[r];
-                }
-            }
-            Ok(Side { w, data })
-        };
-        let y_range = model.y_range.map(|(lo, hi)| (lo as f32, hi as f32));
-        let sides = [side(NAMES[0])?, side(NAMES[1])?];
+impl Tables {
+    /// The two sides and the packed training ratings, which must all have rows in them.
+    pub fn new(sides: [Side; 2], data: &Encoded) -> Result<Self> {
         for (side, ids, what) in [(0, &data.users, "user"), (1, &data.items, "item")] {
             let rows = sides[side].rows();
             if let Some(bad) = ids.iter().find(|&&r| r as usize >= rows) {
@@ -124,77 +142,193 @@ impl DotTables {
         for (r, packed) in ratings.iter_mut().enumerate() {
             *packed = (data.users[r], data.items[r], data.ratings[r]);
         }
-        Ok(DotTables { sides, nf, y_range, ratings })
+        Ok(Tables { sides, ratings })
+    }
+
+    /// Packs `batch` (numbers of training ratings) into `s` and opens its rows on both sides
+    /// (`rules[j].open` before anything reads them), on two threads when `par`.
+    pub fn open<R: SideRule>(&mut self, batch: &[u32], s: &mut Scratch, par: bool, rules: [&mut R; 2]) {
+        s.batch.clear();
+        for (k, &r) in batch.iter().enumerate() {
+            if let Some(&ahead) = batch.get(k + 4 * AHEAD) {
+                prefetch(&self.ratings, ahead as usize, 1);
+            }
+            s.batch.push(self.ratings[r as usize]);
+        }
+        let b = &s.batch;
+        let [t0, t1] = &mut self.sides;
+        let [s0, s1] = &mut s.touched;
+        let [r0, r1] = rules;
+        both(par, || open_side(t0, s0, b, 0, r0), || open_side(t1, s1, b, 1, r1));
+    }
+}
+
+/// An `EmbeddingDotBias`'s tables (each side's rows: factors, then bias), its factor count and
+/// output range.
+pub(crate) struct DotTables {
+    pub tables: Tables,
+    pub nf: usize,
+    pub y_range: Option<(f32, f32)>,
+}
+
+/// The parameter names of one side: factors, bias.
+const NAMES: [[&str; 2]; 2] = [["u_weight.weight", "u_bias.weight"], ["i_weight.weight", "i_bias.weight"]];
+
+/// The parts of a side: each named parameter with its Adam moments.
+pub(crate) fn parts<'a>(names: &[&str], params: &'a Params, opt: &'a AdamState) -> Result<Vec<Part<'a>>> {
+    names
+        .iter()
+        .map(|n| {
+            let i = params.index(n)?;
+            Ok((params.tensor(i), &opt.exp_avg[i], &opt.exp_avg_sq[i]))
+        })
+        .collect()
+}
+
+impl DotTables {
+    /// Copies the model's tables and their Adam moments out of the learner's tensors, and packs the
+    /// training ratings.
+    pub fn load(model: &EmbeddingDotBias, params: &Params, opt: &AdamState, data: &Encoded) -> Result<Self> {
+        let side = |j: usize| Side::load(&parts(&NAMES[j], params, opt)?);
+        let tables = Tables::new([side(0)?, side(1)?], data)?;
+        Ok(DotTables { tables, nf: model.n_factors(), y_range: model.y_range.map(|(lo, hi)| (lo as f32, hi as f32)) })
     }
 
     /// Writes the tables and moments back into the learner's tensors.
     pub fn store(&self, params: &Params, opt: &mut AdamState) -> Result<()> {
-        let nf = self.nf;
-        for (side, names) in self.sides.iter().zip(NAMES) {
-            let (w, rows) = (side.w, side.rows());
-            let (iw, ib) = (params.index(names[0])?, params.index(names[1])?);
-            for part in 0..3 {
-                let mut weight = Vec::with_capacity(rows * nf);
-                let mut bias = Vec::with_capacity(rows);
-                for r in 0..rows {
-                    let src = &side.data[r * 3 * w + part * w..r * 3 * w + (part + 1) * w];
-                    weight.extend_from_slice(&src[..nf]);
-                    bias.push(src[nf]);
-                }
-                let (tw, tb) = match part {
-                    0 => (params.tensor(iw).shallow_clone(), params.tensor(ib).shallow_clone()),
-                    1 => (opt.exp_avg[iw].shallow_clone(), opt.exp_avg[ib].shallow_clone()),
-                    _ => (opt.exp_avg_sq[iw].shallow_clone(), opt.exp_avg_sq[ib].shallow_clone()),
-                };
-                tch::no_grad(|| -> Result<()> {
-                    tw.shallow_clone().f_copy_(&Tensor::from_slice(&weight).view([rows as i64, nf as i64]))?;
-                    tb.shallow_clone().f_copy_(&Tensor::from_slice(&bias).view([rows as i64, 1]))?;
-                    Ok(())
-                })?;
-            }
+        for (side, names) in self.tables.sides.iter().zip(NAMES) {
+            side.store(&parts(&names, params, opt)?)?;
         }
         Ok(())
     }
+
+    /// One step over `batch` (numbers of training ratings): each side opens the rows the batch
+    /// touches (`rules[j].open`, before anything reads them), then computes the batch's
+    /// predictions and its own gradients from copies of the opened rows, and applies them
+    /// (`rules[j].update`). The two sides run on two threads when `par`. Returns the batch's mean
+    /// squared error.
+    pub fn step<R: SideRule>(&mut self, batch: &[u32], s: &mut Scratch, par: bool, rules: [&mut R; 2]) -> f32 {
+        let (nf, y_range) = (self.nf, self.y_range);
+        let [r0, r1] = rules;
+        self.tables.open(batch, s, par, [&mut *r0, &mut *r1]);
+        let b = &s.batch;
+        let [t0, t1] = &mut self.tables.sides;
+        let [s0, s1] = &s.touched;
+        let [g0, g1] = &mut s.grads;
+        let (loss, _) = both(
+            par,
+            || {
+                let loss = grads_side(g0, s0, s1, b, 0, nf, y_range);
+                r0.update(t0, s0, g0);
+                loss
+            },
+            || {
+                let loss = grads_side(g1, s1, s0, b, 1, nf, y_range);
+                r1.update(t1, s1, g1);
+                loss
+            },
+        );
+        let n = s.batch.len();
+        s.clear();
+        loss / n as f32
+    }
 }
 
-/// Gradients of one batch, compact: slot `k` of a side holds the gradient of its `k`-th touched
-/// row (factors and bias), so the backward pass and sparse updates stay in cache however large
-/// the tables are.
+/// The rows of one side that a batch touches: slot `k` holds the `k`-th such row (in order of first
+/// touch) and a copy of its parameters as the batch reads them, so the backward pass and sparse
+/// updates stay in cache however large the tables are.
+#[derive(Default)]
+pub(crate) struct Touched {
+    /// Per row of the side: its slot, or `NO_SLOT`.
+    slot: Vec<u32>,
+    /// The touched rows, in slot order.
+    pub rows: Vec<u32>,
+    /// The slot of each rating's row, in batch order.
+    of_rating: Vec<u32>,
+    /// `rows × w` parameters, read after the row was opened.
+    snap: Vec<f32>,
+}
+
+/// Both sides' touched rows and gradients (`rows × w` per side), and the batch's packed ratings.
 #[derive(Default)]
 pub(crate) struct Scratch {
-    slot: [Vec<u32>; 2],
-    /// Rows touched by the batch, per side, in order of first touch.
-    pub touched: [Vec<u32>; 2],
-    /// `touched × w` gradients per side.
-    pub grads: [Vec<f32>; 2],
+    touched: [Touched; 2],
+    grads: [Vec<f32>; 2],
     batch: Vec<(u32, u32, f32)>,
 }
 
 /// Marks a row without a slot.
-pub(crate) const NO_SLOT: u32 = u32::MAX;
+const NO_SLOT: u32 = u32::MAX;
 
 impl Scratch {
     /// Empty scratch space for `tables`.
-    pub fn new(tables: &DotTables) -> Self {
-        Scratch { slot: [0, 1].map(|s| vec![NO_SLOT; tables.sides[s].rows()]), ..Default::default() }
+    pub fn new(tables: &Tables) -> Self {
+        let side = |j: usize| Touched { slot: vec![NO_SLOT; tables.sides[j].rows()], ..Default::default() };
+        Scratch { touched: [side(0), side(1)], ..Default::default() }
     }
 
-    /// The slot of `row` on `side`, if the batch touches it.
+    /// The rows each side's batch touched.
+    pub fn touched(&self) -> &[Touched; 2] {
+        &self.touched
+    }
+
+    /// The batch's packed ratings (user row, item row, rating).
+    pub fn batch(&self) -> &[(u32, u32, f32)] {
+        &self.batch
+    }
+
+    /// Forgets the batch.
+    pub fn clear(&mut self) {
+        self.touched.iter_mut().for_each(Touched::clear);
+        self.batch.clear();
+    }
+}
+
+impl Touched {
+    /// The slot of each rating's row, in batch order.
+    pub fn of_rating(&self) -> &[u32] {
+        &self.of_rating
+    }
+
+    /// The touched rows' parameters as the batch reads them, `rows × w`.
+    pub fn snap(&self) -> &[f32] {
+        &self.snap
+    }
+
+    /// The slot of `row`, if the batch touches it.
     #[inline(always)]
-    pub fn slot(&self, side: usize, row: usize) -> Option<usize> {
-        let s = self.slot[side][row];
+    pub fn slot(&self, row: usize) -> Option<usize> {
+        let s = self.slot[row];
         (s != NO_SLOT).then_some(s as usize)
     }
 
-    /// Forgets the batch: no row has a slot and no gradient is held.
-    pub fn clear(&mut self) {
-        for side in 0..2 {
-            for &row in &self.touched[side] {
-                self.slot[side][row as usize] = NO_SLOT;
-            }
-            self.touched[side].clear();
-            self.grads[side].clear();
+    /// Forgets the batch.
+    fn clear(&mut self) {
+        for &row in &self.rows {
+            self.slot[row as usize] = NO_SLOT;
         }
+        self.rows.clear();
+        self.of_rating.clear();
+        self.snap.clear();
+    }
+}
+
+/// What an engine does to one side's rows around a step.
+pub(crate) trait SideRule: Send {
+    /// Called on `row` before the batch first reads it (the exact path's catch-up).
+    fn open(&mut self, side: &mut Side, row: usize);
+    /// Applies the batch's gradients (`grads`, one row of `w` per slot of `touched`) to the side.
+    fn update(&mut self, side: &mut Side, touched: &Touched, grads: &[f32]);
+}
+
+/// Runs `f0` and `f1`, on two threads when `par` (each side's work is independent of the other's,
+/// so the results are the same bits either way).
+#[inline(always)]
+fn both<A: Send, B: Send>(par: bool, f0: impl FnOnce() -> A + Send, f1: impl FnOnce() -> B + Send) -> (A, B) {
+    if par {
+        rayon::join(f0, f1)
+    } else {
+        (f0(), f1())
     }
 }
 
@@ -242,80 +376,70 @@ pub(crate) fn prefetch<T>(data: &[T], start: usize, len: usize) {
     }
 }
 
-impl DotTables {
-    /// Forward and backward of the mean squared error over `batch` (numbers of training ratings):
-    /// gives every touched row a slot, calling
-    /// `open(side, row, state)` on its whole state (parameters and moments) before its first use,
-    /// accumulates the gradients into the slots, and returns the batch's mean loss.
-    #[inline(always)]
-    pub fn forward_backward(
-        &mut self,
-        batch: &[u32],
-        s: &mut Scratch,
-        mut open: impl FnMut(usize, usize, &mut Side),
-    ) -> f32 {
-        let (nf, w) = (self.nf, self.nf + 1);
-        s.batch.clear();
-        for (k, &r) in batch.iter().enumerate() {
-            if let Some(&ahead) = batch.get(k + 4 * AHEAD) {
-                prefetch(&self.ratings, ahead as usize, 1);
-            }
-            s.batch.push(self.ratings[r as usize]);
+/// Gives every row of side `j` that `batch` touches a slot, opening it on first touch, and copies
+/// the opened rows' parameters.
+#[inline(always)]
+fn open_side<R: SideRule>(side: &mut Side, s: &mut Touched, batch: &[(u32, u32, f32)], j: usize, rule: &mut R) {
+    let w = side.w;
+    let row_of = |r: &(u32, u32, f32)| if j == 0 { r.0 } else { r.1 } as usize;
+    for k in 0..batch.len() {
+        if let Some(ahead) = batch.get(k + AHEAD) {
+            prefetch(&side.data, row_of(ahead) * 3 * w, 3 * w);
         }
-        // Pass 1: slots, and whatever the engine does to a row before it is read (catch-up).
-        for k in 0..s.batch.len() {
-            if let Some(&(pu, pi, _)) = s.batch.get(k + AHEAD) {
-                for (side, row) in [(0, pu), (1, pi)] {
-                    let side = &self.sides[side];
-                    prefetch(&side.data, row as usize * 3 * w, 3 * w);
-                }
-            }
-            let (u, i, _) = s.batch[k];
-            for (side, row) in [(0, u as usize), (1, i as usize)] {
-                if s.slot[side][row] == NO_SLOT {
-                    s.slot[side][row] = s.touched[side].len() as u32;
-                    s.touched[side].push(row as u32);
-                    open(side, row, &mut self.sides[side]);
-                }
-            }
+        let row = row_of(&batch[k]);
+        if s.slot[row] == NO_SLOT {
+            s.slot[row] = s.rows.len() as u32;
+            s.rows.push(row as u32);
+            rule.open(side, row);
         }
-        for side in 0..2 {
-            s.grads[side].resize(s.touched[side].len() * w, 0.0);
-        }
-        // Pass 2: forward and backward, on rows now in cache.
-        let scale = 2.0 / s.batch.len() as f32;
-        let mut loss = 0.0f32;
-        let [users, items] = &self.sides;
-        let [gu, gi] = &mut s.grads;
-        for &(u, i, y) in &s.batch {
-            let (u, i) = (u as usize, i as usize);
-            let (su, si) = (s.slot[0][u] as usize, s.slot[1][i] as usize);
-            let (ur, ir) = (users.params(u), items.params(i));
-            let dot = dot(&ur[..nf], &ir[..nf]);
-            let res = dot + ur[nf] + ir[nf];
-            let (pred, dpred) = match self.y_range {
-                Some((lo, hi)) => {
-                    let sig = 1.0 / (1.0 + (-res).exp());
-                    let span = hi - lo;
-                    (sig * span + lo, sig * (1.0 - sig) * span)
-                }
-                None => (res, 1.0),
-            };
-            let err = pred - y;
-            loss += err * err;
-            let d = scale * err * dpred;
-            let (gu, gi) = (&mut gu[su * w..(su + 1) * w], &mut gi[si * w..(si + 1) * w]);
-            for (g, a) in gu[..nf].iter_mut().zip(&ir[..nf]) {
-                *g += d * a;
-            }
-            for (g, b) in gi[..nf].iter_mut().zip(&ur[..nf]) {
-                *g += d * b;
-            }
-            gu[nf] += d;
-            gi[nf] += d;
-        }
-        loss / s.batch.len() as f32
+        s.of_rating.push(s.slot[row]);
     }
+    for &row in &s.rows {
+        s.snap.extend_from_slice(side.params(row as usize));
+    }
+}
+
+/// Forward and backward of the batch for side `j`: the predictions from both sides' opened rows
+/// (`own` and `other`), the gradients of side `j`'s rows into `grads`. Returns the summed squared
+/// error.
+#[inline(always)]
+fn grads_side(
+    grads: &mut Vec<f32>,
+    own: &Touched,
+    other: &Touched,
+    batch: &[(u32, u32, f32)],
+    j: usize,
+    nf: usize,
+    y_range: Option<(f32, f32)>,
+) -> f32 {
+    let w = nf + 1;
+    grads.clear();
+    grads.resize(own.rows.len() * w, 0.0);
+    let scale = 2.0 / batch.len() as f32;
+    let mut loss = 0.0f32;
+    for (k, &(_, _, y)) in batch.iter().enumerate() {
+        let (so, sx) = (own.of_rating[k] as usize, other.of_rating[k] as usize);
+        let (orow, xrow) = (&own.snap[so * w..(so + 1) * w], &other.snap[sx * w..(sx + 1) * w]);
+        let (ur, ir) = if j == 0 { (orow, xrow) } else { (xrow, orow) };
+        let res = dot(&ur[..nf], &ir[..nf]) + ur[nf] + ir[nf];
+        let (pred, dpred) = match y_range {
+            Some((lo, hi)) => {
+                let sig = 1.0 / (1.0 + (-res).exp());
+                let span = hi - lo;
+                (sig * span + lo, sig * (1.0 - sig) * span)
+            }
+            None => (res, 1.0),
+        };
+        let err = pred - y;
+        loss += err * err;
+        let d = scale * err * dpred;
+        let g = &mut grads[so * w..(so + 1) * w];
+        for (g, x) in g[..nf].iter_mut().zip(&xrow[..nf]) {
+            *g += d * x;
+        }
+        g[nf] += d;
+    }
+    loss
 }
 
 vectorized! {
