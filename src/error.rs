@@ -61,6 +61,14 @@ pub enum Error {
         /// The closest known names, best first.
         close: Vec<String>,
     },
+    /// A user that a trained model does not know.
+    #[error("user {name:?} is not in the model's vocabulary{}; to recommend for a new user, pass their ratings (fold-in: `recommend --ratings FILE`)", suggest(.close))]
+    UnknownUser {
+        /// The name looked up.
+        name: String,
+        /// The closest known names, best first.
+        close: Vec<String>,
+    },
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
@@ -105,7 +113,7 @@ fn suggest(close: &[String]) -> String {
     if close.is_empty() {
         String::new()
     } else {
-        format!("; did you mean {}?", close.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>().join(" or "))
+        format!(" (did you mean {}?)", close.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>().join(" or "))
     }
 }
 

@@ -21,6 +21,12 @@ pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) ->
         .map_err(|e| Error::io(dir, e))?;
     write(tmp.path())?;
     fs::File::open(tmp.path()).and_then(|f| f.sync_all()).map_err(|e| Error::io(tmp.path(), e))?;
+    // A temporary file is private (0600); the result is an ordinary file.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644)).map_err(|e| Error::io(tmp.path(), e))?;
+    }
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     // The rename itself is durable once the folder is.
     if let Ok(d) = fs::File::open(dir) {

@@ -182,6 +182,50 @@ pub fn plot_lr(rec: &Recorder, path: &Path) -> Result<()> {
     root.present().map_err(|e| err(e.to_string()))
 }
 
+/// Several named series of points as lines with markers (e.g. RMSE against the number of known
+/// ratings).
+pub fn plot_lines(
+    series: &[(&str, Vec<(f64, f64)>)],
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+) -> Result<()> {
+    let err = plot_err(path);
+    if series.iter().all(|s| s.1.is_empty()) {
+        return Err(err("no points to draw".into()));
+    }
+    let root = canvas(path, (900, 600))?;
+    let (x0, x1) = range(series.iter().flat_map(|s| s.1.iter().map(|p| p.0)));
+    let (y0, y1) = range(series.iter().flat_map(|s| s.1.iter().map(|p| p.1)));
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, (FONT, 26))
+        .margin(20)
+        .x_label_area_size(50)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(|e| err(e.to_string()))?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style((FONT, 16))
+        .draw()
+        .map_err(|e| err(e.to_string()))?;
+    let colors = [BLUE, RGBColor(230, 120, 0), RGBColor(40, 160, 60), RGBColor(200, 30, 30)];
+    for ((name, points), color) in series.iter().zip(colors.iter().cycle()) {
+        let color = *color;
+        chart
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+            .map_err(|e| err(e.to_string()))?
+            .label(*name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        chart.draw_series(points.iter().map(|p| Circle::new(*p, 5, color.filled()))).map_err(|e| err(e.to_string()))?;
+    }
+    legend(&mut chart, SeriesLabelPosition::MiddleRight).map_err(&err)?;
+    root.present().map_err(|e| err(e.to_string()))
+}
+
 /// A label's box in pixels: left, right, top, bottom.
 type Rect = (i32, i32, i32, i32);
 

@@ -104,21 +104,34 @@ impl Recipe {
         learn.fit_one_cycle(self.epochs, self.lr)
     }
 
+    /// Trains the recipe's `ensemble` models on `data` (seeds `run.seed`, `run.seed + 1`, …).
+    pub fn fit_all(&self, data: &CollabDataBunch, run: &Run) -> Result<Vec<Learner>> {
+        (0..self.ensemble.max(1))
+            .map(|k| {
+                let mut learn = self.learner(data.clone(), run, run.seed + k as u64)?;
+                learn.verbose = false;
+                self.fit(&mut learn)?;
+                Ok(learn)
+            })
+            .collect()
+    }
+
     /// Trains the recipe's `ensemble` models on `data` and returns their mean prediction for each
     /// validation rating.
     pub fn fit_predict(&self, data: &CollabDataBunch, run: &Run) -> Result<Vec<f32>> {
-        let n = self.ensemble.max(1);
-        let mut sum = vec![0.0f32; data.valid.len()];
-        for k in 0..n {
-            let mut learn = self.learner(data.clone(), run, run.seed + k as u64)?;
-            learn.verbose = false;
-            self.fit(&mut learn)?;
-            for (s, p) in sum.iter_mut().zip(learn.get_preds(true).0) {
-                *s += p;
-            }
-        }
-        Ok(sum.into_iter().map(|s| s / n as f32).collect())
+        Ok(mean_predictions(&self.fit_all(data, run)?, &data.valid))
     }
+}
+
+/// The mean of the learners' predictions for every rating of `rows`.
+pub fn mean_predictions(learners: &[Learner], rows: &Encoded) -> Vec<f32> {
+    let mut sum = vec![0.0f32; rows.len()];
+    for learn in learners {
+        for (s, p) in sum.iter_mut().zip(learn.predict_encoded(rows)) {
+            *s += p;
+        }
+    }
+    sum.into_iter().map(|s| s / learners.len().max(1) as f32).collect()
 }
 
 /// The single-model candidates of `tuned`: the lesson's settings and their neighbours.

@@ -3,7 +3,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use fastcollab::evaluate::cold_start::{cold_start, table, ColdStartPoint};
 use fastcollab::evaluate::{evaluate_folds, AB, FOLDS};
+use fastcollab::plot::plot_lines;
 use fastcollab::recipe::{self, Run};
 use fastcollab::{DeviceChoice, TrainMode};
 
@@ -27,6 +29,20 @@ pub struct CvArgs {
     /// Where the models train: `auto`, `cpu`, `cuda` or `cuda:N`.
     #[arg(long, default_value = "auto")]
     device: DeviceChoice,
+    /// Also rank items for each test user: precision, recall, NDCG, MAP, hit rate at k and
+    /// coverage, against MostPop and Random baselines.
+    #[arg(long)]
+    ranking: bool,
+    /// The list length for --ranking.
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    /// Also measure cold start on the base files: 10% of users held out, folded in from k of their
+    /// ratings, against `#na#` and retraining; writes the curve as a PNG (`--plot`).
+    #[arg(long)]
+    cold_start: bool,
+    /// Where --cold-start draws its curve.
+    #[arg(long, default_value = "cold_start.png")]
+    plot: PathBuf,
     /// Write the report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -35,13 +51,35 @@ pub struct CvArgs {
 pub fn run(args: CvArgs) -> Result<()> {
     let dir = super::ml100k(args.data)?;
     let run = Run { mode: args.mode, device: args.device, seed: args.seed };
-    let report = evaluate_folds(&dir, &FOLDS, &args.recipe, &run)?;
+    let k = args.ranking.then_some(args.k);
+    let report = evaluate_folds(&dir, &FOLDS, &args.recipe, &run, k)?;
     println!("{report}");
     let mut json = serde_json::to_value(&report)?;
     if args.ab {
-        let ab = evaluate_folds(&dir, &AB, &args.recipe, &run)?;
+        let ab = evaluate_folds(&dir, &AB, &args.recipe, &run, k)?;
         println!("\n{ab}");
         json["ab"] = serde_json::to_value(&ab)?;
+    }
+    if args.cold_start {
+        let recipe = recipe::Recipe::by_name(if args.recipe == "tuned" { "lesson" } else { &args.recipe })?;
+        let fold_in = fastcollab::infer::FoldIn::with_training(recipe.wd, 0.99, 1e-8);
+        let points = cold_start(&dir, &FOLDS, &recipe, &run, &fold_in)?;
+        println!(
+            "\ncold start ({} recipe; fold-in: {} AdamW steps, lr {}):\n{}",
+            recipe.name,
+            fold_in.steps,
+            fold_in.lr,
+            table(&points)
+        );
+        let line = |f: fn(&ColdStartPoint) -> f64| points.iter().map(|p| (p.k as f64, f(p))).collect::<Vec<_>>();
+        let series = [
+            ("fold-in", line(|p| p.fold_in_rmse)),
+            ("unknown user (#na#)", line(|p| p.unknown_rmse)),
+            ("retrain", line(|p| p.retrain_rmse)),
+        ];
+        plot_lines(&series, &args.plot, "Cold start: RMSE on a new user's other ratings", "ratings known (k)", "RMSE")?;
+        println!("wrote {}", args.plot.display());
+        json["cold_start"] = serde_json::to_value(&points)?;
     }
     if let Some(path) = args.json {
         std::fs::write(&path, serde_json::to_string_pretty(&json)?)

@@ -3,6 +3,11 @@ mod bench;
 mod compare;
 mod cv;
 mod export;
+mod info;
+mod output;
+mod predict;
+mod recommend;
+mod similar;
 mod train;
 
 use std::path::PathBuf;
@@ -31,6 +36,14 @@ enum Command {
     ExportSplit(export::ExportArgs),
     /// Print a fastcollab run and a fastai run (scripts/fastai_reference.py) side by side.
     Compare(compare::CompareArgs),
+    /// Describe an exported model: kind, sizes, vocabularies, provenance, training, metrics.
+    Info(info::InfoArgs),
+    /// Predict ratings for the (user, item) pairs of a CSV file.
+    Predict(predict::PredictArgs),
+    /// Recommend items for a user, every user, or a new user from their ratings (fold-in).
+    Recommend(recommend::RecommendArgs),
+    /// Items most similar to an item (cosine similarity of the item factors).
+    Similar(similar::SimilarArgs),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -41,6 +54,10 @@ pub fn run() -> Result<()> {
         Command::Bench(a) => bench::run(a),
         Command::ExportSplit(a) => export::run(a),
         Command::Compare(a) => compare::run(a),
+        Command::Info(a) => info::run(a),
+        Command::Predict(a) => predict::run(a),
+        Command::Recommend(a) => recommend::run(a),
+        Command::Similar(a) => similar::run(a),
     }
 }
 

@@ -58,18 +58,27 @@ pub struct TrainArgs {
     /// Name of the saved model.
     #[arg(long, default_value = "model")]
     name: String,
+    /// Also export the trained model as one self-contained file for inference (`info`,
+    /// `predict`, `recommend`, `similar`).
+    #[arg(long)]
+    export: Option<PathBuf>,
 }
 
 pub fn run(a: TrainArgs) -> Result<()> {
     // Outputs are checked before any training, so a bad --out fails in a second, not after the fit.
     let models = a.out.join("models");
     super::check_writable_dir(&models).with_context(|| format!("--out {}", a.out.display()))?;
+    if let Some(export) = &a.export {
+        let dir = export.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        super::check_writable_dir(dir).with_context(|| format!("--export {}", export.display()))?;
+    }
     let bs = a.bs.unwrap_or(if a.recipe == "tuned" { 64 } else { Recipe::by_name(&a.recipe)?.bs });
     let data = match &a.ratings {
         Some(csv) => load_ratings_csv(csv, &a.split.config("movieId", bs, Recipe::lesson().y_range))?,
         None => {
-            let table = MovieLens100k::load(&super::ml100k(a.split.data.clone())?)?.rating_movie()?;
-            CollabDataBunch::from_df(&table, &a.split.config(&a.item, bs, Recipe::lesson().y_range))?
+            let ml = MovieLens100k::load(&super::ml100k(a.split.data.clone())?)?;
+            CollabDataBunch::from_df(&ml.rating_movie()?, &a.split.config(&a.item, bs, Recipe::lesson().y_range))?
+                .with_sources(ml.sources)
         }
     };
     let mut r = match a.recipe.as_str() {
@@ -110,5 +119,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
     std::fs::write(&path, serde_json::to_string_pretty(&metrics)?)
         .with_context(|| format!("writing {}", path.display()))?;
     println!("Total time: {:.2}s; saved {} and {}", learn.recorder.fit_seconds, saved.display(), path.display());
+    if let Some(export) = &a.export {
+        learn.export(export)?;
+        println!("exported the model for inference to {}", export.display());
+    }
     Ok(())
 }

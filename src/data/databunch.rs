@@ -6,6 +6,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use super::provenance::{Provenance, Source};
 use super::split::{random_split, SplitMethod};
 use super::table::{Column, Table};
 use super::vocab::Vocab;
@@ -106,6 +107,8 @@ pub struct CollabDataBunch {
     pub train_rows: Vec<usize>,
     /// Rows of the source table in the validation set, in split order.
     pub valid_rows: Vec<usize>,
+    /// Where the data came from and how it was split.
+    pub provenance: Provenance,
 }
 
 fn pick<'a>(table: &'a Table, name: &Option<String>, default: usize) -> Result<(String, &'a Column)> {
@@ -140,7 +143,10 @@ impl CollabDataBunch {
     pub fn from_df(table: &Table, cfg: &CollabConfig) -> Result<Self> {
         cfg.validate()?;
         let split = random_split(table.len(), cfg.valid_pct, cfg.seed, cfg.split)?;
-        Self::build(table, split.train, table, split.valid, cfg)
+        let mut db = Self::build(table, split.train, table, split.valid, cfg)?;
+        db.provenance.split = cfg.split.to_string();
+        db.provenance.valid_pct = cfg.valid_pct;
+        Ok(db)
     }
 
     /// Uses all of `train` for training and all of `valid` for validation (e.g. `u1.base`/`u1.test`).
@@ -149,6 +155,7 @@ impl CollabDataBunch {
         let mut db = Self::build(train, (0..train.len()).collect(), valid, (0..valid.len()).collect(), cfg)?;
         db.train_rows.clear();
         db.valid_rows.clear();
+        db.provenance.split = "given".into();
         Ok(db)
     }
 
@@ -165,6 +172,7 @@ impl CollabDataBunch {
         let (u_valid, i_valid, r_valid) = (valid.column(&u_name)?, valid.column(&i_name)?, valid.column(&r_name)?);
         let user_vocab = Vocab::from_rows(u_train, &train_rows);
         let item_vocab = Vocab::from_rows(i_train, &train_rows);
+        let names = [u_name, i_name, r_name.clone()];
         let train_enc = Encoded {
             users: user_vocab.encode(u_train, &train_rows),
             items: item_vocab.encode(i_train, &train_rows),
@@ -180,11 +188,12 @@ impl CollabDataBunch {
             valid: valid_enc,
             user_vocab,
             item_vocab,
-            names: [u_name, i_name, r_name],
             bs: cfg.bs,
             seed: cfg.seed,
             train_rows,
             valid_rows,
+            provenance: Provenance { seed: cfg.seed, columns: names.clone(), ..Default::default() },
+            names,
         })
     }
 
@@ -198,6 +207,7 @@ impl CollabDataBunch {
         seed: u64,
     ) -> Self {
         let names = ["user", "item", "rating"].map(String::from);
+        let provenance = Provenance { split: "given".into(), seed, columns: names.clone(), ..Default::default() };
         CollabDataBunch {
             train,
             valid,
@@ -208,7 +218,14 @@ impl CollabDataBunch {
             seed,
             train_rows: vec![],
             valid_rows: vec![],
+            provenance,
         }
+    }
+
+    /// Records the files the data was read from (hashed by the loader), for exported models.
+    pub fn with_sources(mut self, sources: Vec<Source>) -> Self {
+        self.provenance.sources = sources;
+        self
     }
 
     /// Embedding rows for users, `#na#` included.

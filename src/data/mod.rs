@@ -2,6 +2,7 @@
 pub mod databunch;
 pub mod download;
 pub mod movielens;
+pub mod provenance;
 pub mod read;
 pub mod split;
 pub mod stream;

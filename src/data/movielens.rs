@@ -2,6 +2,7 @@
 //! ml-latest CSV layout (`ratings.csv`, `movies.csv`).
 use std::path::Path;
 
+use super::provenance::Source;
 use super::read::{read_delimited, Encoding, Kind, ReadOptions};
 use super::table::{Column, Table};
 use crate::error::Result;
@@ -81,12 +82,19 @@ pub struct MovieLens100k {
     pub ratings: Table,
     /// `u.item` as read.
     pub movies: Table,
+    /// The two files and their SHA-256, for provenance.
+    pub sources: Vec<Source>,
 }
 
 impl MovieLens100k {
     /// Reads `u.data` and `u.item` from `dir`.
     pub fn load(dir: &Path) -> Result<Self> {
-        Ok(MovieLens100k { ratings: read_ratings(&dir.join("u.data"))?, movies: read_movies(&dir.join("u.item"))? })
+        let (data, item) = (dir.join("u.data"), dir.join("u.item"));
+        Ok(MovieLens100k {
+            ratings: read_ratings(&data)?,
+            movies: read_movies(&item)?,
+            sources: vec![Source::of(&data)?, Source::of(&item)?],
+        })
     }
 
     /// `ratings.merge(movies[[movieId, title]])`, in the row order the lesson shows (pandas 1.x).

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use super::databunch::{CollabConfig, CollabDataBunch, Encoded};
+use super::provenance::Source;
 use super::read::{check_regular_file, parse_error};
 use super::split::random_split;
 use super::vocab::{Vocab, NA};
@@ -105,7 +106,11 @@ pub fn load_ratings_csv(path: &Path, cfg: &CollabConfig) -> Result<CollabDataBun
         ratings: rows.iter().map(|&r| raw.ratings[r]).collect(),
     };
     let (train, valid) = (encode(&split.train), encode(&split.valid));
-    let mut data = CollabDataBunch::from_encoded(train, valid, user_vocab, item_vocab, cfg.bs, cfg.seed);
+    let mut data = CollabDataBunch::from_encoded(train, valid, user_vocab, item_vocab, cfg.bs, cfg.seed)
+        .with_sources(vec![Source::of(path)?]);
+    data.provenance.split = cfg.split.to_string();
+    data.provenance.valid_pct = cfg.valid_pct;
+    data.provenance.columns = names.clone();
     data.names = names;
     Ok(data)
 }

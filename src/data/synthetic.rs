@@ -104,5 +104,8 @@ pub fn generate(cfg: &SyntheticConfig, valid_pct: f64, bs: usize) -> Result<Coll
     let vocab = |n: usize| {
         Vocab::from_names(std::iter::once("#na#".to_string()).chain((1..=n).map(|k| k.to_string())).collect(), true)
     };
-    Ok(CollabDataBunch::from_encoded(train, valid, vocab(cfg.n_users), vocab(cfg.n_items), bs, cfg.seed))
+    let mut data = CollabDataBunch::from_encoded(train, valid, vocab(cfg.n_users), vocab(cfg.n_items), bs, cfg.seed);
+    data.provenance.split = "synthetic".into();
+    data.provenance.valid_pct = valid_pct;
+    Ok(data)
 }

@@ -63,6 +63,11 @@ impl Vocab {
         Vocab { names, index }
     }
 
+    /// Whether the names are whole-number ids (looked up by value, so `"042"` finds `42`).
+    pub fn is_numeric(&self) -> bool {
+        matches!(self.index, Index::Int(_))
+    }
+
     /// Number of embedding rows, `#na#` included.
     pub fn len(&self) -> usize {
         self.names.len()

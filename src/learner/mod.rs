@@ -152,6 +152,18 @@ pub struct Learner {
     opt: AdamState,
     mom: f64,
     rng: ChaCha8Rng,
+    fits: Vec<FitRecord>,
+}
+
+/// One completed fit, for the record exported models keep.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FitRecord {
+    /// `one_cycle`, `constant` or `custom`.
+    pub schedule: String,
+    /// Epochs.
+    pub epochs: usize,
+    /// Peak (one cycle) or constant learning rate; `None` for a custom schedule.
+    pub lr: Option<f64>,
 }
 
 /// Everything training changes, for `lr_find` and for undoing a diverged fit.
@@ -212,6 +224,7 @@ pub fn collab_learner(data: CollabDataBunch, cfg: &CollabLearnerConfig) -> Resul
         opt,
         mom: 0.9,
         rng,
+        fits: Vec::new(),
     })
 }
 
@@ -281,13 +294,24 @@ impl Learner {
     /// One-cycle training with an explicit policy.
     pub fn fit_one_cycle_with(&mut self, n_epochs: usize, cycle: &OneCycle) -> Result<()> {
         let n = n_epochs * self.data.n_train_batches();
-        self.fit_with(n_epochs, |i| cycle.at(i, n))
+        self.fit_with(n_epochs, |i| cycle.at(i, n))?;
+        self.fits.last_mut().expect("just recorded").schedule = "one_cycle".into();
+        self.fits.last_mut().expect("just recorded").lr = Some(cycle.lr_max);
+        Ok(())
     }
 
     /// `fit(n_epochs, lr)`: constant learning rate; momentum stays where the last fit left it.
     pub fn fit(&mut self, n_epochs: usize, lr: f64) -> Result<()> {
         let mom = self.mom;
-        self.fit_with(n_epochs, |_| (lr, mom))
+        self.fit_with(n_epochs, |_| (lr, mom))?;
+        self.fits.last_mut().expect("just recorded").schedule = "constant".into();
+        self.fits.last_mut().expect("just recorded").lr = Some(lr);
+        Ok(())
+    }
+
+    /// The fits this learner completed, oldest first.
+    pub fn fits(&self) -> &[FitRecord] {
+        &self.fits
     }
 
     /// The training loop: `schedule(i)` gives `(lr, mom)` for global batch `i`. A fit whose loss
@@ -295,7 +319,9 @@ impl Learner {
     /// was before the fit.
     pub fn fit_with(&mut self, n_epochs: usize, schedule: impl Fn(usize) -> (f64, f64)) -> Result<()> {
         let n_steps = n_epochs * self.data.n_train_batches();
-        self.run(n_epochs, n_steps, schedule, true, |_| ControlFlow::Continue(()))
+        self.run(n_epochs, n_steps, schedule, true, |_| ControlFlow::Continue(()))?;
+        self.fits.push(FitRecord { schedule: "custom".into(), epochs: n_epochs, lr: None });
+        Ok(())
     }
 
     /// The one loop behind `fit_with` and `lr_find`: at most `n_steps` batches over `n_epochs`

@@ -27,7 +27,8 @@ pub struct EmbeddingNNConfig {
 }
 
 /// fastai's two arrangements of the hidden blocks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum NnLayout {
     /// fastai v1: `[BatchNorm] [Dropout] Linear ReLU`, no BatchNorm before the first Linear; every
     /// parameter is weight-decayed.

@@ -1,0 +1,46 @@
+//! `fastcollab predict`: ratings for (user, item) pairs from a CSV file.
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use fastcollab::{load_learner, read_delimited, ReadOptions};
+
+#[derive(Args)]
+pub struct PredictArgs {
+    /// The exported model (`train --export FILE`).
+    #[arg(long)]
+    model: PathBuf,
+    /// CSV with a header and the user and item columns, named as in the training data (e.g.
+    /// `userId,title`) or `user,item`.
+    #[arg(long)]
+    input: PathBuf,
+    /// Write `user,item,prediction` as CSV here instead of printing a table.
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+pub fn run(a: PredictArgs) -> Result<()> {
+    let rec = load_learner(&a.model)?;
+    let table = read_delimited(&a.input, &ReadOptions::default())?;
+    let pick = |names: [&str; 2]| -> Result<Vec<String>> {
+        for name in names {
+            if let Ok(col) = table.column(name) {
+                return Ok((0..table.len()).map(|r| col.value(r).to_string()).collect());
+            }
+        }
+        bail!("{}: no column {:?} (or {:?}); it has {:?}", a.input.display(), names[0], names[1], table.names())
+    };
+    let users = pick([&rec.meta.names[0], "user"])?;
+    let items = pick([&rec.meta.names[1], "item"])?;
+    let pairs: Vec<(&str, &str)> = users.iter().map(String::as_str).zip(items.iter().map(String::as_str)).collect();
+    let (preds, unknown) = rec.predict_names(&pairs);
+    if unknown > 0 {
+        eprintln!(
+            "{unknown} of {} rows name a user or item the model does not know: predicted through #na#, as fastai does",
+            pairs.len()
+        );
+    }
+    let rows: Vec<Vec<String>> =
+        pairs.iter().zip(&preds).map(|((u, i), p)| vec![u.to_string(), i.to_string(), format!("{p:.6}")]).collect();
+    super::output::emit(&["user", "item", "prediction"], &rows, a.output.as_deref())
+}

@@ -1,0 +1,92 @@
+//! `fastcollab recommend`: the best items for a user, for every user, or for a new user folded
+//! in from their ratings.
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use fastcollab::infer::Scored;
+use fastcollab::{load_learner, read_delimited, ReadOptions};
+
+#[derive(Args)]
+pub struct RecommendArgs {
+    /// The exported model (`train --export FILE`).
+    #[arg(long)]
+    model: PathBuf,
+    /// The user, as named in the training data.
+    #[arg(long, conflicts_with = "all")]
+    user: Option<String>,
+    /// Recommend for every user of the model (use with --output).
+    #[arg(long)]
+    all: bool,
+    /// A CSV of ratings (`item,rating` columns, or the training data's names) of a user the model
+    /// has never seen, folded in; with --user, extra ratings of that known user.
+    #[arg(long, conflicts_with = "all")]
+    ratings: Option<PathBuf>,
+    /// How many items.
+    #[arg(short = 'n', long = "n", default_value_t = 10)]
+    n: usize,
+    /// Also recommend items the user already rated.
+    #[arg(long)]
+    include_seen: bool,
+    /// Write `user,rank,item,score` as CSV here instead of printing a table.
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+fn rows<'a>(user: &str, recs: &'a [Scored]) -> impl Iterator<Item = Vec<String>> + 'a {
+    let user = user.to_string();
+    recs.iter()
+        .enumerate()
+        .map(move |(k, s)| vec![user.clone(), (k + 1).to_string(), s.item.clone(), format!("{:.6}", s.score)])
+}
+
+pub fn run(a: RecommendArgs) -> Result<()> {
+    let rec = load_learner(&a.model)?;
+    let header = ["user", "rank", "item", "score"];
+    let mut out: Vec<Vec<String>> = Vec::new();
+    if a.all {
+        let start = Instant::now();
+        let users: Vec<u32> = (1..rec.users().len() as u32).collect();
+        for (u, recs) in users.iter().zip(rec.recommend_rows(&users, a.n, a.include_seen)) {
+            out.extend(rows(rec.users().name(*u as usize), &recs));
+        }
+        eprintln!("top {} for {} users in {:.2}s", a.n, users.len(), start.elapsed().as_secs_f64());
+    } else if let Some(path) = &a.ratings {
+        let table = read_delimited(path, &ReadOptions::default())?;
+        let column = |names: [&str; 2]| names.into_iter().find_map(|n| table.column(n).ok());
+        let (Some(items), Some(values)) =
+            (column([&rec.meta.names[1], "item"]), column([&rec.meta.names[2], "rating"]))
+        else {
+            bail!(
+                "{}: needs an item column ({:?} or \"item\") and a rating column; it has {:?}",
+                path.display(),
+                rec.meta.names[1],
+                table.names()
+            )
+        };
+        let values = values.to_f64().ok_or_else(|| anyhow::anyhow!("{}: ratings must be numbers", path.display()))?;
+        let ratings: Vec<(String, f32)> =
+            (0..table.len()).map(|r| (items.value(r).to_string(), values[r] as f32)).collect();
+        let cfg = rec.fold_in_config();
+        let start = Instant::now();
+        let (name, folded) = match &a.user {
+            Some(u) => (u.clone(), rec.fold_in_user(u, &ratings, &cfg)?),
+            None => ("new".to_string(), rec.fold_in(&ratings, &cfg)?),
+        };
+        eprintln!("folded in {} ratings in {:.2} ms", ratings.len(), start.elapsed().as_secs_f64() * 1e3);
+        let mut rated: Vec<u32> = ratings.iter().map(|(i, _)| rec.item_row(i)).collect::<fastcollab::Result<_>>()?;
+        if let (Some(u), false) = (&a.user, a.include_seen) {
+            rated.extend_from_slice(rec.seen().items(rec.user_row(u)? as usize));
+        }
+        if a.include_seen {
+            rated.clear();
+        }
+        out.extend(rows(&name, &rec.recommend_folded(&folded, a.n, &rated)));
+    } else if let Some(user) = &a.user {
+        out.extend(rows(user, &rec.recommend(user, a.n, a.include_seen)?));
+    } else {
+        bail!("say whom to recommend for: --user ID, --all, or --ratings new_user.csv");
+    }
+    super::output::emit(&header, &out, a.output.as_deref())
+}

@@ -1,0 +1,33 @@
+//! `fastcollab similar`: items whose factor vectors point the same way (cosine similarity).
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use fastcollab::load_learner;
+
+#[derive(Args)]
+pub struct SimilarArgs {
+    /// The exported model (`train --export FILE`).
+    #[arg(long)]
+    model: PathBuf,
+    /// The item, as named in the training data (an id or a title).
+    #[arg(long)]
+    item: String,
+    /// How many items.
+    #[arg(short = 'n', long = "n", default_value_t = 10)]
+    n: usize,
+    /// Write `item,rank,similar,score` as CSV here instead of printing a table.
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+pub fn run(a: SimilarArgs) -> Result<()> {
+    let rec = load_learner(&a.model)?;
+    let rows: Vec<Vec<String>> = rec
+        .similar_items(&a.item, a.n)?
+        .into_iter()
+        .enumerate()
+        .map(|(k, s)| vec![a.item.clone(), (k + 1).to_string(), s.item, format!("{:.6}", s.score)])
+        .collect();
+    super::output::emit(&["item", "rank", "similar", "score"], &rows, a.output.as_deref())
+}

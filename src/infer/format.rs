@@ -1,0 +1,248 @@
+//! The exported model file: safetensors with fastai's state-dict names, and metadata (format
+//! version, model, vocabularies, provenance, training, metrics) as JSON strings under fixed keys.
+use std::collections::HashMap;
+use std::path::Path;
+
+use safetensors::tensor::{Dtype, TensorView};
+use safetensors::SafeTensors;
+use serde::{Deserialize, Serialize};
+
+use crate::data::provenance::Provenance;
+use crate::error::{Error, Result};
+use crate::learner::FitRecord;
+use crate::model::NnLayout;
+
+/// The value of the `format` key.
+pub const FORMAT: &str = "fastcollab";
+/// The newest format version this build reads and the one it writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The model's kind and shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind")]
+pub enum ModelSpec {
+    /// fastai's `EmbeddingDotBias`.
+    EmbeddingDotBias {
+        /// Width of the factor tables.
+        n_factors: usize,
+        /// Output range of the sigmoid.
+        y_range: Option<(f64, f64)>,
+    },
+    /// fastai's `EmbeddingNN`.
+    #[serde(rename = "EmbeddingNN")]
+    EmbeddingNn {
+        /// Embedding widths (user, item).
+        emb_szs: (usize, usize),
+        /// Hidden layer widths.
+        layers: Vec<usize>,
+        /// Dropout probabilities of the hidden blocks.
+        ps: Vec<f64>,
+        /// Dropout on the concatenated embeddings.
+        emb_drop: f64,
+        /// BatchNorm in the hidden blocks.
+        use_bn: bool,
+        /// fastai v1's or v2's block layout.
+        layout: NnLayout,
+        /// Output range of the sigmoid.
+        y_range: Option<(f64, f64)>,
+    },
+}
+
+/// The vocabularies, names in row order (`#na#` first).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Vocabs {
+    /// User names.
+    pub user: Vec<String>,
+    /// Item names.
+    pub item: Vec<String>,
+    /// Users are whole-number ids.
+    pub user_numeric: bool,
+    /// Items are whole-number ids.
+    pub item_numeric: bool,
+}
+
+/// How the model was trained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Training {
+    /// Decoupled weight decay (also used by fold-in).
+    pub wd: f64,
+    /// Batch size.
+    pub bs: usize,
+    /// Adam's β2.
+    pub beta2: f64,
+    /// Adam's ε.
+    pub eps: f64,
+    /// The training path.
+    pub mode: String,
+    /// The fits, oldest first.
+    pub fits: Vec<FitRecord>,
+}
+
+/// What the last fit measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Smoothed training loss after the last epoch.
+    pub train_loss: Option<f64>,
+    /// Validation MSE after the last epoch.
+    pub valid_loss: Option<f64>,
+    /// Training ratings.
+    pub n_train: usize,
+    /// Validation ratings.
+    pub n_valid: usize,
+}
+
+/// Everything an exported file says besides its tensors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExportMeta {
+    /// Always `fastcollab`.
+    pub format: String,
+    /// The format version ([`FORMAT_VERSION`] when written by this build).
+    pub format_version: u32,
+    /// The model's kind and shape.
+    pub model: ModelSpec,
+    /// The user, item and rating column names of the training data.
+    pub names: [String; 3],
+    /// The vocabularies.
+    pub vocab: Vocabs,
+    /// Where the data came from and how it was split.
+    pub provenance: Provenance,
+    /// How the model was trained.
+    pub training: Training,
+    /// What the last fit measured.
+    pub metrics: Metrics,
+}
+
+/// A tensor to write: name, element type, shape, little-endian bytes.
+pub(crate) struct Blob {
+    pub name: String,
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    pub bytes: Vec<u8>,
+}
+
+impl Blob {
+    /// An f32 tensor.
+    pub fn f32(name: &str, shape: Vec<usize>, values: &[f32]) -> Blob {
+        Blob {
+            name: name.into(),
+            dtype: Dtype::F32,
+            shape,
+            bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        }
+    }
+
+    /// An i64 tensor.
+    pub fn i64(name: &str, shape: Vec<usize>, values: &[i64]) -> Blob {
+        Blob {
+            name: name.into(),
+            dtype: Dtype::I64,
+            shape,
+            bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        }
+    }
+}
+
+impl ExportMeta {
+    fn to_header(&self) -> Result<HashMap<String, String>> {
+        let json = serde_json::to_value(self).map_err(|e| Error::InvalidConfig(e.to_string()))?;
+        let serde_json::Value::Object(map) = json else { unreachable!("a struct serialises to an object") };
+        Ok(map
+            .into_iter()
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => (k, s),
+                other => (k, other.to_string()),
+            })
+            .collect())
+    }
+
+    fn from_header(header: &HashMap<String, String>, bad: &dyn Fn(String) -> Error) -> Result<ExportMeta> {
+        match header.get("format") {
+            Some(f) if f == FORMAT => {}
+            _ => return Err(bad("is a safetensors file but not a model exported by fastcollab".into())),
+        }
+        let version: u32 = header
+            .get("format_version")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| bad("has no readable format_version".into()))?;
+        if version > FORMAT_VERSION {
+            return Err(bad(format!(
+                "was written in format version {version} by a newer fastcollab; this one reads up to version \
+                 {FORMAT_VERSION}: upgrade fastcollab"
+            )));
+        }
+        let mut map = serde_json::Map::new();
+        for (k, v) in header {
+            let value = match k.as_str() {
+                "format" => serde_json::Value::String(v.clone()),
+                _ => serde_json::from_str(v).map_err(|e| bad(format!("metadata {k:?} is not valid JSON: {e}")))?,
+            };
+            map.insert(k.clone(), value);
+        }
+        serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| bad(format!("metadata does not fit: {e}")))
+    }
+}
+
+/// Writes `blobs` and `meta` to `path` atomically (beside it, fsync, rename).
+pub(crate) fn write(path: &Path, meta: &ExportMeta, blobs: &[Blob]) -> Result<()> {
+    let views = blobs
+        .iter()
+        .map(|b| {
+            let view = TensorView::new(b.dtype, b.shape.clone(), &b.bytes)
+                .map_err(|e| Error::InvalidConfig(format!("tensor {}: {e}", b.name)))?;
+            Ok((b.name.clone(), view))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let bytes = safetensors::tensor::serialize(views, Some(meta.to_header()?))
+        .map_err(|e| Error::InvalidConfig(format!("safetensors: {e}")))?;
+    crate::fsutil::write_bytes_atomically(path, &bytes)
+}
+
+/// A read export: its metadata and its tensors by name (element type, shape, bytes).
+pub(crate) struct Read {
+    pub meta: ExportMeta,
+    pub tensors: HashMap<String, (Dtype, Vec<usize>, Vec<u8>)>,
+}
+
+/// Reads and checks an exported file; every failure is an error naming the file.
+pub(crate) fn read(path: &Path) -> Result<Read> {
+    let bad = |message: String| Error::Model { path: path.to_path_buf(), message };
+    crate::data::read::check_regular_file(path)?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| bad(format!("is not a safetensors file, or is truncated or corrupt ({e})")))?;
+    let meta = ExportMeta::from_header(header.metadata().as_ref().unwrap_or(&HashMap::new()), &bad)?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("is truncated or corrupt ({e})")))?;
+    let tensors = st
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| (name, (view.dtype(), view.shape().to_vec(), view.data().to_vec())))
+        .collect();
+    Ok(Read { meta, tensors })
+}
+
+impl Read {
+    /// The f32 tensor `name` of exactly `shape`, as values.
+    pub fn f32(&self, name: &str, shape: &[usize], path: &Path) -> Result<Vec<f32>> {
+        let bad = |message: String| Error::Model { path: path.to_path_buf(), message };
+        let (dtype, s, bytes) = self.tensors.get(name).ok_or_else(|| bad(format!("has no tensor {name:?}")))?;
+        if *dtype != Dtype::F32 || s != shape {
+            return Err(bad(format!("tensor {name} is {dtype:?} {s:?}, expected F32 {shape:?}")));
+        }
+        Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    }
+
+    /// The i64 tensor `name` of exactly `shape`, as values.
+    pub fn i64(&self, name: &str, shape: &[usize], path: &Path) -> Result<Vec<i64>> {
+        let bad = |message: String| Error::Model { path: path.to_path_buf(), message };
+        let (dtype, s, bytes) = self.tensors.get(name).ok_or_else(|| bad(format!("has no tensor {name:?}")))?;
+        if *dtype != Dtype::I64 || s != shape {
+            return Err(bad(format!("tensor {name} is {dtype:?} {s:?}, expected I64 {shape:?}")));
+        }
+        Ok(bytes.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
+    }
+
+    /// The shape of tensor `name`, if present.
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.tensors.get(name).map(|t| t.1.as_slice())
+    }
+}

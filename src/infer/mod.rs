@@ -1,0 +1,267 @@
+//! Using a trained model: [`load_learner`] reads an exported file (no data needed) into a
+//! [`Recommender`] that predicts, recommends, finds similar items and folds in new users. This
+//! layer stands on the model and the vocabularies only, never on a `Learner` or a data bunch.
+pub mod export;
+pub mod fold_in;
+pub mod format;
+pub mod rank;
+
+use std::path::{Path, PathBuf};
+
+use tch::{nn, Device, Kind, Tensor};
+
+use crate::data::vocab::Vocab;
+use crate::error::{Error, Result};
+use crate::interpret::lookup;
+use crate::model::init::InitRng;
+use crate::model::{CollabModel, DotBiasConfig, EmbeddingDotBias, EmbeddingNN, EmbeddingNNConfig};
+pub use fold_in::{fold_in_rows, predict_folded, FoldIn, FoldedUser};
+pub use format::{ExportMeta, ModelSpec};
+pub use rank::Seen;
+
+/// A trained model with its vocabularies and training interactions, ready for inference on the
+/// CPU.
+pub struct Recommender {
+    /// The file's metadata: model, vocabularies, provenance, training, metrics.
+    pub meta: ExportMeta,
+    /// The model (its tensors live in `vs`).
+    pub model: CollabModel,
+    /// The model's variables.
+    pub vs: nn::VarStore,
+    users: Vocab,
+    items: Vocab,
+    seen: Seen,
+    item_count: Vec<i64>,
+    path: PathBuf,
+}
+
+/// An item with its score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scored {
+    /// The item's name (id or title).
+    pub item: String,
+    /// Predicted rating, or cosine similarity for [`Recommender::similar_items`].
+    pub score: f32,
+}
+
+/// Reads a file written by `Learner::export` (fastai's `load_learner`). Truncated, corrupt or
+/// foreign files, and files of a newer format version, are errors that name the file.
+pub fn load_learner(path: &Path) -> Result<Recommender> {
+    let read = format::read(path)?;
+    let bad = |message: String| Error::Model { path: path.to_path_buf(), message };
+    let meta = read.meta.clone();
+    let (n_users, n_items) = (meta.vocab.user.len(), meta.vocab.item.len());
+    if n_users == 0 || n_items == 0 {
+        return Err(bad("has empty vocabularies".into()));
+    }
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = match &meta.model {
+        ModelSpec::EmbeddingDotBias { n_factors, y_range } => {
+            let cfg = DotBiasConfig { n_factors: *n_factors, y_range: *y_range };
+            CollabModel::DotBias(EmbeddingDotBias::new(&vs.root(), n_users, n_items, &cfg, &mut InitRng::new(0)))
+        }
+        ModelSpec::EmbeddingNn { emb_szs, layers, ps, emb_drop, use_bn, layout, y_range } => {
+            let cfg = EmbeddingNNConfig {
+                emb_szs: Some(*emb_szs),
+                layers: layers.clone(),
+                ps: ps.clone(),
+                emb_drop: *emb_drop,
+                y_range: *y_range,
+                use_bn: *use_bn,
+                layout: *layout,
+            };
+            CollabModel::Nn(EmbeddingNN::new(&vs.root(), n_users, n_items, &cfg, &mut InitRng::new(0)))
+        }
+    };
+    for (name, var) in vs.variables() {
+        let shape: Vec<usize> = var.size().iter().map(|&d| d as usize).collect();
+        let values = if var.kind() == Kind::Int64 {
+            Tensor::from_slice(&read.i64(&name, &shape, path)?)
+        } else {
+            Tensor::from_slice(&read.f32(&name, &shape, path)?)
+        };
+        tch::no_grad(|| var.shallow_clone().copy_(&values.view(var.size().as_slice())));
+    }
+    let indptr = read.i64("seen.indptr", &[n_users + 1], path)?;
+    let nnz = read.shape("seen.items").and_then(|s| s.first().copied()).unwrap_or(0);
+    let items = read.i64("seen.items", &[nnz], path)?;
+    let ratings = read.f32("seen.ratings", &[nnz], path)?;
+    let ok = indptr.first() == Some(&0)
+        && indptr.windows(2).all(|w| w[0] <= w[1])
+        && indptr.last() == Some(&(nnz as i64))
+        && items.iter().all(|&i| i >= 0 && (i as usize) < n_items);
+    if !ok {
+        return Err(bad("has inconsistent seen.indptr / seen.items".into()));
+    }
+    let seen = Seen {
+        indptr: indptr.iter().map(|&x| x as usize).collect(),
+        items: items.iter().map(|&x| x as u32).collect(),
+        ratings,
+    };
+    let item_count = read.i64("item.count", &[n_items], path)?;
+    let users = Vocab::from_names(meta.vocab.user.clone(), meta.vocab.user_numeric);
+    let items = Vocab::from_names(meta.vocab.item.clone(), meta.vocab.item_numeric);
+    Ok(Recommender { meta, model, vs, users, items, seen, item_count, path: path.to_path_buf() })
+}
+
+impl Recommender {
+    /// The file this model was read from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The user vocabulary (row order, `#na#` first).
+    pub fn users(&self) -> &Vocab {
+        &self.users
+    }
+
+    /// The item vocabulary (row order, `#na#` first).
+    pub fn items(&self) -> &Vocab {
+        &self.items
+    }
+
+    /// The items each user rated in training, with the ratings.
+    pub fn seen(&self) -> &Seen {
+        &self.seen
+    }
+
+    /// How many training ratings each item row had.
+    pub fn item_count(&self) -> &[i64] {
+        &self.item_count
+    }
+
+    /// The row of user `name`; an unknown user is an error with close matches and a hint.
+    pub fn user_row(&self, name: &str) -> Result<u32> {
+        lookup(&self.users, name, false)
+    }
+
+    /// The row of item `name`; an unknown item is an error with close matches.
+    pub fn item_row(&self, name: &str) -> Result<u32> {
+        lookup(&self.items, name, true)
+    }
+
+    /// Predicted ratings for (user row, item row) pairs, through the model's own forward pass
+    /// (the same computation, so the same bits, as the learner's predictions on the CPU).
+    pub fn predict_rows(&self, users: &[u32], items: &[u32]) -> Vec<f32> {
+        let mut out = Vec::with_capacity(users.len());
+        tch::no_grad(|| {
+            for (u, i) in users.chunks(4096).zip(items.chunks(4096)) {
+                let u = Tensor::from_slice(&u.iter().map(|&x| x as i64).collect::<Vec<_>>());
+                let i = Tensor::from_slice(&i.iter().map(|&x| x as i64).collect::<Vec<_>>());
+                let p = self.model.forward_t(&u, &i, false).to_kind(Kind::Float);
+                out.extend(Vec::<f32>::try_from(&p).unwrap_or_default());
+            }
+        });
+        out
+    }
+
+    /// The predicted rating of `user` for `item` (names as in the training data).
+    pub fn predict(&self, user: &str, item: &str) -> Result<f32> {
+        Ok(self.predict_rows(&[self.user_row(user)?], &[self.item_row(item)?])[0])
+    }
+
+    /// Predictions for pairs of names; unknown users or items are predicted through `#na#` (as
+    /// fastai does for new rows) and counted in the second value.
+    pub fn predict_names<S: AsRef<str>>(&self, pairs: &[(S, S)]) -> (Vec<f32>, usize) {
+        let mut unknown = 0;
+        let (users, items): (Vec<u32>, Vec<u32>) = pairs
+            .iter()
+            .map(|(u, i)| {
+                let (u, i) = (self.users.get(u.as_ref()), self.items.get(i.as_ref()));
+                if u.is_none() || i.is_none() {
+                    unknown += 1;
+                }
+                (u.unwrap_or(0), i.unwrap_or(0))
+            })
+            .unzip();
+        (self.predict_rows(&users, &items), unknown)
+    }
+
+    /// The `n` best items for `user` by predicted rating, best first, excluding what they rated in
+    /// training unless `include_seen`. An unknown user is an error suggesting close matches and
+    /// fold-in.
+    pub fn recommend(&self, user: &str, n: usize, include_seen: bool) -> Result<Vec<Scored>> {
+        let u = self
+            .users
+            .get(user)
+            .ok_or_else(|| Error::UnknownUser { name: user.to_string(), close: self.users.closest(user, 3) })?;
+        Ok(self.recommend_rows(&[u], n, include_seen).pop().unwrap_or_default())
+    }
+
+    /// [`Recommender::recommend`] for user rows, in chunks (bounded memory).
+    pub fn recommend_rows(&self, users: &[u32], n: usize, include_seen: bool) -> Vec<Vec<Scored>> {
+        let top = rank::top_n(&self.model, users, n, (!include_seen).then_some(&self.seen));
+        let pairs: (Vec<u32>, Vec<u32>) =
+            users.iter().zip(&top).flat_map(|(&u, row)| row.iter().map(move |&(i, _)| (u, i))).unzip();
+        let scores = self.predict_rows(&pairs.0, &pairs.1);
+        let mut at = 0;
+        top.iter()
+            .map(|row| {
+                let out = row
+                    .iter()
+                    .zip(&scores[at..at + row.len()])
+                    .map(|(&(i, _), &score)| Scored { item: self.items.name(i as usize).to_string(), score })
+                    .collect();
+                at += row.len();
+                out
+            })
+            .collect()
+    }
+
+    /// The `n` items whose factor vectors are closest to `item`'s by cosine similarity (the
+    /// item itself and `#na#` excluded).
+    pub fn similar_items(&self, item: &str, n: usize) -> Result<Vec<Scored>> {
+        let i = self.item_row(item)?;
+        let table = self.model.weight_table(true);
+        let sims = tch::no_grad(|| {
+            let normed = table / table.norm_scalaropt_dim(2, [1], true).clamp_min(1e-12);
+            normed.matmul(&normed.get(i as i64).unsqueeze(1)).squeeze_dim(1)
+        });
+        let mut sims = Vec::<f32>::try_from(sims.to_kind(Kind::Float)).unwrap_or_default();
+        sims[0] = f32::NEG_INFINITY;
+        sims[i as usize] = f32::NEG_INFINITY;
+        let mut order: Vec<usize> = (1..sims.len()).filter(|&j| sims[j] > f32::NEG_INFINITY).collect();
+        order.sort_by(|&a, &b| sims[b].total_cmp(&sims[a]).then(a.cmp(&b)));
+        Ok(order.into_iter().take(n).map(|j| Scored { item: self.items.name(j).to_string(), score: sims[j] }).collect())
+    }
+
+    /// Fold-in settings with this model's training `wd`, β2 and ε.
+    pub fn fold_in_config(&self) -> FoldIn {
+        let t = &self.meta.training;
+        FoldIn::with_training(t.wd, t.beta2, t.eps)
+    }
+
+    /// A new user's row fitted to `ratings` (item name, rating); every item must be known.
+    pub fn fold_in<S: AsRef<str>>(&self, ratings: &[(S, f32)], cfg: &FoldIn) -> Result<FoldedUser> {
+        let items = ratings.iter().map(|(i, _)| self.item_row(i.as_ref())).collect::<Result<Vec<_>>>()?;
+        let values: Vec<f32> = ratings.iter().map(|r| r.1).collect();
+        Ok(fold_in_rows(&self.model, &items, &values, None, cfg))
+    }
+
+    /// A known user's row refitted to their training ratings plus `extra` ones, starting from the
+    /// row they have.
+    pub fn fold_in_user<S: AsRef<str>>(&self, user: &str, extra: &[(S, f32)], cfg: &FoldIn) -> Result<FoldedUser> {
+        let u = self.user_row(user)? as usize;
+        let mut items = self.seen.items(u).to_vec();
+        let mut values = self.seen.ratings(u).to_vec();
+        for (i, r) in extra {
+            items.push(self.item_row(i.as_ref())?);
+            values.push(*r);
+        }
+        let start = fold_in::user_row(&self.model, u as u32);
+        Ok(fold_in_rows(&self.model, &items, &values, Some(start), cfg))
+    }
+
+    /// The `n` best items for a folded user, excluding `rated` item rows.
+    pub fn recommend_folded(&self, user: &FoldedUser, n: usize, rated: &[u32]) -> Vec<Scored> {
+        let all: Vec<u32> = (1..self.items.len() as u32).filter(|i| !rated.contains(i)).collect();
+        let scores = predict_folded(&self.model, user, &all);
+        let mut order: Vec<usize> = (0..all.len()).collect();
+        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+        order
+            .into_iter()
+            .take(n)
+            .map(|k| Scored { item: self.items.name(all[k] as usize).to_string(), score: scores[k] })
+            .collect()
+    }
+}
