@@ -6,6 +6,8 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use fastcollab::data::synthetic::{generate, SyntheticConfig};
+use fastcollab::infer::rank::top_n;
+use fastcollab::infer::{fold_in_rows, FoldIn, Seen};
 use fastcollab::recipe::{Recipe, Run};
 use fastcollab::{
     collab_learner, CollabConfig, CollabDataBunch, CollabLearnerConfig, DeviceChoice, DotBiasConfig, ModelConfig,
@@ -24,14 +26,15 @@ pub struct BenchArgs {
     /// Epochs for --scale.
     #[arg(long, default_value_t = 5)]
     epochs: usize,
-    /// Factors of the model for --scale.
-    #[arg(long, default_value_t = 40)]
+    /// Factors of the model for --scale (the defaults of --n-factors, --wd and --lr were chosen on an
+    /// independent synthetic set, `--seed 7`: see the README).
+    #[arg(long, default_value_t = 10)]
     n_factors: usize,
     /// Weight decay for --scale.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.001)]
     wd: f64,
     /// Peak learning rate for --scale.
-    #[arg(long, default_value_t = 3e-2)]
+    #[arg(long, default_value_t = 5e-3)]
     lr: f64,
     /// Seed of the synthetic dataset for --scale (its planted factors, ratings and split).
     #[arg(long, default_value_t = 42)]
@@ -87,6 +90,7 @@ fn lesson_paths(dir: &Path, fastai_python: Option<&str>, device: DeviceChoice) -
     let data = CollabDataBunch::from_df(&rating_movie, &cfg)?;
     let recipe = Recipe::lesson();
     let mut variants = Map::new();
+    let mut extra = Map::new();
     for mode in [TrainMode::Exact, TrainMode::Dense, TrainMode::Autograd, TrainMode::Lazy] {
         let name = mode.name();
         let device = if mode == TrainMode::Autograd { device } else { DeviceChoice::Cpu };
@@ -96,6 +100,10 @@ fn lesson_paths(dir: &Path, fastai_python: Option<&str>, device: DeviceChoice) -
         recipe.fit(&mut learn)?;
         let valid = learn.validate().unwrap_or(f64::NAN);
         variants.insert(name.into(), json!({ "fit_seconds": learn.recorder.fit_seconds, "valid_mse": valid }));
+        if mode == TrainMode::Exact {
+            extra.insert("recommend".into(), recommend_all(&learn)?);
+            extra.insert("fold_in".into(), fold_in_timing(&learn, 20));
+        }
     }
     if let Some(fastai) = run_fastai(dir, fastai_python)? {
         variants.insert("fastai".into(), fastai);
@@ -109,7 +117,40 @@ fn lesson_paths(dir: &Path, fastai_python: Option<&str>, device: DeviceChoice) -
     }
     let threads = fastcollab::threads::current();
     println!("libtorch intra-op threads: {threads}; load average: {}", loadavg());
-    Ok(json!({ "variants": variants, "threads": threads, "loadavg": loadavg() }))
+    let mut report = json!({ "variants": variants, "threads": threads, "loadavg": loadavg() });
+    for (k, v) in extra {
+        report[k] = v;
+    }
+    Ok(report)
+}
+
+/// Top 10 for every user of `learn`'s model, excluding what each rated in training, timed.
+fn recommend_all(learn: &fastcollab::Learner) -> Result<Value> {
+    let start = Instant::now();
+    let seen = Seen::from_encoded(&learn.data.train, learn.data.n_users());
+    let users: Vec<u32> = (1..learn.data.n_users() as u32).collect();
+    let top = top_n(&learn.model, &users, 10, Some(&seen));
+    let seconds = start.elapsed().as_secs_f64();
+    let full = top.iter().filter(|t| t.len() == 10).count();
+    println!("recommend: top 10 for all {} users in {seconds:.2}s ({full} full lists)", users.len());
+    Ok(json!({ "all_users_top10_seconds": seconds, "n_users": users.len() }))
+}
+
+/// Folds in users of `learn`'s training data from `k` of their ratings, timed one by one.
+fn fold_in_timing(learn: &fastcollab::Learner, k: usize) -> Value {
+    let seen = Seen::from_encoded(&learn.data.train, learn.data.n_users());
+    let cfg = FoldIn::with_training(learn.config().wd, learn.config().beta2, learn.config().eps);
+    let mut ms = Vec::new();
+    for u in (1..seen.n_users()).filter(|&u| seen.items(u).len() >= k).take(200) {
+        let start = Instant::now();
+        let _ = fold_in_rows(&learn.model, &seen.items(u)[..k], &seen.ratings(u)[..k], None, &cfg);
+        ms.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    ms.sort_by(f64::total_cmp);
+    let mean = ms.iter().sum::<f64>() / ms.len().max(1) as f64;
+    let max = ms.last().copied().unwrap_or(f64::NAN);
+    println!("fold-in: {} users from {k} ratings each, {mean:.3} ms on average, {max:.3} ms at most", ms.len());
+    json!({ "k": k, "n": ms.len(), "mean_ms": mean, "max_ms": max })
 }
 
 /// Times fastai on the exported lesson split with `scripts/fastai_reference.py`, when a Python
@@ -173,6 +214,7 @@ fn scale(n: usize, a: &BenchArgs) -> Result<Value> {
     let valid = learn.validate().unwrap_or(f64::NAN);
     let fit_seconds = learn.recorder.fit_seconds;
     let per_epoch = fit_seconds / epochs as f64;
+    let recommend = recommend_all(&learn)?;
     drop(learn);
 
     // The dense path at this scale: one epoch over the first `steps` batches (same tables, so the
@@ -201,11 +243,16 @@ fn scale(n: usize, a: &BenchArgs) -> Result<Value> {
         "dense path, bs {bs}: {dense_per_epoch:.1}s per epoch (estimated from {steps} steps): {:.1}x the {name} path",
         dense_per_epoch / per_epoch
     );
-    println!("peak memory {peak:.0} MiB; threads {}; load average {}", fastcollab::threads::current(), loadavg());
+    println!(
+        "peak memory {peak:.0} MiB (training and recommending); threads {}; load average {}",
+        fastcollab::threads::current(),
+        loadavg()
+    );
     let mut report = json!({
         "n_ratings": n, "n_users": cfg.n_users, "n_items": cfg.n_items, "noise_floor": cfg.noise_floor(),
         "load_seconds": load_seconds, "epochs": epochs, "bs": bs, "mode": name,
         "dense": { "seconds_per_epoch_estimated": dense_per_epoch, "from_steps": steps },
+        "recommend": recommend,
         "peak_mib": peak, "threads": fastcollab::threads::current(), "loadavg": loadavg(),
     });
     report[name] = json!({ "fit_seconds": fit_seconds, "seconds_per_epoch": per_epoch, "valid_mse": valid });

@@ -41,6 +41,6 @@ pub fn run(a: PredictArgs) -> Result<()> {
         );
     }
     let rows: Vec<Vec<String>> =
-        pairs.iter().zip(&preds).map(|((u, i), p)| vec![u.to_string(), i.to_string(), format!("{p:.6}")]).collect();
+        pairs.iter().zip(&preds).map(|((u, i), p)| vec![u.to_string(), i.to_string(), p.to_string()]).collect();
     super::output::emit(&["user", "item", "prediction"], &rows, a.output.as_deref())
 }

@@ -38,7 +38,7 @@ fn rows<'a>(user: &str, recs: &'a [Scored]) -> impl Iterator<Item = Vec<String>>
     let user = user.to_string();
     recs.iter()
         .enumerate()
-        .map(move |(k, s)| vec![user.clone(), (k + 1).to_string(), s.item.clone(), format!("{:.6}", s.score)])
+        .map(move |(k, s)| vec![user.clone(), (k + 1).to_string(), s.item.clone(), s.score.to_string()])
 }
 
 pub fn run(a: RecommendArgs) -> Result<()> {

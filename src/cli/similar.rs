@@ -27,7 +27,7 @@ pub fn run(a: SimilarArgs) -> Result<()> {
         .similar_items(&a.item, a.n)?
         .into_iter()
         .enumerate()
-        .map(|(k, s)| vec![a.item.clone(), (k + 1).to_string(), s.item, format!("{:.6}", s.score)])
+        .map(|(k, s)| vec![a.item.clone(), (k + 1).to_string(), s.item, s.score.to_string()])
         .collect();
     super::output::emit(&["item", "rank", "similar", "score"], &rows, a.output.as_deref())
 }

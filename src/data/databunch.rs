@@ -260,9 +260,7 @@ impl CollabDataBunch {
 
     /// A fresh permutation of the training rows from `rng` (no sampling with replacement).
     pub fn shuffled(&self, rng: &mut ChaCha8Rng) -> Vec<u32> {
-        let mut order: Vec<u32> = (0..self.train.len() as u32).collect();
-        order.shuffle(rng);
-        order
+        shuffled(self.train.len(), rng)
     }
 
     /// Encodes new rows with the training vocabulary (unknown names become `#na#`).
@@ -288,6 +286,34 @@ impl CollabDataBunch {
         let order = self.shuffled(&mut rng);
         ShowBatch { data: self, rows: order.into_iter().take(rows.min(self.bs)).collect() }
     }
+}
+
+/// Above this many rows a permutation is drawn cache-friendly: a Fisher–Yates shuffle of tens of
+/// millions of indices is one cache miss per element.
+const BUCKETED_FROM: usize = 1 << 22;
+
+/// A uniformly random permutation of `0..n`. Up to [`BUCKETED_FROM`] rows, a Fisher–Yates shuffle
+/// (the stream the lesson's results come from); beyond, Rao–Sandelius: every index goes to one of
+/// 256 buckets drawn at random (sequential writes), then each bucket, small enough for the cache, is
+/// shuffled, and the buckets are concatenated. Both give every permutation the same probability.
+pub fn shuffled(n: usize, rng: &mut ChaCha8Rng) -> Vec<u32> {
+    use rand::Rng;
+    if n < BUCKETED_FROM {
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        order.shuffle(rng);
+        return order;
+    }
+    const BUCKETS: usize = 256;
+    let mut buckets: Vec<Vec<u32>> = (0..BUCKETS).map(|_| Vec::with_capacity(n / BUCKETS * 9 / 8)).collect();
+    for i in 0..n as u32 {
+        buckets[rng.gen_range(0..BUCKETS)].push(i);
+    }
+    let mut order = Vec::with_capacity(n);
+    for mut b in buckets {
+        b.shuffle(rng);
+        order.extend_from_slice(&b);
+    }
+    order
 }
 
 /// Decoded training rows; `Display` prints them as a table with a `target` column.

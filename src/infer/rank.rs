@@ -96,8 +96,100 @@ pub fn predict_all(model: &CollabModel, users: &[u32]) -> Tensor {
 /// `exclude` is given, the items each user rated there are never returned. Users are scored in
 /// chunks, so memory stays bounded whatever the catalogue's size.
 pub fn top_n(model: &CollabModel, users: &[u32], n: usize, exclude: Option<&Seen>) -> Vec<Vec<(u32, f32)>> {
-    let n_items = model.weight_table(true).size()[0] as usize;
-    top_n_by(|part| score_all(model, part), n_items, users, n, exclude)
+    match model {
+        CollabModel::DotBias(m) => top_n_dot(m, users, n, exclude),
+        CollabModel::Nn(_) => {
+            let n_items = model.weight_table(true).size()[0] as usize;
+            top_n_by(|part| score_all(model, part), n_items, users, n, exclude)
+        }
+    }
+}
+
+/// A dot model's factors as plain memory: users row by row, items factor by factor (so that one
+/// user's scores for every item are `nf` vectorised passes), and the item biases.
+struct DotScorer {
+    nf: usize,
+    n_items: usize,
+    users: Vec<f32>,
+    items_t: Vec<f32>,
+    item_bias: Vec<f32>,
+}
+
+fn floats(t: &Tensor) -> Vec<f32> {
+    Vec::<f32>::try_from(t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous().view([-1])).unwrap_or_default()
+}
+
+/// [`top_n`] for EmbeddingDotBias: each user's raw scores `b_i + u·i` (the user's bias, the same
+/// for every item, left out) computed into one buffer and the best `n` selected with a running
+/// threshold, users split over two threads. Memory: one score buffer per thread.
+fn top_n_dot(
+    m: &crate::model::EmbeddingDotBias,
+    users: &[u32],
+    n: usize,
+    exclude: Option<&Seen>,
+) -> Vec<Vec<(u32, f32)>> {
+    let nf = m.n_factors();
+    let s = tch::no_grad(|| DotScorer {
+        nf,
+        n_items: m.i_weight.size()[0] as usize,
+        users: floats(&m.u_weight),
+        items_t: floats(&m.i_weight.tr()),
+        item_bias: floats(&m.i_bias),
+    });
+    let half = users.len() / 2;
+    let run = |part: &[u32]| -> Vec<Vec<(u32, f32)>> {
+        let mut scores = vec![0.0f32; s.n_items];
+        part.iter().map(|&u| s.top(u as usize, n, exclude, &mut scores)).collect()
+    };
+    let (mut a, b) = if users.len() > 64 {
+        rayon::join(|| run(&users[..half]), || run(&users[half..]))
+    } else {
+        (run(users), Vec::new())
+    };
+    a.extend(b);
+    a
+}
+
+impl DotScorer {
+    /// The best `n` items for user row `u`, best first (ties: lower row first).
+    fn top(&self, u: usize, n: usize, exclude: Option<&Seen>, scores: &mut [f32]) -> Vec<(u32, f32)> {
+        scores_into(scores, &self.item_bias, &self.items_t, &self.users[u * self.nf..(u + 1) * self.nf]);
+        scores[0] = f32::NEG_INFINITY;
+        if let Some(seen) = exclude {
+            for &i in seen.items(u) {
+                scores[i as usize] = f32::NEG_INFINITY;
+            }
+        }
+        let mut best: Vec<(u32, f32)> = Vec::with_capacity(n + 1);
+        let mut threshold = f32::NEG_INFINITY;
+        for (i, &x) in scores.iter().enumerate() {
+            if x > threshold || (best.len() < n && x > f32::NEG_INFINITY) {
+                let at = best.partition_point(|&(_, y)| y >= x);
+                best.insert(at, (i as u32, x));
+                best.truncate(n);
+                if best.len() == n {
+                    threshold = best[n - 1].1;
+                }
+            }
+        }
+        best
+    }
+}
+
+crate::learner::engine::tables::vectorized! {
+    /// `scores = bias + Σ_f user[f] · items_t[f]` over every item.
+    fn scores_into => scores_into_impl(scores: &mut [f32], bias: &[f32], items_t: &[f32], user: &[f32])
+}
+
+#[inline(always)]
+fn scores_into_impl(scores: &mut [f32], bias: &[f32], items_t: &[f32], user: &[f32]) {
+    let n = scores.len();
+    scores.copy_from_slice(bias);
+    for (f, &uf) in user.iter().enumerate() {
+        for (s, &x) in scores.iter_mut().zip(&items_t[f * n..(f + 1) * n]) {
+            *s += uf * x;
+        }
+    }
 }
 
 /// [`top_n`] for any scoring function giving `[users, n_items]` scores for a chunk of users.

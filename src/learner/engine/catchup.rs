@@ -14,7 +14,6 @@
 //! Elements whose `sqrt(v)` is within 100·ε at the gap's start, where the series would converge
 //! slowly, are replayed step by step instead.
 use super::super::optim::AdamHyper;
-use super::tables::vectorized;
 
 /// Terms of the ε series (measured relative error of the toy in `../shared/reference`: 9.5e-13).
 pub(crate) const TERMS: usize = 4;
@@ -70,18 +69,30 @@ pub(crate) struct CatchUp {
     d: usize,
     h: usize,
     eps: f32,
-    /// Prefix sums of ln(1 − lr·wd) and of ln β1.
+    /// Prefix sums of ln(1 − lr·wd).
     log_a: Vec<f64>,
-    log_b: Vec<f64>,
     /// β2^n for every gap length n.
     b2_pow: Vec<f64>,
-    /// Per step `k`, relative to its block's reference `r`: `A(r,k) / Γ_0(r,k)` and `β2^((k−r)/2)`,
-    /// so that `W_j(k0, k1) = A(k0,k1) · e[k0] · q[k0]^j · (P_j[end] − P_j[k0])`.
-    e: Vec<f64>,
-    q: Vec<f64>,
-    /// Per block, the prefix sums `P_j` from its reference step on.
-    blocks: Vec<Vec<[f64; TERMS]>>,
+    /// Per step, what a gap starting there needs (one cache line per step).
+    at: Vec<AtStep>,
+    /// Per block, from its reference step `r` on: the prefix sums `P_j`, then `Π β1` over `r+1..`.
+    blocks: Vec<Vec<[f64; TERMS + 1]>>,
+    /// Whether `AtStep::a` holds `Π (1 − lr·wd)` (it cannot underflow), so a gap's decay is a ratio.
+    decay_prefix: bool,
     scalars: Vec<[f32; 8]>,
+}
+
+/// The per-step tables of [`CatchUp`], for a gap starting at step `k`.
+#[derive(Debug, Clone, Copy, Default)]
+struct AtStep {
+    /// Relative to the block's reference `r`: `A(r,k) / Γ_0(r,k)` and `β2^((k−r)/2)`, so that
+    /// `W_j(k, k1) = A(k,k1) · e · q^j · (P_j[k1] − P_j[k])`.
+    e: f64,
+    q: f64,
+    /// `Π (1 − lr·wd)` over steps `1..=k` (when `decay_prefix`).
+    a: f64,
+    /// `W_j(k, k + h)`: a gap longer than the horizon is this, decayed to its end.
+    full: [f64; TERMS],
 }
 
 impl CatchUp {
@@ -135,13 +146,15 @@ impl CatchUp {
             .map(|b| {
                 let r = b * d;
                 let end = (r + d + h).min(n);
-                let mut sums = vec![[0.0f64; TERMS]; end - r + 1];
+                let mut sums = vec![[0.0f64; TERMS + 1]; end - r + 1];
+                sums[0][TERMS] = 1.0;
                 for u in r + 1..=end {
                     let inv_a = (log_a[r] - log_a[u]).exp();
                     let mut row = sums[u - r - 1];
-                    for (j, s) in row.iter_mut().enumerate() {
+                    for (j, s) in row[..TERMS].iter_mut().enumerate() {
                         *s += g[u][j] * log_gamma(j, r, u).exp() * inv_a;
                     }
+                    row[TERMS] = (log_b[u] - log_b[r]).exp();
                     sums[u - r] = row;
                 }
                 sums
@@ -149,26 +162,63 @@ impl CatchUp {
             .collect();
         let scalars = (1..=n).map(|k| plan.hyper(k).scalars()).collect();
         let b2_pow = (0..=n).map(|k| (k as f64 * ln_b2).exp()).collect();
-        let e = (0..=n).map(|k| (log_a[k] - log_a[k / d * d] - log_gamma(0, k / d * d, k)).exp()).collect();
-        let q = (0..=n).map(|k| ((k - k / d * d) as f64 * ln_b2 / 2.0).exp()).collect();
-        Some(CatchUp { d, h, eps: eps as f32, log_a, log_b, b2_pow, e, q, blocks, scalars })
+        let decay_prefix = log_a[n] > -600.0;
+        let mut at: Vec<AtStep> = (0..=n)
+            .map(|k| {
+                let r = k / d * d;
+                AtStep {
+                    e: (log_a[k] - log_a[r] - log_gamma(0, r, k)).exp(),
+                    q: ((k - r) as f64 * ln_b2 / 2.0).exp(),
+                    a: if decay_prefix { log_a[k].exp() } else { f64::NAN },
+                    full: [0.0; TERMS],
+                }
+            })
+            .collect();
+        let mut c = CatchUp { d, h, eps: eps as f32, log_a, b2_pow, at: Vec::new(), blocks, scalars, decay_prefix };
+        for k in (0..=n).take_while(|k| k + h <= n) {
+            at[k].full = c.series_sums(&at[k], k, k + h, (c.log_a[k + h] - c.log_a[k]).exp());
+        }
+        c.at = at;
+        Some(c)
+    }
+
+    /// `W_j(k0, k1)` from the block tables, `k1 ≤ k0 + h`, for a gap whose decay is `decay`.
+    #[inline(always)]
+    fn series_sums(&self, at: &AtStep, k0: usize, k1: usize, decay: f64) -> [f64; TERMS] {
+        let r = k0 / self.d * self.d;
+        let sums = &self.blocks[k0 / self.d];
+        let (lo, hi) = (&sums[k0 - r], &sums[k1 - r]);
+        let mut scale = decay * at.e;
+        let mut w = [0.0f64; TERMS];
+        for (j, wj) in w.iter_mut().enumerate() {
+            *wj = scale * (hi[j] - lo[j]);
+            scale *= at.q;
+        }
+        w
     }
 
     /// The scalars of the gap from local step `k0` to `k1` (`k0 < k1`).
     pub fn gap(&self, k0: usize, k1: usize) -> Gap {
-        let r = k0 / self.d * self.d;
-        let sums = &self.blocks[k0 / self.d];
-        let (lo, hi) = (&sums[k0 - r], &sums[k1.min(k0 + self.h) - r]);
-        let decay = (self.log_a[k1] - self.log_a[k0]).exp();
-        let mut scale = decay * self.e[k0];
-        // f32 is all the moments need (and expf is several times cheaper than exp).
-        let m_scale = ((self.log_b[k1] - self.log_b[k0]) as f32).exp();
-        let mut w = [0.0f32; TERMS];
-        for (j, wj) in w.iter_mut().enumerate() {
-            *wj = (scale * (hi[j] - lo[j])) as f32;
-            scale *= self.q[k0];
-        }
-        Gap { decay: decay as f32, m_scale, v_scale: self.b2_pow[k1 - k0] as f32, w }
+        let at = &self.at[k0];
+        let decay_between = |from: usize, to: usize| {
+            if self.decay_prefix {
+                self.at[to].a / self.at[from].a
+            } else {
+                (self.log_a[to] - self.log_a[from]).exp()
+            }
+        };
+        let decay = decay_between(k0, k1);
+        let (w, m_scale) = if k1 - k0 > self.h {
+            // Past the horizon: the updates are those of the first h steps, decayed since; the
+            // momentum left weighs less than 1e-12 of what it was and is dropped with them.
+            let tail = decay_between(k0 + self.h, k1);
+            (at.full.map(|x| x * tail), 0.0)
+        } else {
+            let r = k0 / self.d * self.d;
+            let sums = &self.blocks[k0 / self.d];
+            (self.series_sums(at, k0, k1, decay), (sums[k1 - r][TERMS] / sums[k0 - r][TERMS]) as f32)
+        };
+        Gap { decay: decay as f32, m_scale, v_scale: self.b2_pow[k1 - k0] as f32, w: w.map(|x| x as f32) }
     }
 
     /// Applies the gap `k0 → k1` to one row's parameters, first and second moments.
@@ -183,16 +233,16 @@ impl CatchUp {
             let mut pp: Vec<f32> = near.iter().map(|&e| p[e]).collect();
             let mut mm: Vec<f32> = near.iter().map(|&e| m[e]).collect();
             let mut vv: Vec<f32> = near.iter().map(|&e| v[e]).collect();
-            series_row(p, m, v, &gap);
+            series_row_impl(p, m, v, &gap);
             let end = k1.min(k0 + self.h);
             let tail = (self.log_a[k1] - self.log_a[end]).exp() as f32;
-            replay(&mut pp, &mut mm, &mut vv, &self.scalars[k0..end], tail);
+            replay_impl(&mut pp, &mut mm, &mut vv, &self.scalars[k0..end], tail);
             for (&e, &pe) in near.iter().zip(&pp) {
                 p[e] = pe;
             }
             return;
         }
-        series_row(p, m, v, &gap);
+        series_row_impl(p, m, v, &gap);
     }
 
     /// The per-step scalars of local step `k` (1-based), as the dense step uses them.
@@ -201,12 +251,8 @@ impl CatchUp {
     }
 }
 
-vectorized! {
-    /// Elements through a gap step by step, as the dense path computes them, up to the horizon
-    /// (the per-step `scalars`), then pure decay (`tail`).
-    fn replay => replay_impl(p: &mut [f32], m: &mut [f32], v: &mut [f32], scalars: &[[f32; 8]], tail: f32)
-}
-
+/// Elements through a gap step by step, as the dense path computes them, up to the horizon (the
+/// per-step `scalars`), then pure decay (`tail`).
 #[inline(always)]
 fn replay_impl(p: &mut [f32], m: &mut [f32], v: &mut [f32], scalars: &[[f32; 8]], tail: f32) {
     for s in scalars {
@@ -224,11 +270,7 @@ fn replay_impl(p: &mut [f32], m: &mut [f32], v: &mut [f32], scalars: &[[f32; 8]]
     }
 }
 
-vectorized! {
-    /// A whole row through a gap by the ε series.
-    fn series_row => series_row_impl(p: &mut [f32], m: &mut [f32], v: &mut [f32], gap: &Gap)
-}
-
+/// A whole row through a gap by the ε series.
 #[inline(always)]
 fn series_row_impl(p: &mut [f32], m: &mut [f32], v: &mut [f32], gap: &Gap) {
     for ((p, m), v) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()) {

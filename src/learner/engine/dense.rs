@@ -22,7 +22,7 @@ impl Dense {
 struct EveryRow([f32; 8]);
 
 impl SideRule for EveryRow {
-    fn open(&mut self, _side: &mut Side, _row: usize) {}
+    fn open(&mut self, _side: &mut Side, _rows: &[u32]) {}
 
     fn update(&mut self, side: &mut Side, touched: &Touched, grads: &[f32]) {
         let w = side.w;

@@ -4,7 +4,7 @@
 //! ([`CatchUp`]) just before a batch reads it, and for every row at each synchronisation point
 //! (validation, end of fit), so every weight is what the dense path computes, up to rounding.
 use super::catchup::CatchUp;
-use super::tables::{adamw, DotTables, Scratch, Side, SideRule, Touched};
+use super::tables::{adamw_rows, prefetch, vectorized, DotTables, Scratch, Side, SideRule, Touched, AHEAD};
 use super::{Engine, Live};
 use crate::error::Result;
 
@@ -35,29 +35,44 @@ pub(crate) struct CatchUpRows<'a> {
 }
 
 impl CatchUpRows<'_> {
-    /// Brings `row` up to step `k`.
-    #[inline(always)]
-    pub fn catch_up(&mut self, side: &mut Side, row: usize, k: usize) {
-        let k0 = self.last[row] as usize;
-        if k0 < k {
-            let (p, m, v) = side.state(row);
-            self.catchup.apply(k0, k, p, m, v);
-            self.last[row] = k as u32;
-        }
+    /// Brings `rows` of `side` up to step `k`.
+    pub fn catch_up(&mut self, side: &mut Side, rows: impl ExactSizeIterator<Item = u32>, k: usize) {
+        let rows: Vec<u32> = rows.collect();
+        catch_up_rows(self.catchup, self.last, side, &rows, k);
     }
 }
 
 impl SideRule for CatchUpRows<'_> {
-    fn open(&mut self, side: &mut Side, row: usize) {
-        self.catch_up(side, row, self.k - 1);
+    fn open(&mut self, side: &mut Side, rows: &[u32]) {
+        catch_up_rows(self.catchup, self.last, side, rows, self.k - 1);
     }
 
     fn update(&mut self, side: &mut Side, touched: &Touched, grads: &[f32]) {
-        let (w, scalars) = (side.w, self.catchup.scalars(self.k));
-        for (j, &row) in touched.rows.iter().enumerate() {
-            let (p, m, v) = side.state(row as usize);
-            adamw(p, m, v, &grads[j * w..(j + 1) * w], scalars);
+        adamw_rows(side, &touched.rows, grads, self.catchup.scalars(self.k));
+        for &row in &touched.rows {
             self.last[row as usize] = self.k as u32;
+        }
+    }
+}
+
+vectorized! {
+    /// Brings every row of `rows` from `last[row]` up to step `k`, prefetching ahead.
+    fn catch_up_rows => catch_up_rows_impl(c: &CatchUp, last: &mut [u32], side: &mut Side, rows: &[u32], k: usize)
+}
+
+#[inline(always)]
+fn catch_up_rows_impl(c: &CatchUp, last: &mut [u32], side: &mut Side, rows: &[u32], k: usize) {
+    let w = side.w;
+    for (j, &row) in rows.iter().enumerate() {
+        if let Some(&ahead) = rows.get(j + AHEAD) {
+            prefetch(&side.data, ahead as usize * 3 * w, 3 * w);
+        }
+        let row = row as usize;
+        let k0 = last[row] as usize;
+        if k0 < k {
+            let (p, m, v) = side.state(row);
+            c.apply(k0, k, p, m, v);
+            last[row] = k as u32;
         }
     }
 }
@@ -71,10 +86,8 @@ impl Engine for Exact {
 
     fn sync(&mut self, live: &mut Live<'_>, k: usize) -> Result<()> {
         for (side, last) in self.tables.tables.sides.iter_mut().zip(&mut self.last) {
-            let mut rule = CatchUpRows { catchup: &self.catchup, last, k };
-            for row in 0..side.rows() {
-                rule.catch_up(side, row, k);
-            }
+            let rows = side.rows() as u32;
+            CatchUpRows { catchup: &self.catchup, last, k }.catch_up(side, 0..rows, k);
         }
         self.tables.store(live.params, live.opt)
     }

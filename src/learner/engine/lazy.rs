@@ -1,7 +1,7 @@
 //! The lazy path (opt-in, `--mode lazy`): AdamW updates only the rows in the batch. Untouched rows
 //! neither decay nor coast on their momentum, so this is not fastai's optimizer; it is never
 //! chosen automatically.
-use super::tables::{adamw, DotTables, Scratch, Side, SideRule, Touched};
+use super::tables::{adamw_rows, DotTables, Scratch, Side, SideRule, Touched};
 use super::{Engine, Live};
 use crate::error::Result;
 
@@ -23,14 +23,10 @@ impl Lazy {
 struct TouchedRows([f32; 8]);
 
 impl SideRule for TouchedRows {
-    fn open(&mut self, _side: &mut Side, _row: usize) {}
+    fn open(&mut self, _side: &mut Side, _rows: &[u32]) {}
 
     fn update(&mut self, side: &mut Side, touched: &Touched, grads: &[f32]) {
-        let w = side.w;
-        for (k, &row) in touched.rows.iter().enumerate() {
-            let (p, m, v) = side.state(row as usize);
-            adamw(p, m, v, &grads[k * w..(k + 1) * w], &self.0);
-        }
+        adamw_rows(side, &touched.rows, grads, &self.0);
     }
 }
 

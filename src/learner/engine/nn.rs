@@ -111,10 +111,8 @@ impl Engine for NnExact {
 
     fn sync(&mut self, live: &mut Live<'_>, k: usize) -> Result<()> {
         for (j, (side, last)) in self.tables.sides.iter_mut().zip(&mut self.last).enumerate() {
-            let mut rule = CatchUpRows { catchup: &self.catchup, last, k };
-            for row in 0..side.rows() {
-                rule.catch_up(side, row, k);
-            }
+            let rows = side.rows() as u32;
+            CatchUpRows { catchup: &self.catchup, last, k }.catch_up(side, 0..rows, k);
             side.store(&parts(&[EMBEDS[j]], live.params, live.opt)?)?;
         }
         for layer in &self.layers {

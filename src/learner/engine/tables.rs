@@ -211,21 +211,20 @@ impl DotTables {
         let (nf, y_range) = (self.nf, self.y_range);
         let [r0, r1] = rules;
         self.tables.open(batch, s, par, [&mut *r0, &mut *r1]);
-        let b = &s.batch;
-        let [t0, t1] = &mut self.tables.sides;
         let [s0, s1] = &s.touched;
+        let loss = forward(&mut s.d, s0, s1, &s.batch, nf, y_range);
+        let [t0, t1] = &mut self.tables.sides;
         let [g0, g1] = &mut s.grads;
-        let (loss, _) = both(
+        let d = &s.d;
+        both(
             par,
             || {
-                let loss = grads_side(g0, s0, s1, b, 0, nf, y_range);
+                grads_side(g0, s0, s1, d, nf);
                 r0.update(t0, s0, g0);
-                loss
             },
             || {
-                let loss = grads_side(g1, s1, s0, b, 1, nf, y_range);
+                grads_side(g1, s1, s0, d, nf);
                 r1.update(t1, s1, g1);
-                loss
             },
         );
         let n = s.batch.len();
@@ -249,12 +248,14 @@ pub(crate) struct Touched {
     snap: Vec<f32>,
 }
 
-/// Both sides' touched rows and gradients (`rows × w` per side), and the batch's packed ratings.
+/// Both sides' touched rows and gradients (`rows × w` per side), the batch's packed ratings, and
+/// the derivative of the loss with respect to each rating's raw score.
 #[derive(Default)]
 pub(crate) struct Scratch {
     touched: [Touched; 2],
     grads: [Vec<f32>; 2],
     batch: Vec<(u32, u32, f32)>,
+    d: Vec<f32>,
 }
 
 /// Marks a row without a slot.
@@ -315,8 +316,9 @@ impl Touched {
 
 /// What an engine does to one side's rows around a step.
 pub(crate) trait SideRule: Send {
-    /// Called on `row` before the batch first reads it (the exact path's catch-up).
-    fn open(&mut self, side: &mut Side, row: usize);
+    /// Called on the rows a batch touches, in slot order, before anything reads them (the exact
+    /// path's catch-up).
+    fn open(&mut self, side: &mut Side, rows: &[u32]);
     /// Applies the batch's gradients (`grads`, one row of `w` per slot of `touched`) to the side.
     fn update(&mut self, side: &mut Side, touched: &Touched, grads: &[f32]);
 }
@@ -357,7 +359,7 @@ macro_rules! vectorized {
 pub(crate) use vectorized;
 
 /// How many ratings (or rows) ahead the loops prefetch.
-const AHEAD: usize = 8;
+pub(crate) const AHEAD: usize = 8;
 
 /// Hints the CPU to fetch `len` elements of `data` from `start` into cache.
 #[inline(always)]
@@ -380,48 +382,51 @@ pub(crate) fn prefetch<T>(data: &[T], start: usize, len: usize) {
 /// the opened rows' parameters.
 #[inline(always)]
 fn open_side<R: SideRule>(side: &mut Side, s: &mut Touched, batch: &[(u32, u32, f32)], j: usize, rule: &mut R) {
-    let w = side.w;
-    let row_of = |r: &(u32, u32, f32)| if j == 0 { r.0 } else { r.1 } as usize;
-    for k in 0..batch.len() {
-        if let Some(ahead) = batch.get(k + AHEAD) {
-            prefetch(&side.data, row_of(ahead) * 3 * w, 3 * w);
-        }
-        let row = row_of(&batch[k]);
+    for r in batch {
+        let row = if j == 0 { r.0 } else { r.1 } as usize;
         if s.slot[row] == NO_SLOT {
             s.slot[row] = s.rows.len() as u32;
             s.rows.push(row as u32);
-            rule.open(side, row);
         }
         s.of_rating.push(s.slot[row]);
     }
+    rule.open(side, &s.rows);
     for &row in &s.rows {
         s.snap.extend_from_slice(side.params(row as usize));
     }
 }
 
-/// Forward and backward of the batch for side `j`: the predictions from both sides' opened rows
-/// (`own` and `other`), the gradients of side `j`'s rows into `grads`. Returns the summed squared
-/// error.
+vectorized! {
+    /// The forward pass over the batch from both sides' opened rows (`users`, `items`): the
+    /// derivative of the mean squared error with respect to each rating's raw score into `d`;
+    /// returns the summed squared error.
+    fn forward => forward_impl(
+        d: &mut Vec<f32>,
+        users: &Touched,
+        items: &Touched,
+        batch: &[(u32, u32, f32)],
+        nf: usize,
+        y_range: Option<(f32, f32)>
+    ) -> f32
+}
+
 #[inline(always)]
-fn grads_side(
-    grads: &mut Vec<f32>,
-    own: &Touched,
-    other: &Touched,
+fn forward_impl(
+    d: &mut Vec<f32>,
+    users: &Touched,
+    items: &Touched,
     batch: &[(u32, u32, f32)],
-    j: usize,
     nf: usize,
     y_range: Option<(f32, f32)>,
 ) -> f32 {
     let w = nf + 1;
-    grads.clear();
-    grads.resize(own.rows.len() * w, 0.0);
     let scale = 2.0 / batch.len() as f32;
     let mut loss = 0.0f32;
+    d.clear();
     for (k, &(_, _, y)) in batch.iter().enumerate() {
-        let (so, sx) = (own.of_rating[k] as usize, other.of_rating[k] as usize);
-        let (orow, xrow) = (&own.snap[so * w..(so + 1) * w], &other.snap[sx * w..(sx + 1) * w]);
-        let (ur, ir) = if j == 0 { (orow, xrow) } else { (xrow, orow) };
-        let res = dot(&ur[..nf], &ir[..nf]) + ur[nf] + ir[nf];
+        let (su, si) = (users.of_rating[k] as usize, items.of_rating[k] as usize);
+        let (ur, ir) = (&users.snap[su * w..(su + 1) * w], &items.snap[si * w..(si + 1) * w]);
+        let res = dot_impl(&ur[..nf], &ir[..nf]) + ur[nf] + ir[nf];
         let (pred, dpred) = match y_range {
             Some((lo, hi)) => {
                 let sig = 1.0 / (1.0 + (-res).exp());
@@ -432,14 +437,31 @@ fn grads_side(
         };
         let err = pred - y;
         loss += err * err;
-        let d = scale * err * dpred;
+        d.push(scale * err * dpred);
+    }
+    loss
+}
+
+vectorized! {
+    /// The backward pass for one side: each rating adds `d` times the other side's row to its own
+    /// row's gradient (factors; the bias gets `d`), in batch order.
+    fn grads_side => grads_side_impl(grads: &mut Vec<f32>, own: &Touched, other: &Touched, d: &[f32], nf: usize)
+}
+
+#[inline(always)]
+fn grads_side_impl(grads: &mut Vec<f32>, own: &Touched, other: &Touched, d: &[f32], nf: usize) {
+    let w = nf + 1;
+    grads.clear();
+    grads.resize(own.rows.len() * w, 0.0);
+    for (k, &d) in d.iter().enumerate() {
+        let (so, sx) = (own.of_rating[k] as usize, other.of_rating[k] as usize);
+        let xrow = &other.snap[sx * w..(sx + 1) * w];
         let g = &mut grads[so * w..(so + 1) * w];
         for (g, x) in g[..nf].iter_mut().zip(&xrow[..nf]) {
             *g += d * x;
         }
         g[nf] += d;
     }
-    loss
 }
 
 vectorized! {
@@ -449,16 +471,26 @@ vectorized! {
 }
 
 vectorized! {
+    /// [`adamw`] on the given rows of a side, row `rows[j]` with gradient row `j` of `grads`.
+    fn adamw_rows => adamw_rows_impl(side: &mut Side, rows: &[u32], grads: &[f32], k: &[f32; 8])
+}
+
+#[inline(always)]
+fn adamw_rows_impl(side: &mut Side, rows: &[u32], grads: &[f32], k: &[f32; 8]) {
+    let w = side.w;
+    for (j, &row) in rows.iter().enumerate() {
+        let (p, m, v) = side.state(row as usize);
+        adamw_impl(p, m, v, &grads[j * w..(j + 1) * w], k);
+    }
+}
+
+vectorized! {
     /// [`adamw`] with a zero gradient (bit for bit the same result, without reading a gradient).
     fn adamw_zero => adamw_zero_impl(p: &mut [f32], m: &mut [f32], v: &mut [f32], k: &[f32; 8])
 }
 
-vectorized! {
-    /// `Σ a[f]·b[f]` in eight interleaved partial sums, added pairwise (a fixed order: the same
-    /// bits on every CPU).
-    fn dot => dot_impl(a: &[f32], b: &[f32]) -> f32
-}
-
+/// `Σ a[f]·b[f]` in eight interleaved partial sums, added pairwise (a fixed order: the same bits on
+/// every CPU).
 #[inline(always)]
 fn dot_impl(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];

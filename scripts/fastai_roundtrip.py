@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""Load a model exported by `fastcollab train --export FILE` into fastai's own EmbeddingDotBias with
+`load_state_dict`, predict the pairs fastcollab predicted, and compare.
+
+Optional: it needs Python with torch, safetensors and fastai (v2). The exported file alone is
+enough: the vocabularies, which map names to rows, are in its metadata.
+
+    fastcollab train --export lesson.safetensors
+    fastcollab export-split --out split && head -1001 split/valid.csv > pairs.csv
+    fastcollab predict --model lesson.safetensors --input pairs.csv --output ours.csv
+    python3 scripts/fastai_roundtrip.py lesson.safetensors ours.csv
+
+Prints a JSON line with the largest absolute difference; exits 1 when it exceeds --tol (1e-5).
+"""
+import argparse
+import csv
+import json
+import sys
+
+import fastai
+import torch
+from fastai.collab import EmbeddingDotBias
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+p = argparse.ArgumentParser()
+p.add_argument("model", help="the exported .safetensors file")
+p.add_argument("predictions", help="CSV with user,item,prediction columns (fastcollab predict --output)")
+p.add_argument("--tol", type=float, default=1e-5)
+a = p.parse_args()
+
+with safe_open(a.model, "pt") as f:
+    meta = f.metadata()
+spec = json.loads(meta["model"])
+vocab = json.loads(meta["vocab"])
+if spec["kind"] != "EmbeddingDotBias":
+    sys.exit(f"{a.model} holds a {spec['kind']}; this script loads EmbeddingDotBias")
+names = ["u_weight.weight", "i_weight.weight", "u_bias.weight", "i_bias.weight"]
+tensors = load_file(a.model)
+y_range = tuple(spec["y_range"]) if spec["y_range"] else None
+model = EmbeddingDotBias(spec["n_factors"], len(vocab["user"]), len(vocab["item"]), y_range=y_range)
+model.load_state_dict({n: tensors[n] for n in names})
+model.eval()
+
+users = {name: i for i, name in enumerate(vocab["user"])}
+items = {name: i for i, name in enumerate(vocab["item"])}
+with open(a.predictions, newline="") as f:
+    rows = list(csv.DictReader(f))
+x = torch.tensor([[users.get(r["user"], 0), items.get(r["item"], 0)] for r in rows])
+with torch.no_grad():
+    theirs = model(x).flatten()
+ours = torch.tensor([float(r["prediction"]) for r in rows])
+diff = (theirs - ours).abs().max().item()
+print(json.dumps({"pairs": len(rows), "max_abs_diff": diff, "tol": a.tol, "fastai": fastai.__version__,
+                  "torch": torch.__version__}))
+sys.exit(0 if diff <= a.tol else 1)
