@@ -200,3 +200,44 @@ fn bad_input_battery_fails_clearly_and_loses_nothing() {
     assert_eq!(stderr.matches("No such file").count(), 1, "the cause is printed once: {stderr}");
     assert_eq!(std::fs::read(&model).unwrap(), before);
 }
+
+#[test]
+fn exported_model_commands_and_their_csv_columns() {
+    let dir = common::temp_dir("cli-infer");
+    let csv = ratings_csv(&dir, 3000);
+    let csv = csv.to_str().unwrap();
+    let out =
+        fastcollab(&["train", "--ratings", csv, "--epochs", "2", "--out", "run", "--export", "m.safetensors"], &dir);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("exported the model for inference to m.safetensors"));
+    let info = fastcollab(&["info", "--model", "m.safetensors"], &dir);
+    let text = String::from_utf8_lossy(&info.stdout);
+    assert!(info.status.success() && text.contains("EmbeddingDotBias") && text.contains("provenance"), "{text}");
+
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    std::fs::write(dir.join("pairs.csv"), "userId,movieId\n5,7\n99999,7\n").unwrap();
+    let out = fastcollab(&["predict", "--model", "m.safetensors", "--input", "pairs.csv", "--output", "p.csv"], &dir);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 of 2 rows"), "unknown names are reported");
+    assert!(read("p.csv").starts_with("user,item,prediction\n5,7,"));
+
+    let out =
+        fastcollab(&["recommend", "--model", "m.safetensors", "--user", "5", "-n", "3", "--output", "r.csv"], &dir);
+    assert!(out.status.success());
+    let r = read("r.csv");
+    assert!(r.starts_with("user,rank,item,score\n5,1,") && r.lines().count() == 4, "{r}");
+    let out = fastcollab(&["recommend", "--model", "m.safetensors", "--all", "--output", "all.csv"], &dir);
+    assert!(out.status.success());
+    assert!(read("all.csv").lines().count() > 500);
+    std::fs::write(dir.join("new.csv"), "movieId,rating\n7,5\n11,4\n").unwrap();
+    let out = fastcollab(&["recommend", "--model", "m.safetensors", "--ratings", "new.csv", "-n", "2"], &dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("new") && text.lines().count() == 3, "{text}");
+    let out = fastcollab(&["recommend", "--model", "m.safetensors", "--user", "99999"], &dir);
+    fails_clearly(&out, "--ratings");
+    let out = fastcollab(&["similar", "--model", "m.safetensors", "--item", "7", "-n", "4", "--output", "s.csv"], &dir);
+    assert!(out.status.success());
+    assert!(read("s.csv").starts_with("item,rank,similar,score\n7,1,"));
+    std::fs::write(dir.join("junk.safetensors"), "not a model").unwrap();
+    fails_clearly(&fastcollab(&["info", "--model", "junk.safetensors"], &dir), "junk.safetensors");
+}

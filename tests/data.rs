@@ -169,7 +169,10 @@ fn mutation_fuzz_of_the_ratings_readers_never_panics() {
             let at = rng.gen_range(0..bytes.len().max(1));
             match rng.gen_range(0..5) {
                 0 => bytes[at] = rng.gen(),
-                1 => bytes.insert(at, b"\n\t,\"\xff\xe9-0e99x"[rng.gen_range(0..14)]),
+                1 => {
+                    let pool = b"\n\t,\"\xff\xe9-0e99x";
+                    bytes.insert(at, pool[rng.gen_range(0..pool.len())]);
+                }
                 2 => {
                     bytes.remove(at);
                 }

@@ -2,7 +2,10 @@
 //! the trained model's quality, lr_find, and what the embeddings learned.
 mod common;
 
+use fastcollab::evaluate::cold_start::cold_start;
+use fastcollab::evaluate::{evaluate_folds, FOLDS};
 use fastcollab::interpret::{most_rated, ranked};
+use fastcollab::recipe::Run;
 use fastcollab::{
     collab_learner, pca, CollabConfig, CollabDataBunch, CollabLearnerConfig, Column, DeviceChoice, DotBiasConfig,
     EmbeddingNNConfig, Learner, LrFindConfig, ModelConfig, MovieLens100k, Table,
@@ -157,4 +160,41 @@ fn embedding_nn_reaches_fastai_quality_on_average() {
     let mean = losses.iter().sum::<f64>() / 3.0;
     assert!(mean <= 0.87, "EmbeddingNN mean valid MSE {mean} over seeds 1-3: {losses:?}");
     assert!(losses.iter().all(|&l| l <= 0.90), "{losses:?}");
+}
+
+/// Ranking on u1–u5 (relevant = test ratings ≥ 4, candidates = items unrated in the base file):
+/// the rating model alone ranks below MostPop, as rating-trained models often do; blended with
+/// popularity by a weight chosen on each base file alone it ranks above. Measured here: NDCG@10
+/// model 0.149, blend 0.236, MostPop 0.198, Random 0.010.
+#[test]
+fn ranking_on_the_canonical_folds_beats_mostpop_with_the_blend() {
+    let Some(dir) = common::ml100k() else { return };
+    let report = evaluate_folds(&dir, &FOLDS, "lesson", &Run::default(), Some(10)).unwrap();
+    let r = report.ranking.unwrap();
+    assert!(r.blend.ndcg > r.mostpop.ndcg + 0.01, "blend {:?} vs mostpop {:?}", r.blend, r.mostpop);
+    assert!(r.model.ndcg > 5.0 * r.random.ndcg && r.mostpop.ndcg > 5.0 * r.random.ndcg);
+    for m in [r.model, r.blend, r.mostpop, r.random] {
+        for x in [m.precision, m.recall, m.ndcg, m.map, m.hit_rate, m.coverage] {
+            assert!((0.0..=1.0).contains(&x), "{m:?}");
+        }
+    }
+    assert!(r.random.coverage > 0.9 && r.mostpop.coverage < 0.1);
+}
+
+/// Cold start on the base files: fold-in beats the `#na#` prediction from 3 ratings on, and is
+/// within 0.02 RMSE of retraining at 20 (measured: 1.065 vs 1.214 at k = 3; 0.963 vs 0.955 at 20).
+#[test]
+fn fold_in_beats_unknown_users_and_nears_retraining() {
+    let Some(dir) = common::ml100k() else { return };
+    let recipe = fastcollab::recipe::Recipe::lesson();
+    let cfg = fastcollab::infer::FoldIn::with_training(recipe.wd, 0.99, 1e-8);
+    let points = cold_start(&dir, &FOLDS, &recipe, &Run::default(), &cfg).unwrap();
+    for p in &points {
+        if p.k >= 3 {
+            assert!(p.fold_in_rmse < p.unknown_rmse - 0.05, "{p:?}");
+        }
+    }
+    let at20 = points.iter().find(|p| p.k == 20).unwrap();
+    assert!(at20.fold_in_rmse <= at20.retrain_rmse + 0.02, "{at20:?}");
+    assert!(at20.n_users > 300);
 }

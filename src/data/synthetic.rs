@@ -80,7 +80,11 @@ pub fn generate(cfg: &SyntheticConfig, valid_pct: f64, bs: usize) -> Result<Coll
         (draw(cfg.n_users * cfg.rank, cfg.factor_sd, &mut rng), draw(cfg.n_items * cfg.rank, cfg.factor_sd, &mut rng));
     let (u_b, i_b) = (draw(cfg.n_users, 0.3, &mut rng), draw(cfg.n_items, 0.3, &mut rng));
     let (u_cdf, i_cdf) = (zipf_cdf(cfg.n_users, cfg.popularity / 2.0), zipf_cdf(cfg.n_items, cfg.popularity));
-    let sample = |cdf: &[f64], rng: &mut ChaCha8Rng| cdf.partition_point(|&c| c < rng.gen::<f64>()).min(cdf.len() - 1);
+    // Inverse-CDF sampling: one uniform draw, then the first index whose CDF reaches it.
+    let sample = |cdf: &[f64], rng: &mut ChaCha8Rng| {
+        let x = rng.gen::<f64>();
+        cdf.partition_point(|&c| c < x).min(cdf.len() - 1)
+    };
     let mut all = Encoded {
         users: Vec::with_capacity(cfg.n_ratings),
         items: Vec::with_capacity(cfg.n_ratings),

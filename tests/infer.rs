@@ -1,0 +1,178 @@
+//! Using a trained model: export, load_learner without the data, predictions, recommendations,
+//! similar items, fold-in, and files that must be refused.
+mod common;
+
+use fastcollab::data::stream::load_ratings_csv;
+use fastcollab::{
+    collab_learner, load_learner, CollabConfig, CollabLearnerConfig, DeviceChoice, DotBiasConfig, Error, ModelConfig,
+};
+
+/// A ratings CSV of the small synthetic set (ratings clamped to 0.5–5).
+fn ratings_csv(dir: &std::path::Path) -> std::path::PathBuf {
+    let (data, _) = common::low_rank(31);
+    let mut csv = String::from("userId,movieId,rating,timestamp\n");
+    for k in 0..data.train.len() {
+        let r = data.train.ratings[k].clamp(0.5, 5.0);
+        csv += &format!("{},{},{r},{}\n", data.train.users[k], data.train.items[k], 1000 + k);
+    }
+    let path = dir.join("ratings.csv");
+    std::fs::write(&path, csv).unwrap();
+    path
+}
+
+#[test]
+fn export_then_load_learner_predicts_the_same_bits_without_the_data() {
+    let dir = common::temp_dir("infer-export");
+    let csv = ratings_csv(&dir);
+    let data = load_ratings_csv(&csv, &CollabConfig::default()).unwrap();
+    let cfg = CollabLearnerConfig {
+        model: ModelConfig::DotBias(DotBiasConfig { n_factors: 8, y_range: Some((0.0, 5.5)) }),
+        wd: 0.05,
+        device: DeviceChoice::Cpu,
+        ..Default::default()
+    };
+    let mut learn = collab_learner(data, &cfg).unwrap();
+    learn.verbose = false;
+    learn.fit_one_cycle(3, 1e-2).unwrap();
+    let model = dir.join("model.safetensors");
+    learn.export(&model).unwrap();
+    let valid = learn.data.valid.clone();
+    let expected = learn.predict_encoded(&valid);
+    let by_name = learn.predict("3", "7").unwrap();
+    let seen_3: Vec<String> = (0..learn.data.train.len())
+        .filter(|&k| learn.data.user_vocab.name(learn.data.train.users[k] as usize) == "3")
+        .map(|k| learn.data.item_vocab.name(learn.data.train.items[k] as usize).to_string())
+        .collect();
+    drop(learn);
+    std::fs::remove_file(&csv).unwrap();
+
+    let rec = load_learner(&model).unwrap();
+    assert_eq!(rec.predict_rows(&valid.users, &valid.items), expected, "not the same bits");
+    assert_eq!(rec.predict("3", "7").unwrap(), by_name);
+    let m = &rec.meta;
+    assert_eq!((m.format.as_str(), m.format_version), ("fastcollab", 1));
+    assert_eq!(m.names, ["userId", "movieId", "rating"].map(String::from));
+    assert_eq!(m.provenance.sources.len(), 1);
+    assert_eq!(m.provenance.sources[0].sha256.len(), 64);
+    assert_eq!(m.training.fits.len(), 1);
+    assert!(m.metrics.valid_loss.is_some());
+
+    // Recommendations never hold what the user rated, unless asked to.
+    let recs = rec.recommend("3", 20, false).unwrap();
+    assert_eq!(recs.len(), 20);
+    assert!(recs.iter().all(|r| !seen_3.contains(&r.item)), "a rated item was recommended");
+    assert!(recs.windows(2).all(|w| w[0].score >= w[1].score));
+    let all = rec.recommend("3", 1000, true).unwrap();
+    assert!(seen_3.iter().all(|s| all.iter().any(|r| &r.item == s)));
+    let err = rec.recommend("99999", 5, false).unwrap_err();
+    assert!(matches!(err, Error::UnknownUser { .. }));
+    assert!(err.to_string().contains("--ratings"), "{err}");
+
+    // Similar items: the item itself excluded, best first, cosine.
+    let sim = rec.similar_items("7", 5).unwrap();
+    assert_eq!(sim.len(), 5);
+    assert!(sim.iter().all(|s| s.item != "7" && (-1.0..=1.0001).contains(&s.score)));
+    assert!(sim.windows(2).all(|w| w[0].score >= w[1].score));
+
+    // Fold-in is deterministic, and a user folded in from their own ratings lands near their row.
+    let cfg = rec.fold_in_config();
+    let ratings: Vec<(String, f32)> = {
+        let u = rec.user_row("3").unwrap() as usize;
+        let seen = rec.seen();
+        seen.items(u)
+            .iter()
+            .zip(seen.ratings(u))
+            .map(|(&i, &r)| (rec.items().name(i as usize).to_string(), r))
+            .collect()
+    };
+    let a = rec.fold_in(&ratings, &cfg).unwrap();
+    assert_eq!(a, rec.fold_in(&ratings, &cfg).unwrap());
+    let items: Vec<u32> = ratings.iter().map(|(i, _)| rec.item_row(i).unwrap()).collect();
+    let folded = fastcollab::infer::predict_folded(&rec.model, &a, &items);
+    let rmse = |p: &[f32]| {
+        (p.iter().zip(&ratings).map(|(p, (_, r))| (p - r).powi(2) as f64).sum::<f64>() / p.len() as f64).sqrt()
+    };
+    let unknown = rec.predict_rows(&vec![0; items.len()], &items);
+    assert!(rmse(&folded) < rmse(&unknown), "fold-in {} vs #na# {}", rmse(&folded), rmse(&unknown));
+    assert!(rec.fold_in(&[("no such item", 4.0)], &cfg).is_err());
+    let known = rec.fold_in_user("3", &[("7", 5.0)], &cfg).unwrap();
+    assert_eq!(known.row.len(), 9);
+}
+
+#[test]
+fn truncated_corrupt_foreign_and_newer_files_are_refused() {
+    let dir = common::temp_dir("infer-bad");
+    let (data, _) = common::low_rank(32);
+    let learn = collab_learner(data, &CollabLearnerConfig { device: DeviceChoice::Cpu, ..Default::default() }).unwrap();
+    let good = dir.join("good.safetensors");
+    learn.export(&good).unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+    let write = |name: &str, content: &[u8]| {
+        let p = dir.join(name);
+        std::fs::write(&p, content).unwrap();
+        p
+    };
+    let truncated = write("truncated.safetensors", &bytes[..bytes.len() * 2 / 3]);
+    let header_cut = write("header.safetensors", &bytes[..20]);
+    let noise: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8).collect();
+    let random = write("random.safetensors", &noise);
+    let newer = String::from_utf8_lossy(&bytes).contains("\"format_version\":\"1\"");
+    assert!(newer, "the metadata holds the version as a string");
+    let text = bytes.clone();
+    let pos = text.windows(20).position(|w| w == b"\"format_version\":\"1\"").unwrap();
+    let mut future = text.clone();
+    future[pos + 18] = b'9';
+    let future = write("future.safetensors", &future);
+    let foreign = {
+        use safetensors::tensor::{serialize, Dtype, TensorView};
+        let data = [0u8; 8];
+        let view = TensorView::new(Dtype::F32, vec![2], &data).unwrap();
+        write("foreign.safetensors", &serialize([("w", view)], None).unwrap())
+    };
+    for (path, expected) in [
+        (&truncated, "truncated or corrupt"),
+        (&header_cut, "not a safetensors file"),
+        (&random, "not a safetensors file"),
+        (&future, "newer fastcollab"),
+        (&foreign, "not a model exported by fastcollab"),
+        (&dir, "not a regular file"),
+    ] {
+        let msg = load_learner(path).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.contains(expected) && msg.contains(path.file_name().unwrap().to_str().unwrap()), "{msg}");
+    }
+    assert!(load_learner(&good).is_ok());
+}
+
+/// scripts/fastai_roundtrip.py loads an export into fastai's EmbeddingDotBias and compares
+/// predictions; it needs Python with torch, safetensors and fastai (`FASTCOLLAB_FASTAI_PYTHON`, else
+/// `python3`), and says SKIPPED without them.
+#[test]
+fn fastai_loads_the_export_and_predicts_the_same() {
+    let python = std::env::var("FASTCOLLAB_FASTAI_PYTHON").unwrap_or_else(|_| "python3".into());
+    let probe = std::process::Command::new(&python).args(["-c", "import fastai, safetensors, torch"]).output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        eprintln!("SKIPPED: no Python with fastai, safetensors and torch ({python}); set FASTCOLLAB_FASTAI_PYTHON");
+        return;
+    }
+    let dir = common::temp_dir("infer-fastai");
+    let (data, _) = common::low_rank(33);
+    let mut learn =
+        collab_learner(data, &CollabLearnerConfig { device: DeviceChoice::Cpu, ..Default::default() }).unwrap();
+    learn.verbose = false;
+    learn.fit_one_cycle(2, 1e-2).unwrap();
+    let model = dir.join("m.safetensors");
+    learn.export(&model).unwrap();
+    let preds = learn.predict_encoded(&learn.data.valid);
+    let mut csv = String::from("user,item,prediction\n");
+    for (k, p) in preds.iter().enumerate() {
+        let (u, i) = (learn.data.valid.users[k] as usize, learn.data.valid.items[k] as usize);
+        csv += &format!("{},{},{p}\n", learn.data.user_vocab.name(u), learn.data.item_vocab.name(i));
+    }
+    std::fs::write(dir.join("ours.csv"), csv).unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fastai_roundtrip.py");
+    let out = std::process::Command::new(&python).arg(script).arg(&model).arg(dir.join("ours.csv")).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(v["max_abs_diff"].as_f64().unwrap() <= 1e-5, "{v}");
+}
