@@ -22,8 +22,8 @@ struct Args {
     #[arg(long, default_value_t = 5)]
     epochs: usize,
     /// EmbeddingNN's block layout: fastai `v1` or `v2`.
-    #[arg(long, default_value = "v2")]
-    layout: String,
+    #[arg(long, value_enum, default_value = "v2")]
+    layout: NnLayout,
 }
 
 fn main() -> Result<()> {
@@ -36,7 +36,7 @@ fn main() -> Result<()> {
     let cfg = CollabConfig { item_name: Some("title".into()), seed: args.seed, ..Default::default() };
     let data = CollabDataBunch::from_df(&rating_movie, &cfg)?;
     let y_range = Some((0.0, 5.5));
-    let layout = if args.layout == "v1" { NnLayout::V1 } else { NnLayout::V2 };
+    let layout = args.layout;
     let models = [
         ("EmbeddingDotBias", ModelConfig::DotBias(DotBiasConfig { n_factors: 40, y_range })),
         (

@@ -29,6 +29,7 @@ p.add_argument("--epochs", type=int, default=5)
 p.add_argument("--lr", type=float, default=5e-3)
 p.add_argument("--bs", type=int, default=64)
 p.add_argument("--seed", type=int, default=42)
+p.add_argument("--use-nn", action="store_true", help="EmbeddingNN with layers [100, 50] (fastai v2 only)")
 a = p.parse_args()
 
 torch.set_num_threads(1)
@@ -64,7 +65,8 @@ else:
     to = TabularCollab(df, [Categorify], cols, y_names=["rating"], y_block=TransformBlock(),
                        splits=splits, reduce_memory=False)
     dls = to.dataloaders(path=".", bs=a.bs, dl_type=TabDataLoader)
-    learn = collab_learner(dls, n_factors=a.n_factors, y_range=(0, 5.5), opt_func=partial(Adam, eps=1e-8))
+    kw = dict(use_nn=True, layers=[100, 50]) if a.use_nn else dict(n_factors=a.n_factors)
+    learn = collab_learner(dls, y_range=(0, 5.5), opt_func=partial(Adam, eps=1e-8), **kw)
     start = time.time()
     with learn.no_bar(), learn.no_logging():
         learn.fit_one_cycle(a.epochs, a.lr, wd=a.wd, pct_start=0.3, div_final=25e4)

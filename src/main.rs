@@ -4,6 +4,13 @@ mod cli;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // A closed pipe (`fastcollab recommend --all | head`) ends the program quietly, as it does
+    // other Unix tools, instead of a panic in the next print.
+    #[cfg(unix)]
+    // SAFETY: restoring the default action of one signal, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     match cli::run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e)

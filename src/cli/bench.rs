@@ -10,8 +10,8 @@ use fastcollab::infer::rank::top_n;
 use fastcollab::infer::{fold_in_rows, FoldIn, Seen};
 use fastcollab::recipe::{Recipe, Run};
 use fastcollab::{
-    collab_learner, CollabConfig, CollabDataBunch, CollabLearnerConfig, DeviceChoice, DotBiasConfig, ModelConfig,
-    MovieLens100k, OneCycle, TrainMode,
+    collab_learner, CollabConfig, CollabDataBunch, CollabLearnerConfig, DeviceChoice, DotBiasConfig, EmbeddingNNConfig,
+    ModelConfig, MovieLens100k, OneCycle, TrainMode,
 };
 use serde_json::{json, Map, Value};
 
@@ -36,6 +36,9 @@ pub struct BenchArgs {
     /// Peak learning rate for --scale.
     #[arg(long, default_value_t = 5e-3)]
     lr: f64,
+    /// Adam's ε for --scale.
+    #[arg(long, default_value_t = 1e-8)]
+    eps: f64,
     /// Seed of the synthetic dataset for --scale (its planted factors, ratings and split).
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -46,6 +49,10 @@ pub struct BenchArgs {
     /// can import fastai; `none` skips).
     #[arg(long)]
     fastai_python: Option<String>,
+    /// Also time EmbeddingNN (layers [100, 50], the lesson's settings) through its exact path, and
+    /// through fastai when it is available.
+    #[arg(long)]
+    nn: bool,
     /// Device of the autograd row (the exact, dense and lazy paths are CPU kernels): `auto`, `cpu`,
     /// `cuda` or `cuda:N`.
     #[arg(long, default_value = "auto")]
@@ -58,7 +65,7 @@ pub struct BenchArgs {
 pub fn run(a: BenchArgs) -> Result<()> {
     let report = match a.scale {
         Some(n) => scale(n, &a)?,
-        None => lesson_paths(&super::ml100k(a.data.clone())?, a.fastai_python.as_deref(), a.device)?,
+        None => lesson_paths(&super::ml100k(a.data.clone())?, a.fastai_python.as_deref(), a.device, a.nn)?,
     };
     if let Some(path) = a.json {
         std::fs::write(&path, serde_json::to_string_pretty(&report)?)
@@ -84,7 +91,7 @@ fn peak_mib() -> f64 {
 }
 
 /// The lesson's fit through each training path (and fastai), timed in this one process.
-fn lesson_paths(dir: &Path, fastai_python: Option<&str>, device: DeviceChoice) -> Result<Value> {
+fn lesson_paths(dir: &Path, fastai_python: Option<&str>, device: DeviceChoice, nn: bool) -> Result<Value> {
     let rating_movie = MovieLens100k::load(dir)?.rating_movie()?;
     let cfg = CollabConfig { item_name: Some("title".into()), ..Default::default() };
     let data = CollabDataBunch::from_df(&rating_movie, &cfg)?;
@@ -105,8 +112,21 @@ fn lesson_paths(dir: &Path, fastai_python: Option<&str>, device: DeviceChoice) -
             extra.insert("fold_in".into(), fold_in_timing(&learn, 20));
         }
     }
-    if let Some(fastai) = run_fastai(dir, fastai_python)? {
+    if let Some(fastai) = run_fastai(dir, fastai_python, false)? {
         variants.insert("fastai".into(), fastai);
+    }
+    if nn {
+        let model = ModelConfig::Nn(EmbeddingNNConfig { layers: vec![100, 50], ..Default::default() });
+        let cfg = CollabLearnerConfig { model, wd: 0.1, device, ..Default::default() };
+        let mut learn = collab_learner(data.clone(), &cfg)?;
+        learn.verbose = false;
+        learn.fit_one_cycle(5, 5e-3)?;
+        let valid = learn.validate().unwrap_or(f64::NAN);
+        let name = format!("nn_{}", learn.mode().name());
+        variants.insert(name, json!({ "fit_seconds": learn.recorder.fit_seconds, "valid_mse": valid }));
+        if let Some(fastai) = run_fastai(dir, fastai_python, true)? {
+            variants.insert("fastai_nn".into(), fastai);
+        }
     }
     let slowest = variants.values().filter_map(|v| v["fit_seconds"].as_f64()).fold(0.0, f64::max);
     println!("fit_one_cycle(5, 5e-3), bs 64, ml-100k lesson split (seed 42)");
@@ -155,7 +175,7 @@ fn fold_in_timing(learn: &fastcollab::Learner, k: usize) -> Value {
 
 /// Times fastai on the exported lesson split with `scripts/fastai_reference.py`, when a Python
 /// with fastai is available.
-fn run_fastai(dir: &Path, python: Option<&str>) -> Result<Option<Value>> {
+fn run_fastai(dir: &Path, python: Option<&str>, use_nn: bool) -> Result<Option<Value>> {
     let python = python.unwrap_or("python3");
     if python == "none"
         || !Command::new(python).args(["-c", "import fastai"]).output().is_ok_and(|o| o.status.success())
@@ -166,14 +186,14 @@ fn run_fastai(dir: &Path, python: Option<&str>) -> Result<Option<Value>> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fastai_reference.py");
     let tmp = std::env::temp_dir().join(format!("fastcollab-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
-    let exe = std::env::current_exe()?;
-    let export = Command::new(&exe).args(["export-split", "--data"]).arg(dir).arg("--out").arg(&tmp).output()?;
-    if !export.status.success() {
-        bail!("export-split failed:\n{}", String::from_utf8_lossy(&export.stderr));
-    }
+    super::export::write_split(dir, 0.1, 42, fastcollab::SplitMethod::FastaiV1, &tmp)?;
     let out = tmp.join("fastai.json");
-    let status =
-        Command::new(python).arg(&script).arg(&tmp).arg("--json").arg(&out).env("OMP_NUM_THREADS", "1").status()?;
+    let mut cmd = Command::new(python);
+    cmd.arg(&script).arg(&tmp).arg("--json").arg(&out).env("OMP_NUM_THREADS", "1");
+    if use_nn {
+        cmd.arg("--use-nn");
+    }
+    let status = cmd.status()?;
     if !status.success() {
         bail!("{} failed", script.display());
     }
@@ -205,6 +225,7 @@ fn scale(n: usize, a: &BenchArgs) -> Result<Value> {
     let lcfg = |mode| CollabLearnerConfig {
         model: model.clone(),
         wd: a.wd,
+        eps: a.eps,
         mode,
         device: DeviceChoice::Cpu,
         ..Default::default()

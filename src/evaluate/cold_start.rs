@@ -13,8 +13,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::data::databunch::{CollabConfig, CollabDataBunch, Encoded};
-use crate::data::movielens::{read_ratings, ITEM, RATING, USER};
+use super::ratings_config;
+use crate::data::databunch::{CollabDataBunch, Encoded};
+use crate::data::movielens::{read_ratings, USER};
 use crate::data::table::Column;
 use crate::error::{Error, Result};
 use crate::infer::{fold_in_rows, predict_folded, FoldIn};
@@ -46,17 +47,6 @@ struct Sums {
     retrain: f64,
     n: usize,
     users: usize,
-}
-
-fn encoded_config(bs: usize, seed: u64) -> CollabConfig {
-    CollabConfig {
-        user_name: Some(USER.into()),
-        item_name: Some(ITEM.into()),
-        rating_name: Some(RATING.into()),
-        seed,
-        bs,
-        ..Default::default()
-    }
 }
 
 /// The cold-start curve of `recipe` over the base files of `folds` in `dir`; fold-in uses `fold_in`
@@ -93,7 +83,7 @@ pub fn cold_start(
         let data = CollabDataBunch::from_tables(
             &base.take(&train_rows),
             &base.take(&held_rows),
-            &encoded_config(recipe.bs, run.seed),
+            &ratings_config(recipe.bs, run.seed),
         )?;
         let learn = recipe.fit_all(&data, run)?.remove(0);
         // Row k of `data.valid` is held_rows[k]: the encoded item and rating of each held-out rating.
@@ -141,7 +131,7 @@ pub fn cold_start(
             let retrain = CollabDataBunch::from_tables(
                 &base.take(&with_known),
                 &base.take(&rest),
-                &encoded_config(recipe.bs, run.seed),
+                &ratings_config(recipe.bs, run.seed),
             )?;
             let preds = crate::recipe::mean_predictions(&recipe.fit_all(&retrain, run)?, &retrain.valid);
             sums[j].retrain +=

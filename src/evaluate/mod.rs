@@ -85,19 +85,23 @@ pub struct CvReport {
     pub ranking: Option<Ranking>,
 }
 
-/// The fold `name` of `dir`: `NAME.base` for training, `NAME.test` for validation, items by id.
-pub fn fold_data(dir: &Path, name: &str, bs: usize, seed: u64) -> Result<CollabDataBunch> {
-    let base = read_ratings(&dir.join(format!("{name}.base")))?;
-    let test = read_ratings(&dir.join(format!("{name}.test")))?;
-    let cfg = CollabConfig {
+/// The data-bunch configuration of MovieLens' rating files (`u.data`, `uN.base`…): items by id.
+pub fn ratings_config(bs: usize, seed: u64) -> CollabConfig {
+    CollabConfig {
         user_name: Some(USER.into()),
         item_name: Some(ITEM.into()),
         rating_name: Some(RATING.into()),
         seed,
         bs,
         ..Default::default()
-    };
-    CollabDataBunch::from_tables(&base, &test, &cfg)
+    }
+}
+
+/// The fold `name` of `dir`: `NAME.base` for training, `NAME.test` for validation, items by id.
+pub fn fold_data(dir: &Path, name: &str, bs: usize, seed: u64) -> Result<CollabDataBunch> {
+    let base = read_ratings(&dir.join(format!("{name}.base")))?;
+    let test = read_ratings(&dir.join(format!("{name}.test")))?;
+    CollabDataBunch::from_tables(&base, &test, &ratings_config(bs, seed))
 }
 
 /// The recipe named `name` for a fold: a fixed one, or for `tuned` the one [`tune`] chooses on the

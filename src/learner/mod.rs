@@ -363,16 +363,19 @@ impl Learner {
         self.opt.align(&self.params);
         let before = self.snapshot();
         engine::tables::flush_denormals();
-        let mut engine = {
-            let live = Live {
-                model: &self.model,
-                params: &self.params,
-                opt: &mut self.opt,
-                data: &self.data.train,
-                plan: &plan,
+        // The engine's view of the learner, built afresh at each call (disjoint borrows of fields).
+        macro_rules! live {
+            () => {
+                Live {
+                    model: &self.model,
+                    params: &self.params,
+                    opt: &mut self.opt,
+                    data: &self.data.train,
+                    plan: &plan,
+                }
             };
-            engine::build(mode, &live)?
-        };
+        }
+        let mut engine = engine::build(mode, &live!())?;
         self.recorder = Recorder::default();
         if self.verbose && validate {
             println!("{}", Recorder::header());
@@ -392,14 +395,7 @@ impl Learner {
                 }
                 let (lr, mom) = plan.lr_mom[k];
                 k += 1;
-                let mut live = Live {
-                    model: &self.model,
-                    params: &self.params,
-                    opt: &mut self.opt,
-                    data: &self.data.train,
-                    plan: &plan,
-                };
-                let loss = engine.step(&mut live, batch, k);
+                let loss = engine.step(&mut live!(), batch, k);
                 self.mom = mom;
                 train_loss = smooth.add(loss);
                 self.recorder.lrs.push(lr);
@@ -417,14 +413,7 @@ impl Learner {
                 }
             }
             bar.finish_and_clear();
-            let mut live = Live {
-                model: &self.model,
-                params: &self.params,
-                opt: &mut self.opt,
-                data: &self.data.train,
-                plan: &plan,
-            };
-            engine.sync(&mut live, k)?;
+            engine.sync(&mut live!(), k)?;
             self.opt.step = plan.steps_before + k as u64;
             if stopped || k == n_steps && !validate {
                 break;

@@ -1,25 +1,19 @@
 //! The dense path: fastai's math as written, AdamW over every row of every table at every step.
 //! The reference the exact sparse path is tested against (`--mode dense`).
-use super::tables::{adamw, adamw_zero, DotTables, Scratch, Side, SideRule, Touched};
-use super::{Engine, Live};
-use crate::error::Result;
+use super::plain::{Plain, StepRule};
+use super::tables::{adamw, adamw_zero, Side, SideRule, Touched};
 
 /// Dense AdamW on an `EmbeddingDotBias`'s tables in Rust loops.
-pub(crate) struct Dense {
-    tables: DotTables,
-    scratch: Scratch,
-    par: bool,
-}
-
-impl Dense {
-    /// An engine over `tables` (copied out of the learner); `par` runs the two sides on two threads.
-    pub fn new(tables: DotTables, par: bool) -> Self {
-        Dense { scratch: Scratch::new(&tables.tables), tables, par }
-    }
-}
+pub(crate) type Dense = Plain<EveryRow>;
 
 /// Every row steps: with its gradient if the batch touched it, else with a zero gradient.
-struct EveryRow([f32; 8]);
+pub(crate) struct EveryRow([f32; 8]);
+
+impl StepRule for EveryRow {
+    fn new(scalars: [f32; 8]) -> Self {
+        EveryRow(scalars)
+    }
+}
 
 impl SideRule for EveryRow {
     fn open(&mut self, _side: &mut Side, _rows: &[u32]) {}
@@ -33,17 +27,5 @@ impl SideRule for EveryRow {
                 None => adamw_zero(p, m, v, &self.0),
             }
         }
-    }
-}
-
-impl Engine for Dense {
-    fn step(&mut self, live: &mut Live<'_>, batch: &[u32], k: usize) -> f64 {
-        let scalars = live.plan.hyper(k).scalars();
-        let rules = [&mut EveryRow(scalars), &mut EveryRow(scalars)];
-        self.tables.step(batch, &mut self.scratch, self.par, rules) as f64
-    }
-
-    fn sync(&mut self, live: &mut Live<'_>, _k: usize) -> Result<()> {
-        self.tables.store(live.params, live.opt)
     }
 }

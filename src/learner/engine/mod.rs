@@ -8,6 +8,7 @@ mod dense;
 mod exact;
 mod lazy;
 mod nn;
+mod plain;
 pub(crate) mod tables;
 
 use tch::{Device, Kind};

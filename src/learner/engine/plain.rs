@@ -1,0 +1,40 @@
+//! The CPU engine without catch-up, generic over what happens to a side's rows after a batch:
+//! every row steps (dense, fastai's math as written) or only the touched ones (lazy).
+use std::marker::PhantomData;
+
+use super::tables::{DotTables, Scratch, SideRule};
+use super::{Engine, Live};
+use crate::error::Result;
+
+/// A rule built from the step's AdamW scalars.
+pub(crate) trait StepRule: SideRule + Sized {
+    /// The rule for one step.
+    fn new(scalars: [f32; 8]) -> Self;
+}
+
+/// Rust-loop AdamW on an `EmbeddingDotBias`'s tables, rows updated by the rule `R`.
+pub(crate) struct Plain<R> {
+    tables: DotTables,
+    scratch: Scratch,
+    par: bool,
+    rule: PhantomData<R>,
+}
+
+impl<R> Plain<R> {
+    /// An engine over `tables` (copied out of the learner); `par` runs the two sides on two threads.
+    pub fn new(tables: DotTables, par: bool) -> Self {
+        Plain { scratch: Scratch::new(&tables.tables), tables, par, rule: PhantomData }
+    }
+}
+
+impl<R: StepRule> Engine for Plain<R> {
+    fn step(&mut self, live: &mut Live<'_>, batch: &[u32], k: usize) -> f64 {
+        let scalars = live.plan.hyper(k).scalars();
+        let rules = [&mut R::new(scalars), &mut R::new(scalars)];
+        self.tables.step(batch, &mut self.scratch, self.par, rules) as f64
+    }
+
+    fn sync(&mut self, live: &mut Live<'_>, _k: usize) -> Result<()> {
+        self.tables.store(live.params, live.opt)
+    }
+}
