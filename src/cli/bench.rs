@@ -36,6 +36,9 @@ pub struct BenchArgs {
     /// Peak learning rate for --scale.
     #[arg(long, default_value_t = 5e-3)]
     lr: f64,
+    /// One-cycle momentums (β1 at the ends and at the peak) for --scale.
+    #[arg(long, value_delimiter = ',', default_values_t = [0.95, 0.85])]
+    moms: Vec<f64>,
     /// Adam's ε for --scale.
     #[arg(long, default_value_t = 1e-8)]
     eps: f64,
@@ -218,6 +221,9 @@ fn scale(n: usize, a: &BenchArgs) -> Result<Value> {
         cfg.rank,
         cfg.noise_floor()
     );
+    if a.moms.len() != 2 {
+        bail!("--moms takes two momentums, e.g. 0.95,0.85");
+    }
     if !matches!(a.mode, TrainMode::Exact | TrainMode::Lazy) {
         bail!("--scale trains --mode exact or lazy (the dense path is estimated from 100 steps)");
     }
@@ -231,7 +237,7 @@ fn scale(n: usize, a: &BenchArgs) -> Result<Value> {
         ..Default::default()
     };
     let mut learn = collab_learner(data.clone(), &lcfg(a.mode))?;
-    learn.fit_one_cycle_with(epochs, &OneCycle::new(a.lr))?;
+    learn.fit_one_cycle_with(epochs, &OneCycle { moms: (a.moms[0], a.moms[1]), ..OneCycle::new(a.lr) })?;
     let valid = learn.validate().unwrap_or(f64::NAN);
     let fit_seconds = learn.recorder.fit_seconds;
     let per_epoch = fit_seconds / epochs as f64;
