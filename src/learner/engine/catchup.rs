@@ -142,19 +142,29 @@ impl CatchUp {
         // Γ_j(r, u) = Π β1 / β2^((j+1)/2) over r+1..=u, in logs.
         let log_gamma =
             |j: usize, r: usize, u: usize| (log_b[u] - log_b[r]) - (j as f64 + 1.0) / 2.0 * (u - r) as f64 * ln_b2;
+        // Within a block the products are running products from its reference step (a few hundred
+        // factors near 1: no loss of precision, no exponential per entry).
+        let inv_sqrt_b2 = 1.0 / b2.sqrt();
         let blocks = (0..=n / d)
             .map(|b| {
                 let r = b * d;
                 let end = (r + d + h).min(n);
                 let mut sums = vec![[0.0f64; TERMS + 1]; end - r + 1];
                 sums[0][TERMS] = 1.0;
+                let (mut gamma0, mut inv_a, mut inv_q) = (1.0f64, 1.0f64, 1.0f64);
                 for u in r + 1..=end {
-                    let inv_a = (log_a[r] - log_a[u]).exp();
+                    let hp = plan.hyper(u);
+                    gamma0 *= hp.beta1 * inv_sqrt_b2;
+                    inv_a /= 1.0 - hp.lr * wd;
+                    inv_q *= inv_sqrt_b2;
                     let mut row = sums[u - r - 1];
-                    for (j, s) in row[..TERMS].iter_mut().enumerate() {
-                        *s += g[u][j] * log_gamma(j, r, u).exp() * inv_a;
+                    // Γ_j = Γ_0 · β2^(−j(u−r)/2).
+                    let mut term = gamma0 * inv_a;
+                    for (s, gj) in row[..TERMS].iter_mut().zip(&g[u]) {
+                        *s += gj * term;
+                        term *= inv_q;
                     }
-                    row[TERMS] = (log_b[u] - log_b[r]).exp();
+                    row[TERMS] = sums[u - r - 1][TERMS] * hp.beta1;
                     sums[u - r] = row;
                 }
                 sums
