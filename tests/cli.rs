@@ -226,6 +226,8 @@ fn exported_model_commands_and_their_csv_columns() {
     assert!(out.status.success());
     let r = read("r.csv");
     assert!(r.starts_with("user,rank,item,score\n5,1,") && r.lines().count() == 4, "{r}");
+    let out = fastcollab(&["recommend", "--model", "m.safetensors", "--user", "5", "--popularity", "1.5"], &dir);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).lines().count() == 11);
     let out = fastcollab(&["recommend", "--model", "m.safetensors", "--all", "--output", "all.csv"], &dir);
     assert!(out.status.success());
     assert!(read("all.csv").lines().count() > 500);

@@ -181,16 +181,29 @@ impl Recommender {
     /// training unless `include_seen`. An unknown user is an error suggesting close matches and
     /// fold-in.
     pub fn recommend(&self, user: &str, n: usize, include_seen: bool) -> Result<Vec<Scored>> {
-        let u = self
-            .users
-            .get(user)
-            .ok_or_else(|| Error::UnknownUser { name: user.to_string(), close: self.users.closest(user, 3) })?;
-        Ok(self.recommend_rows(&[u], n, include_seen).pop().unwrap_or_default())
+        Ok(self.recommend_rows(&[self.recommended_user(user)?], n, include_seen, 0.0).pop().unwrap_or_default())
     }
 
-    /// [`Recommender::recommend`] for user rows, in chunks (bounded memory).
-    pub fn recommend_rows(&self, users: &[u32], n: usize, include_seen: bool) -> Vec<Vec<Scored>> {
-        let top = rank::top_n(&self.model, users, n, (!include_seen).then_some(&self.seen));
+    /// The row of a user to recommend for; an unknown user is an error suggesting close matches
+    /// and fold-in.
+    pub fn recommended_user(&self, user: &str) -> Result<u32> {
+        self.users
+            .get(user)
+            .ok_or_else(|| Error::UnknownUser { name: user.to_string(), close: self.users.closest(user, 3) })
+    }
+
+    /// [`Recommender::recommend`] for user rows, in chunks (bounded memory). With `popularity`
+    /// α > 0 the items are ordered by predicted rating + α·ln(1 + training count) (the ranking
+    /// option of `cv --ranking`), and still scored by predicted rating.
+    pub fn recommend_rows(&self, users: &[u32], n: usize, include_seen: bool, popularity: f64) -> Vec<Vec<Scored>> {
+        let exclude = (!include_seen).then_some(&self.seen);
+        let top = if popularity > 0.0 {
+            let bonus: Vec<f32> = self.item_count.iter().map(|&c| (popularity * (c as f64).ln_1p()) as f32).collect();
+            let bonus = Tensor::from_slice(&bonus).view([1, -1]);
+            rank::top_n_by(|part| rank::predict_all(&self.model, part) + &bonus, self.items.len(), users, n, exclude)
+        } else {
+            rank::top_n(&self.model, users, n, exclude)
+        };
         let pairs: (Vec<u32>, Vec<u32>) =
             users.iter().zip(&top).flat_map(|(&u, row)| row.iter().map(move |&(i, _)| (u, i))).unzip();
         let scores = self.predict_rows(&pairs.0, &pairs.1);
