@@ -92,14 +92,16 @@ pub(crate) fn build(mode: TrainMode, live: &Live<'_>) -> Result<Box<dyn Engine>>
         CollabModel::DotBias(m) => tables::DotTables::load(m, live.params, live.opt, live.data),
         CollabModel::Nn(_) => Err(Error::InvalidConfig("dense and lazy modes train EmbeddingDotBias only".into())),
     };
+    // EmbeddingNN's exact path catches its embeddings up with the decay every parameter has.
     let nn = matches!(live.model, CollabModel::Nn(_));
+    let embeddings_decay = live.params.iter().filter(|p| p.name.starts_with("embeds.")).all(|p| p.decay);
     let par = parallel(live.plan.bs);
     Ok(match mode {
         TrainMode::Autograd | TrainMode::Auto => Box::new(autograd::Autograd),
         TrainMode::Dense => Box::new(dense::Dense::new(tables()?, par)),
         TrainMode::Lazy => Box::new(lazy::Lazy::new(tables()?, par)),
         // A schedule the closed form cannot follow accurately is trained densely: same semantics.
-        TrainMode::Exact if nn => match catchup::CatchUp::new(live.plan) {
+        TrainMode::Exact if nn => match catchup::CatchUp::new(live.plan).filter(|_| embeddings_decay) {
             Some(c) => Box::new(nn::NnExact::new(live, c)?),
             None => Box::new(autograd::Autograd),
         },
