@@ -294,19 +294,15 @@ impl Learner {
     /// One-cycle training with an explicit policy.
     pub fn fit_one_cycle_with(&mut self, n_epochs: usize, cycle: &OneCycle) -> Result<()> {
         let n = n_epochs * self.data.n_train_batches();
-        self.fit_with(n_epochs, |i| cycle.at(i, n))?;
-        self.fits.last_mut().expect("just recorded").schedule = "one_cycle".into();
-        self.fits.last_mut().expect("just recorded").lr = Some(cycle.lr_max);
-        Ok(())
+        let record = FitRecord { schedule: "one_cycle".into(), epochs: n_epochs, lr: Some(cycle.lr_max) };
+        self.fit_recorded(n_epochs, |i| cycle.at(i, n), record)
     }
 
     /// `fit(n_epochs, lr)`: constant learning rate; momentum stays where the last fit left it.
     pub fn fit(&mut self, n_epochs: usize, lr: f64) -> Result<()> {
         let mom = self.mom;
-        self.fit_with(n_epochs, |_| (lr, mom))?;
-        self.fits.last_mut().expect("just recorded").schedule = "constant".into();
-        self.fits.last_mut().expect("just recorded").lr = Some(lr);
-        Ok(())
+        let record = FitRecord { schedule: "constant".into(), epochs: n_epochs, lr: Some(lr) };
+        self.fit_recorded(n_epochs, |_| (lr, mom), record)
     }
 
     /// The fits this learner completed, oldest first.
@@ -318,9 +314,19 @@ impl Learner {
     /// becomes NaN or infinite stops at once with [`Error::Diverged`] and leaves the learner as it
     /// was before the fit.
     pub fn fit_with(&mut self, n_epochs: usize, schedule: impl Fn(usize) -> (f64, f64)) -> Result<()> {
+        self.fit_recorded(n_epochs, schedule, FitRecord { schedule: "custom".into(), epochs: n_epochs, lr: None })
+    }
+
+    /// [`Learner::fit_with`], recording `record` once the fit succeeded.
+    fn fit_recorded(
+        &mut self,
+        n_epochs: usize,
+        schedule: impl Fn(usize) -> (f64, f64),
+        record: FitRecord,
+    ) -> Result<()> {
         let n_steps = n_epochs * self.data.n_train_batches();
         self.run(n_epochs, n_steps, schedule, true, |_| ControlFlow::Continue(()))?;
-        self.fits.push(FitRecord { schedule: "custom".into(), epochs: n_epochs, lr: None });
+        self.fits.push(record);
         Ok(())
     }
 
