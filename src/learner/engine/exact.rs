@@ -4,6 +4,7 @@
 //! ([`CatchUp`]) just before a batch reads it, and for every row at each synchronisation point
 //! (validation, end of fit), so every weight is what the dense path computes, up to rounding.
 use super::catchup::CatchUp;
+use super::pair::Pair;
 use super::tables::{adamw_rows, prefetch, vectorized, DotTables, Scratch, Side, SideRule, Touched, AHEAD};
 use super::{Engine, Live};
 use crate::error::Result;
@@ -15,13 +16,14 @@ pub(crate) struct Exact {
     catchup: CatchUp,
     /// Per side and row, the local step the row is up to date with.
     last: [Vec<u32>; 2],
-    par: bool,
+    par: Option<Pair>,
 }
 
 impl Exact {
     /// An engine over `tables` for a fit whose schedule `catchup` was built from; `par` runs the
     /// two sides on two threads.
     pub fn new(tables: DotTables, catchup: CatchUp, par: bool) -> Self {
+        let par = par.then(Pair::new);
         let last = [0, 1].map(|s| vec![0u32; tables.tables.sides[s].rows()]);
         Exact { scratch: Scratch::new(&tables.tables), tables, catchup, last, par }
     }
@@ -64,8 +66,16 @@ vectorized! {
 fn catch_up_rows_impl(c: &CatchUp, last: &mut [u32], side: &mut Side, rows: &[u32], k: usize) {
     let w = side.w;
     for (j, &row) in rows.iter().enumerate() {
+        if let Some(&far) = rows.get(j + 2 * AHEAD) {
+            prefetch(last, far as usize, 1);
+        }
         if let Some(&ahead) = rows.get(j + AHEAD) {
-            prefetch(&side.data, ahead as usize * 3 * w, 3 * w);
+            let ahead = ahead as usize;
+            prefetch(&side.data, ahead * 3 * w, 3 * w);
+            let k0 = last[ahead] as usize;
+            if k0 < k {
+                c.prefetch(k0, k);
+            }
         }
         let row = row as usize;
         let k0 = last[row] as usize;
@@ -81,7 +91,7 @@ impl Engine for Exact {
     fn step(&mut self, _live: &mut Live<'_>, batch: &[u32], k: usize) -> f64 {
         let Exact { tables, scratch, catchup, last: [l0, l1], par } = self;
         let (mut r0, mut r1) = (CatchUpRows { catchup, last: l0, k }, CatchUpRows { catchup, last: l1, k });
-        tables.step(batch, scratch, *par, [&mut r0, &mut r1]) as f64
+        tables.step(batch, scratch, par.as_ref(), [&mut r0, &mut r1]) as f64
     }
 
     fn sync(&mut self, live: &mut Live<'_>, k: usize) -> Result<()> {

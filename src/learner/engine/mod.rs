@@ -8,6 +8,7 @@ mod dense;
 mod exact;
 mod lazy;
 mod nn;
+mod pair;
 mod plain;
 pub(crate) mod tables;
 
@@ -76,9 +77,9 @@ pub(crate) fn resolve(requested: TrainMode, model: &CollabModel, params: &Params
     }
 }
 
-/// Whether the CPU engines run a batch's two sides on two threads: only for large batches (two
-/// synchronisations per step cost more than they save on a batch of 64) and when asked for
-/// (`FASTCOLLAB_THREADS` ≥ 2). The results are the same bits either way.
+/// Whether the CPU engines run a batch's two sides on two threads ([`pair::Pair`]): only for large
+/// batches (two synchronisations per step cost more than they save on a batch of 64) and when asked
+/// for (`FASTCOLLAB_THREADS` ≥ 2). The results are the same bits either way.
 fn parallel(bs: usize) -> bool {
     bs >= PARALLEL_FROM_BS && crate::threads::engine_threads() > 1
 }

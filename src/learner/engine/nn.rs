@@ -79,7 +79,7 @@ impl Engine for NnExact {
         let CollabModel::Nn(model) = live.model else { unreachable!("built for EmbeddingNN only") };
         let NnExact { tables, scratch, catchup, last: [l0, l1], layers } = self;
         let (mut r0, mut r1) = (CatchUpRows { catchup, last: l0, k }, CatchUpRows { catchup, last: l1, k });
-        tables.open(batch, scratch, false, [&mut r0, &mut r1]);
+        tables.open(batch, scratch, None, [&mut r0, &mut r1]);
         let [t0, t1] = scratch.touched();
         let (w0, w1) = (tables.sides[0].w, tables.sides[1].w);
         let (u_rows, u_index) = batch_rows(t0.snap(), t0.of_rating(), w0);

@@ -2,6 +2,7 @@
 //! every row steps (dense, fastai's math as written) or only the touched ones (lazy).
 use std::marker::PhantomData;
 
+use super::pair::Pair;
 use super::tables::{DotTables, Scratch, SideRule};
 use super::{Engine, Live};
 use crate::error::Result;
@@ -16,14 +17,14 @@ pub(crate) trait StepRule: SideRule + Sized {
 pub(crate) struct Plain<R> {
     tables: DotTables,
     scratch: Scratch,
-    par: bool,
+    par: Option<Pair>,
     rule: PhantomData<R>,
 }
 
 impl<R> Plain<R> {
     /// An engine over `tables` (copied out of the learner); `par` runs the two sides on two threads.
     pub fn new(tables: DotTables, par: bool) -> Self {
-        Plain { scratch: Scratch::new(&tables.tables), tables, par, rule: PhantomData }
+        Plain { scratch: Scratch::new(&tables.tables), tables, par: par.then(Pair::new), rule: PhantomData }
     }
 }
 
@@ -31,7 +32,7 @@ impl<R: StepRule> Engine for Plain<R> {
     fn step(&mut self, live: &mut Live<'_>, batch: &[u32], k: usize) -> f64 {
         let scalars = live.plan.hyper(k).scalars();
         let rules = [&mut R::new(scalars), &mut R::new(scalars)];
-        self.tables.step(batch, &mut self.scratch, self.par, rules) as f64
+        self.tables.step(batch, &mut self.scratch, self.par.as_ref(), rules) as f64
     }
 
     fn sync(&mut self, live: &mut Live<'_>, _k: usize) -> Result<()> {

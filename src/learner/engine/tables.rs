@@ -9,6 +9,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::super::optim::AdamState;
 use super::super::params::Params;
+use super::pair::Pair;
 use crate::data::databunch::Encoded;
 use crate::error::{Error, Result};
 use crate::model::EmbeddingDotBias;
@@ -147,7 +148,7 @@ impl Tables {
 
     /// Packs `batch` (numbers of training ratings) into `s` and opens its rows on both sides
     /// (`rules[j].open` before anything reads them), on two threads when `par`.
-    pub fn open<R: SideRule>(&mut self, batch: &[u32], s: &mut Scratch, par: bool, rules: [&mut R; 2]) {
+    pub fn open<R: SideRule>(&mut self, batch: &[u32], s: &mut Scratch, par: Option<&Pair>, rules: [&mut R; 2]) {
         s.batch.clear();
         for (k, &r) in batch.iter().enumerate() {
             if let Some(&ahead) = batch.get(k + 4 * AHEAD) {
@@ -207,7 +208,7 @@ impl DotTables {
     /// predictions and its own gradients from copies of the opened rows, and applies them
     /// (`rules[j].update`). The two sides run on two threads when `par`. Returns the batch's mean
     /// squared error.
-    pub fn step<R: SideRule>(&mut self, batch: &[u32], s: &mut Scratch, par: bool, rules: [&mut R; 2]) -> f32 {
+    pub fn step<R: SideRule>(&mut self, batch: &[u32], s: &mut Scratch, par: Option<&Pair>, rules: [&mut R; 2]) -> f32 {
         let (nf, y_range) = (self.nf, self.y_range);
         let [r0, r1] = rules;
         self.tables.open(batch, s, par, [&mut *r0, &mut *r1]);
@@ -323,14 +324,13 @@ pub(crate) trait SideRule: Send {
     fn update(&mut self, side: &mut Side, touched: &Touched, grads: &[f32]);
 }
 
-/// Runs `f0` and `f1`, on two threads when `par` (each side's work is independent of the other's,
+/// Runs `f0` and `f1`, on two threads when there is a `par` (each side's work is independent of the other's,
 /// so the results are the same bits either way).
 #[inline(always)]
-fn both<A: Send, B: Send>(par: bool, f0: impl FnOnce() -> A + Send, f1: impl FnOnce() -> B + Send) -> (A, B) {
-    if par {
-        rayon::join(f0, f1)
-    } else {
-        (f0(), f1())
+fn both<A: Send, B: Send>(par: Option<&Pair>, f0: impl FnOnce() -> A + Send, f1: impl FnOnce() -> B + Send) -> (A, B) {
+    match par {
+        Some(pair) => pair.join(f0, f1),
+        None => (f0(), f1()),
     }
 }
 
@@ -361,19 +361,21 @@ pub(crate) use vectorized;
 /// How many ratings (or rows) ahead the loops prefetch.
 pub(crate) const AHEAD: usize = 8;
 
-/// Hints the CPU to fetch `len` elements of `data` from `start` into cache.
+/// Hints the CPU to fetch `len` elements of `data` from `start` into cache (every cache line they
+/// overlap).
 #[inline(always)]
 pub(crate) fn prefetch<T>(data: &[T], start: usize, len: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let end = (start + len).min(data.len());
-        let stride = (64 / std::mem::size_of::<T>().max(1)).max(1);
-        let mut k = start;
-        while k < end {
+        let size = std::mem::size_of::<T>();
+        let base = data.as_ptr() as *const i8;
+        let end = (start + len).min(data.len()) * size;
+        let mut at = start * size;
+        while at < end {
             // SAFETY: prefetching is only a hint, and the address lies inside `data`.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(data.as_ptr().add(k) as *const i8) };
-            k += stride;
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(base.add(at)) };
+            at += 64;
         }
     }
 }
@@ -382,8 +384,12 @@ pub(crate) fn prefetch<T>(data: &[T], start: usize, len: usize) {
 /// the opened rows' parameters.
 #[inline(always)]
 fn open_side<R: SideRule>(side: &mut Side, s: &mut Touched, batch: &[(u32, u32, f32)], j: usize, rule: &mut R) {
-    for r in batch {
-        let row = if j == 0 { r.0 } else { r.1 } as usize;
+    let side_row = |r: &(u32, u32, f32)| if j == 0 { r.0 } else { r.1 } as usize;
+    for (k, r) in batch.iter().enumerate() {
+        if let Some(ahead) = batch.get(k + AHEAD) {
+            prefetch(&s.slot, side_row(ahead), 1);
+        }
+        let row = side_row(r);
         if s.slot[row] == NO_SLOT {
             s.slot[row] = s.rows.len() as u32;
             s.rows.push(row as u32);
