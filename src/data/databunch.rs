@@ -316,6 +316,45 @@ pub fn shuffled(n: usize, rng: &mut ChaCha8Rng) -> Vec<u32> {
     order
 }
 
+/// The training order of each epoch of a fit. A large permutation is drawn one epoch ahead on a
+/// helper thread, so that drawing it overlaps the epoch before (the first one, building the engine); the permutations, and `rng`'s state
+/// after each, are those of drawing them in turn (a fit that stops early leaves `rng` where it was).
+pub struct EpochOrders {
+    n: usize,
+    ahead: Option<std::thread::JoinHandle<(Vec<u32>, ChaCha8Rng)>>,
+}
+
+impl EpochOrders {
+    /// Orders of `n` training rows drawn from `rng` (a large first one is started at once).
+    pub fn new(n: usize, rng: &ChaCha8Rng) -> Self {
+        let mut orders = EpochOrders { n, ahead: None };
+        orders.draw_ahead(rng);
+        orders
+    }
+
+    fn draw_ahead(&mut self, rng: &ChaCha8Rng) {
+        if self.n >= BUCKETED_FROM {
+            let (n, mut r) = (self.n, rng.clone());
+            self.ahead = Some(std::thread::spawn(move || (shuffled(n, &mut r), r)));
+        }
+    }
+
+    /// The next epoch's order from `rng`; when `more` epochs follow, the one after is drawn ahead.
+    pub fn next(&mut self, rng: &mut ChaCha8Rng, more: bool) -> Vec<u32> {
+        let order = match self.ahead.take().map(|h| h.join()) {
+            Some(Ok((order, after))) => {
+                *rng = after;
+                order
+            }
+            _ => shuffled(self.n, rng),
+        };
+        if more {
+            self.draw_ahead(rng);
+        }
+        order
+    }
+}
+
 /// Decoded training rows; `Display` prints them as a table with a `target` column.
 pub struct ShowBatch<'a> {
     data: &'a CollabDataBunch,
@@ -358,5 +397,32 @@ impl fmt::Display for ShowBatch<'_> {
             line(f, [&row[0], &row[1], &row[2]])?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Orders drawn ahead on a helper thread are those drawn in turn, and a fit that stops early
+    /// leaves the generator where drawing in turn would.
+    #[test]
+    fn epoch_orders_drawn_ahead_are_those_drawn_in_turn() {
+        let n = BUCKETED_FROM;
+        let mut turn = ChaCha8Rng::seed_from_u64(3);
+        let want: Vec<Vec<u32>> = (0..2).map(|_| shuffled(n, &mut turn)).collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut orders = EpochOrders::new(n, &rng);
+        assert!(orders.next(&mut rng, true) == want[0]);
+        let mut stopped = rng.clone();
+        assert!(orders.next(&mut rng, false) == want[1]);
+        assert_eq!(rng, turn);
+        // Stopping after the first epoch, with the second drawn ahead: the generator has not moved.
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut orders = EpochOrders::new(n, &rng);
+        orders.next(&mut rng, true);
+        drop(orders);
+        assert!(shuffled(n, &mut rng) == want[1]);
+        assert!(shuffled(n, &mut stopped) == want[1]);
     }
 }

@@ -18,7 +18,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tch::{nn, Device, Kind, Tensor};
 
-use crate::data::databunch::{CollabDataBunch, Encoded};
+use crate::data::databunch::{CollabDataBunch, Encoded, EpochOrders};
 use crate::error::{Error, Result};
 use crate::model::init::InitRng;
 use crate::model::{CollabModel, DotBiasConfig, EmbeddingDotBias, EmbeddingNN, EmbeddingNNConfig};
@@ -381,18 +381,20 @@ impl Learner {
                 }
             };
         }
+        // A fit's time includes building its engine; the first epoch's order is drawn meanwhile.
+        let fit_start = Instant::now();
+        let mut orders = EpochOrders::new(self.data.train.len(), &self.rng);
         let mut engine = engine::build(mode, &live!())?;
         self.recorder = Recorder::default();
         if self.verbose && validate {
             println!("{}", Recorder::header());
         }
-        let fit_start = Instant::now();
         let mut smooth = SmoothLoss::default();
         let mut k = 0;
         let mut stopped = false;
         for epoch in 0..n_epochs {
             let start = Instant::now();
-            let order = self.data.shuffled(&mut self.rng);
+            let order = orders.next(&mut self.rng, epoch + 1 < n_epochs && k + n_batches < n_steps);
             let bar = progress::batch_bar(n_batches as u64, &format!("Epoch {}/{n_epochs} :", epoch + 1));
             let mut train_loss = f64::NAN;
             for (b, batch) in order.chunks_exact(self.data.bs).enumerate() {
