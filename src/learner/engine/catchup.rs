@@ -11,8 +11,8 @@
 //! to a reference step every `d` steps (so that differences of prefix sums never cancel by more
 //! than a factor 10⁶) and extending `h` steps beyond it (after `h` steps of decay, momentum has
 //! moved the weights by less than 10⁻¹² of its first step, so the rest of the gap is pure decay).
-//! Elements whose `sqrt(v)` is within 100·ε·sqrt(1 − β2^t) at the gap's start, where the series would converge
-//! slowly, are replayed step by step instead.
+//! Elements whose `sqrt(v)` is within 100·ε·sqrt(1 − β2^t) at the gap's start, where the series
+//! would converge slowly, are replayed step by step instead.
 use super::super::optim::AdamHyper;
 use super::tables::prefetch;
 
@@ -207,11 +207,16 @@ impl CatchUp {
         Some(c)
     }
 
+    /// The prefix sums and `Π β1` at `k1` of the block a gap starting at `k0` belongs to.
+    #[inline(always)]
+    fn block_at(&self, k0: usize, k1: usize) -> &[f64; TERMS + 1] {
+        &self.blocks[k0 / self.d][k1 - k0 / self.d * self.d]
+    }
+
     /// `W_j(k0, k1)` from the block tables, `k1 ≤ k0 + h`, for a gap whose decay is `decay`.
     #[inline(always)]
     fn series_sums(&self, at: &AtStep, k0: usize, k1: usize, decay: f64) -> [f64; TERMS] {
-        let r = k0 / self.d * self.d;
-        let (lo, hi) = (&at.lo, &self.blocks[k0 / self.d][k1 - r]);
+        let (lo, hi) = (&at.lo, self.block_at(k0, k1));
         let mut scale = decay * at.e;
         let mut w = [0.0f64; TERMS];
         for (j, wj) in w.iter_mut().enumerate() {
@@ -238,8 +243,7 @@ impl CatchUp {
             let tail = decay_between(k0 + self.h, k1);
             (at.full.map(|x| x * tail), 0.0)
         } else {
-            let hi = &self.blocks[k0 / self.d][k1 - k0 / self.d * self.d];
-            (self.series_sums(at, k0, k1, decay), (hi[TERMS] / at.lo[TERMS]) as f32)
+            (self.series_sums(at, k0, k1, decay), (self.block_at(k0, k1)[TERMS] / at.lo[TERMS]) as f32)
         };
         Gap { decay: decay as f32, m_scale, v_scale: self.b2_pow[k1 - k0] as f32, w: w.map(|x| x as f32) }
     }

@@ -324,8 +324,8 @@ pub(crate) trait SideRule: Send {
     fn update(&mut self, side: &mut Side, touched: &Touched, grads: &[f32]);
 }
 
-/// Runs `f0` and `f1`, on two threads when there is a `par` (each side's work is independent of the other's,
-/// so the results are the same bits either way).
+/// Runs `f0` and `f1`, on two threads when there is a `par` (each side's work is independent of
+/// the other's, so the results are the same bits either way).
 #[inline(always)]
 fn both<A: Send, B: Send>(par: Option<&Pair>, f0: impl FnOnce() -> A + Send, f1: impl FnOnce() -> B + Send) -> (A, B) {
     match par {
