@@ -48,6 +48,19 @@ fn train_on_a_ratings_csv_writes_model_and_metrics() {
 }
 
 #[test]
+fn train_takes_fastais_sqr_mom_and_records_it() {
+    let dir = common::temp_dir("cli-sqr-mom");
+    let csv = ratings_csv(&dir, 3000);
+    let csv = csv.to_str().unwrap();
+    let out = fastcollab(&["train", "--ratings", csv, "--epochs", "1", "--sqr-mom", "0.999", "--out", "run"], &dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run/metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["sqr_mom"].as_f64(), Some(0.999));
+    fails_clearly(&fastcollab(&["train", "--ratings", csv, "--sqr-mom", "1", "--out", "run"], &dir), "sqr_mom");
+}
+
+#[test]
 fn bad_input_fails_with_file_line_and_field() {
     let dir = common::temp_dir("cli-bad");
     std::fs::write(dir.join("ratings.csv"), "userId,movieId,rating,timestamp\n1,2,3.5,10\n1,x,4,11\n").unwrap();

@@ -129,7 +129,10 @@ impl CollabLearnerConfig {
             return bad(format!("y_range ({lo}, {hi}) must be finite with low < high"));
         }
         if !(self.wd >= 0.0 && self.wd.is_finite() && (0.0..1.0).contains(&self.beta2) && self.eps > 0.0) {
-            return bad(format!("need wd ≥ 0, 0 ≤ beta2 < 1, eps > 0 (got {}, {}, {})", self.wd, self.beta2, self.eps));
+            return bad(format!(
+                "need wd ≥ 0, 0 ≤ beta2 (sqr_mom) < 1, eps > 0 (got {}, {}, {})",
+                self.wd, self.beta2, self.eps
+            ));
         }
         Ok(())
     }
@@ -276,6 +279,7 @@ impl Learner {
             "n_users": self.data.n_users(),
             "n_items": self.data.n_items(),
             "seed": self.data.seed,
+            "sqr_mom": self.cfg.beta2,
             "mode": self.mode().name(),
             "device": format!("{:?}", self.device()).to_lowercase(),
             "threads": crate::threads::current(),
