@@ -317,8 +317,9 @@ pub fn shuffled(n: usize, rng: &mut ChaCha8Rng) -> Vec<u32> {
 }
 
 /// The training order of each epoch of a fit. A large permutation is drawn one epoch ahead on a
-/// helper thread, so that drawing it overlaps the epoch before (the first one, building the engine); the permutations, and `rng`'s state
-/// after each, are those of drawing them in turn (a fit that stops early leaves `rng` where it was).
+/// helper thread, so that drawing it overlaps the epoch before (the first one, building the
+/// engine); the permutations, and `rng`'s state after each, are those of drawing them in turn (a
+/// fit that stops early leaves `rng` where it was).
 pub struct EpochOrders {
     n: usize,
     ahead: Option<std::thread::JoinHandle<(Vec<u32>, ChaCha8Rng)>>,
@@ -414,7 +415,6 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let mut orders = EpochOrders::new(n, &rng);
         assert!(orders.next(&mut rng, true) == want[0]);
-        let mut stopped = rng.clone();
         assert!(orders.next(&mut rng, false) == want[1]);
         assert_eq!(rng, turn);
         // Stopping after the first epoch, with the second drawn ahead: the generator has not moved.
@@ -423,6 +423,5 @@ mod tests {
         orders.next(&mut rng, true);
         drop(orders);
         assert!(shuffled(n, &mut rng) == want[1]);
-        assert!(shuffled(n, &mut stopped) == want[1]);
     }
 }
