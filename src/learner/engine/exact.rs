@@ -91,7 +91,7 @@ impl Engine for Exact {
     fn step(&mut self, _live: &mut Live<'_>, batch: &[u32], k: usize) -> f64 {
         let Exact { tables, scratch, catchup, last: [l0, l1], par } = self;
         let (mut r0, mut r1) = (CatchUpRows { catchup, last: l0, k }, CatchUpRows { catchup, last: l1, k });
-        tables.step(batch, scratch, par.as_ref(), [&mut r0, &mut r1]) as f64
+        tables.step(batch, scratch, par.as_mut(), [&mut r0, &mut r1]) as f64
     }
 
     fn sync(&mut self, live: &mut Live<'_>, k: usize) -> Result<()> {

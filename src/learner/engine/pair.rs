@@ -42,8 +42,9 @@ impl Pair {
         Pair { shared, helper: Some(helper) }
     }
 
-    /// Runs `a` on this thread and `b` on the helper, and returns both results once both are done.
-    pub fn join<A, B: Send>(&self, a: impl FnOnce() -> A, b: impl FnOnce() -> B + Send) -> (A, B) {
+    /// Runs `a` on this thread and `b` on the helper, and returns both results once both are done
+    /// (`&mut`: one job at a time, which the handshake below relies on).
+    pub fn join<A, B: Send>(&mut self, a: impl FnOnce() -> A, b: impl FnOnce() -> B + Send) -> (A, B) {
         let mut out = None;
         let job: Box<dyn FnOnce() + Send + '_> = Box::new(|| out = Some(b()));
         // SAFETY: only the lifetime is erased. The helper runs and drops the job before it sets the
@@ -127,7 +128,7 @@ mod tests {
 
     #[test]
     fn both_sides_run_and_borrow_the_callers_data() {
-        let pair = Pair::new();
+        let mut pair = Pair::new();
         let mut data = vec![1u64; 1000];
         for round in 0..1000u64 {
             let (lo, hi) = data.split_at_mut(500);
@@ -141,7 +142,7 @@ mod tests {
 
     #[test]
     fn a_panic_on_the_helper_reaches_the_caller() {
-        let pair = Pair::new();
+        let mut pair = Pair::new();
         let r = catch_unwind(AssertUnwindSafe(|| pair.join(|| 1, || panic!("boom"))));
         assert!(r.is_err());
         assert_eq!(pair.join(|| 2, || 3), (2, 3));

@@ -32,7 +32,7 @@ impl<R: StepRule> Engine for Plain<R> {
     fn step(&mut self, live: &mut Live<'_>, batch: &[u32], k: usize) -> f64 {
         let scalars = live.plan.hyper(k).scalars();
         let rules = [&mut R::new(scalars), &mut R::new(scalars)];
-        self.tables.step(batch, &mut self.scratch, self.par.as_ref(), rules) as f64
+        self.tables.step(batch, &mut self.scratch, self.par.as_mut(), rules) as f64
     }
 
     fn sync(&mut self, live: &mut Live<'_>, _k: usize) -> Result<()> {

@@ -148,7 +148,7 @@ impl Tables {
 
     /// Packs `batch` (numbers of training ratings) into `s` and opens its rows on both sides
     /// (`rules[j].open` before anything reads them), on two threads when `par`.
-    pub fn open<R: SideRule>(&mut self, batch: &[u32], s: &mut Scratch, par: Option<&Pair>, rules: [&mut R; 2]) {
+    pub fn open<R: SideRule>(&mut self, batch: &[u32], s: &mut Scratch, par: Option<&mut Pair>, rules: [&mut R; 2]) {
         s.batch.clear();
         for (k, &r) in batch.iter().enumerate() {
             if let Some(&ahead) = batch.get(k + 4 * AHEAD) {
@@ -208,10 +208,16 @@ impl DotTables {
     /// predictions and its own gradients from copies of the opened rows, and applies them
     /// (`rules[j].update`). The two sides run on two threads when `par`. Returns the batch's mean
     /// squared error.
-    pub fn step<R: SideRule>(&mut self, batch: &[u32], s: &mut Scratch, par: Option<&Pair>, rules: [&mut R; 2]) -> f32 {
+    pub fn step<R: SideRule>(
+        &mut self,
+        batch: &[u32],
+        s: &mut Scratch,
+        mut par: Option<&mut Pair>,
+        rules: [&mut R; 2],
+    ) -> f32 {
         let (nf, y_range) = (self.nf, self.y_range);
         let [r0, r1] = rules;
-        self.tables.open(batch, s, par, [&mut *r0, &mut *r1]);
+        self.tables.open(batch, s, par.as_deref_mut(), [&mut *r0, &mut *r1]);
         let [s0, s1] = &s.touched;
         let loss = forward(&mut s.d, s0, s1, &s.batch, nf, y_range);
         let [t0, t1] = &mut self.tables.sides;
@@ -327,7 +333,11 @@ pub(crate) trait SideRule: Send {
 /// Runs `f0` and `f1`, on two threads when there is a `par` (each side's work is independent of
 /// the other's, so the results are the same bits either way).
 #[inline(always)]
-fn both<A: Send, B: Send>(par: Option<&Pair>, f0: impl FnOnce() -> A + Send, f1: impl FnOnce() -> B + Send) -> (A, B) {
+fn both<A: Send, B: Send>(
+    par: Option<&mut Pair>,
+    f0: impl FnOnce() -> A + Send,
+    f1: impl FnOnce() -> B + Send,
+) -> (A, B) {
     match par {
         Some(pair) => pair.join(f0, f1),
         None => (f0(), f1()),
