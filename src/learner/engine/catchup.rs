@@ -12,7 +12,9 @@
 //! than a factor 10⁶) and extending `h` steps beyond it (after `h` steps of decay, momentum has
 //! moved the weights by less than 10⁻¹² of its first step, so the rest of the gap is pure decay).
 //! Elements whose `sqrt(v)` is within 100·ε·sqrt(1 − β2^t) at the gap's start, where the series
-//! would converge slowly, are replayed step by step instead.
+//! would converge slowly, are summed step by step instead: each step's update is a closed-form
+//! function of the element's moments at the gap's start, so the steps are independent terms
+//! (a vectorised sum), not a chain of dense steps.
 use super::super::optim::AdamHyper;
 use super::tables::prefetch;
 
@@ -73,7 +75,7 @@ pub(crate) struct Gap {
 pub(crate) struct CatchUp {
     d: usize,
     h: usize,
-    eps: f32,
+    eps: f64,
     /// Prefix sums of ln(1 − lr·wd).
     log_a: Vec<f64>,
     /// β2^n for every gap length n.
@@ -82,9 +84,23 @@ pub(crate) struct CatchUp {
     at: Vec<AtStep>,
     /// Per block, from its reference step `r` on: the prefix sums `P_j`, then `Π β1` over `r+1..`.
     blocks: Vec<Vec<[f64; TERMS + 1]>>,
+    /// Per block, what the step-by-step sum of an element near ε reads.
+    near: Vec<NearBlock>,
     /// Whether `AtStep::a` holds `Π (1 − lr·wd)` (it cannot underflow), so a gap's decay is a ratio.
     decay_prefix: bool,
     scalars: Vec<[f32; 8]>,
+}
+
+/// Per step `u` of a block (reference `r`), the terms of an element's update near ε: with
+/// `A(u) = Π (1 − lr·wd)` and `B(u) = Π β1` over `r+1..=u`, step `u` of a gap from `k0` moves
+/// `p_end` by `m0 · A(end)/B(k0) · step(u)·B(u)/A(u) / (sqrt(v0)/β2^((k0−r)/2) · β2^((u−r)/2)/sbc2(u) + ε)`.
+struct NearBlock {
+    /// `A(u)`.
+    decay: Vec<f64>,
+    /// `step(u)·B(u)/A(u)`, with `step = lr/bc1`.
+    weight: Vec<f64>,
+    /// `β2^((u−r)/2)/sbc2(u)`.
+    scale: Vec<f64>,
 }
 
 /// The per-step tables of [`CatchUp`], for a gap starting at step `k`: all that a catch-up reads at
@@ -134,12 +150,13 @@ impl CatchUp {
         let h = ((TAIL * (1.0 - rho)).ln() / rho.ln()).ceil().max(1.0) as usize;
         let gamma_min = b1_min / b2.sqrt();
         let d = ((1.0 / CANCEL).ln() / gamma_min.ln()).floor().clamp(1.0, h as f64) as usize;
-        if (n / d + 1) * (d + h + 1) * TERMS > MAX_TABLE {
+        if (n / d + 1) * (d + h + 1) * (TERMS + 4) > MAX_TABLE {
             return None;
         }
         let mut log_a = vec![0.0; n + 1];
         let mut log_b = vec![0.0; n + 1];
         let mut g = vec![[0.0f64; TERMS]; n + 1];
+        let (mut step, mut inv_sbc2) = (vec![0.0f64; n + 1], vec![0.0f64; n + 1]);
         for k in 1..=n {
             let hp = plan.hyper(k);
             log_a[k] = log_a[k - 1] + (1.0 - hp.lr * wd).ln();
@@ -147,6 +164,7 @@ impl CatchUp {
             let t = hp.step as i32;
             let c = hp.lr / (1.0 - hp.beta1.powi(t));
             let sbc2 = (1.0 - b2.powi(t)).sqrt();
+            (step[k], inv_sbc2[k]) = (c, 1.0 / sbc2);
             let mut term = c * sbc2;
             for gj in g[k].iter_mut() {
                 *gj = term;
@@ -159,12 +177,13 @@ impl CatchUp {
         // Within a block the products are running products from its reference step (a few hundred
         // factors near 1: no loss of precision, no exponential per entry).
         let inv_sqrt_b2 = 1.0 / b2.sqrt();
-        let blocks: Vec<Vec<[f64; TERMS + 1]>> = (0..=n / d)
+        let (blocks, near): (Vec<Vec<[f64; TERMS + 1]>>, Vec<NearBlock>) = (0..=n / d)
             .map(|b| {
                 let r = b * d;
                 let end = (r + d + h).min(n);
                 let mut sums = vec![[0.0f64; TERMS + 1]; end - r + 1];
                 sums[0][TERMS] = 1.0;
+                let mut near = NearBlock { decay: vec![1.0], weight: vec![0.0], scale: vec![0.0] };
                 let (mut gamma0, mut inv_a, mut inv_q) = (1.0f64, 1.0f64, 1.0f64);
                 for u in r + 1..=end {
                     let hp = plan.hyper(u);
@@ -180,10 +199,13 @@ impl CatchUp {
                     }
                     row[TERMS] = sums[u - r - 1][TERMS] * hp.beta1;
                     sums[u - r] = row;
+                    near.decay.push(1.0 / inv_a);
+                    near.weight.push(step[u] * row[TERMS] * inv_a);
+                    near.scale.push(inv_sbc2[u] / inv_q);
                 }
-                sums
+                (sums, near)
             })
-            .collect();
+            .unzip();
         let scalars = (1..=n).map(|k| plan.hyper(k).scalars()).collect();
         let b2_pow = (0..=n).map(|k| (k as f64 * ln_b2).exp()).collect();
         let decay_prefix = log_a[n] > -600.0;
@@ -199,7 +221,7 @@ impl CatchUp {
                 }
             })
             .collect();
-        let mut c = CatchUp { d, h, eps: eps as f32, log_a, b2_pow, at: Vec::new(), blocks, scalars, decay_prefix };
+        let mut c = CatchUp { d, h, eps, log_a, b2_pow, at: Vec::new(), blocks, near, scalars, decay_prefix };
         for k in (0..=n).take_while(|k| k + h <= n) {
             at[k].full = c.series_sums(&at[k], k, k + h, (c.log_a[k + h] - c.log_a[k]).exp());
         }
@@ -261,47 +283,53 @@ impl CatchUp {
         let gap = self.gap(k0, k1);
         // Elements with momentum and sqrt(v) within REPLAY_BELOW·ε·sqrt(bc2) take the slow road
         // (rare). The bias correction only grows along the gap, so its value at the end bounds it.
-        let threshold = REPLAY_BELOW as f32 * self.eps * self.scalars[k1 - 1][5];
+        let threshold = (REPLAY_BELOW * self.eps) as f32 * self.scalars[k1 - 1][5];
         let slow = m.iter().zip(v.iter()).fold(false, |any, (&m, &v)| any | (m != 0.0 && v < threshold * threshold));
         if slow {
-            let near: Vec<usize> = (0..p.len()).filter(|&e| m[e] != 0.0 && v[e] < threshold * threshold).collect();
-            let mut pp: Vec<f32> = near.iter().map(|&e| p[e]).collect();
-            let mut mm: Vec<f32> = near.iter().map(|&e| m[e]).collect();
-            let mut vv: Vec<f32> = near.iter().map(|&e| v[e]).collect();
+            let near: Vec<(usize, [f32; 3])> = (0..p.len())
+                .filter(|&e| m[e] != 0.0 && v[e] < threshold * threshold)
+                .map(|e| (e, [p[e], m[e], v[e]]))
+                .collect();
             series_row_impl(p, m, v, &gap);
             let end = k1.min(k0 + self.h);
-            let tail = (self.log_a[k1] - self.log_a[end]).exp() as f32;
-            replay_impl(&mut pp, &mut mm, &mut vv, &self.scalars[k0..end], tail);
-            for (&e, &pe) in near.iter().zip(&pp) {
-                p[e] = pe;
+            let tail = (self.log_a[k1] - self.log_a[end]).exp();
+            for (e, [p0, m0, v0]) in near {
+                p[e] = (self.near_eps(k0, end, p0 as f64, m0 as f64, v0 as f64) * tail) as f32;
             }
             return;
         }
         series_row_impl(p, m, v, &gap);
     }
 
+    /// One element with moments `m0`, `v0` through the zero-gradient steps `k0+1..=k1` (at most the
+    /// horizon), step by step: dense AdamW's recurrence solved per step, so the steps' updates are
+    /// independent terms, summed in a fixed order (the same bits on every CPU).
+    #[inline(always)]
+    fn near_eps(&self, k0: usize, k1: usize, p0: f64, m0: f64, v0: f64) -> f64 {
+        let r = k0 / self.d * self.d;
+        let block = &self.near[k0 / self.d];
+        let (from, to) = (k0 - r + 1, k1 - r + 1);
+        let x = v0.sqrt() / self.at[k0].q;
+        let (weight, scale) = (&block.weight[from..to], &block.scale[from..to]);
+        let mut acc = [0.0f64; 4];
+        let (w4, s4) = (weight.chunks_exact(4), scale.chunks_exact(4));
+        let (wr, sr) = (w4.remainder(), s4.remainder());
+        for (w, s) in w4.zip(s4) {
+            for l in 0..4 {
+                acc[l] += w[l] / (x * s[l] + self.eps);
+            }
+        }
+        for (l, (w, s)) in wr.iter().zip(sr).enumerate() {
+            acc[l] += w / (x * s + self.eps);
+        }
+        let sum = (acc[0] + acc[2]) + (acc[1] + acc[3]);
+        let decay_end = block.decay[k1 - r];
+        p0 * (decay_end / block.decay[k0 - r]) - m0 * (decay_end / self.at[k0].lo[TERMS]) * sum
+    }
+
     /// The per-step scalars of local step `k` (1-based), as the dense step uses them.
     pub fn scalars(&self, k: usize) -> &[f32; 8] {
         &self.scalars[k - 1]
-    }
-}
-
-/// Elements through a gap step by step, as the dense path computes them, up to the horizon (the
-/// per-step `scalars`), then pure decay (`tail`).
-#[inline(always)]
-fn replay_impl(p: &mut [f32], m: &mut [f32], v: &mut [f32], scalars: &[[f32; 8]], tail: f32) {
-    for s in scalars {
-        let [decay, b1, _, b2, _, bc2_sqrt, step_size, eps] = *s;
-        let inv_bc2_sqrt = 1.0 / bc2_sqrt;
-        for ((p, m), v) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()) {
-            *p *= decay;
-            *m *= b1;
-            *v *= b2;
-            *p -= *m / (v.sqrt() * inv_bc2_sqrt + eps) * step_size;
-        }
-    }
-    for p in p {
-        *p *= tail;
     }
 }
 
