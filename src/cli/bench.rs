@@ -294,7 +294,9 @@ fn scale(n: usize, a: &BenchArgs) -> Result<Value> {
     let mut report = json!({
         "n_ratings": n, "n_users": cfg.n_users, "n_items": cfg.n_items, "noise_floor": cfg.noise_floor(),
         "load_seconds": load_seconds, "epochs": epochs, "bs": bs, "mode": name,
-        "settings": { "lr": a.lr, "wd": a.wd, "n_factors": a.n_factors, "moms": a.moms, "sqr_mom": a.sqr_mom, "eps": a.eps },
+        "settings": {
+            "lr": a.lr, "wd": a.wd, "n_factors": a.n_factors, "moms": a.moms, "sqr_mom": a.sqr_mom, "eps": a.eps
+        },
         "dense": { "seconds_per_epoch_estimated": dense_per_epoch, "from_steps": steps },
         "recommend": recommend,
         "peak_mib": peak, "threads": fastcollab::threads::current(), "loadavg": loadavg(),
