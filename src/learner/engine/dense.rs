@@ -1,7 +1,7 @@
 //! The dense path: fastai's math as written, AdamW over every row of every table at every step.
 //! The reference the exact sparse path is tested against (`--mode dense`).
 use super::plain::{Plain, StepRule};
-use super::tables::{adamw, adamw_zero, Side, SideRule, Touched};
+use super::tables::{adamw, adamw_zero, Half, SideRule, Touched};
 
 /// Dense AdamW on an `EmbeddingDotBias`'s tables in Rust loops.
 pub(crate) type Dense = Plain<EveryRow>;
@@ -16,12 +16,13 @@ impl StepRule for EveryRow {
 }
 
 impl SideRule for EveryRow {
-    fn open(&mut self, _side: &mut Side, _rows: &[u32]) {}
+    fn open(&mut self, _half: &mut Half, _rows: &[u32]) {}
 
-    fn update(&mut self, side: &mut Side, touched: &Touched, grads: &[f32]) {
-        let w = side.w;
-        for r in 0..side.rows() {
-            let (p, m, v) = side.state(r);
+    fn update(&mut self, half: &mut Half, touched: &Touched, grads: &[f32]) {
+        let w = half.w;
+        for r in half.rows() {
+            let r = r as usize;
+            let (p, m, v) = half.state(r);
             match touched.slot(r) {
                 Some(k) => adamw(p, m, v, &grads[k * w..(k + 1) * w], &self.0),
                 None => adamw_zero(p, m, v, &self.0),

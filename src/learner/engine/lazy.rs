@@ -2,7 +2,7 @@
 //! neither decay nor coast on their momentum, so this is not fastai's optimizer; it is never
 //! chosen automatically.
 use super::plain::{Plain, StepRule};
-use super::tables::{adamw_rows, Side, SideRule, Touched};
+use super::tables::{adamw_rows, Half, SideRule, Touched};
 
 /// Row-sparse ("lazy") AdamW on an `EmbeddingDotBias`'s tables.
 pub(crate) type Lazy = Plain<TouchedRows>;
@@ -17,9 +17,10 @@ impl StepRule for TouchedRows {
 }
 
 impl SideRule for TouchedRows {
-    fn open(&mut self, _side: &mut Side, _rows: &[u32]) {}
+    fn open(&mut self, _half: &mut Half, _rows: &[u32]) {}
 
-    fn update(&mut self, side: &mut Side, touched: &Touched, grads: &[f32]) {
-        adamw_rows(side, &touched.rows, grads, &self.0);
+    fn update(&mut self, half: &mut Half, touched: &Touched, grads: &[f32]) {
+        let (slots, w) = (touched.slots(half.parity), half.w);
+        adamw_rows(half, &touched.rows[slots.clone()], &grads[slots.start * w..slots.end * w], &self.0);
     }
 }

@@ -31,7 +31,7 @@ pub(crate) struct NnExact {
     tables: Tables,
     scratch: Scratch,
     catchup: CatchUp,
-    last: [Vec<u32>; 2],
+    last: [[Vec<u32>; 2]; 2],
     layers: Vec<Layer>,
 }
 
@@ -61,7 +61,7 @@ impl NnExact {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let last = [0, 1].map(|s| vec![0u32; tables.sides[s].rows()]);
+        let last = tables.sides.each_ref().map(|side| side.halves.each_ref().map(|h| vec![0u32; h.rows().len()]));
         Ok(NnExact { scratch: Scratch::new(&tables), tables, catchup, last, layers })
     }
 }
@@ -77,9 +77,9 @@ fn batch_rows(snap: &[f32], of_rating: &[u32], w: usize) -> (Tensor, Tensor) {
 impl Engine for NnExact {
     fn step(&mut self, live: &mut Live<'_>, batch: &[u32], k: usize) -> f64 {
         let CollabModel::Nn(model) = live.model else { unreachable!("built for EmbeddingNN only") };
-        let NnExact { tables, scratch, catchup, last: [l0, l1], layers } = self;
-        let (mut r0, mut r1) = (CatchUpRows { catchup, last: l0, k }, CatchUpRows { catchup, last: l1, k });
-        tables.open(batch, scratch, None, [&mut r0, &mut r1]);
+        let NnExact { tables, scratch, catchup, last, layers } = self;
+        let [[mut r00, mut r01], [mut r10, mut r11]] = CatchUpRows::all(catchup, last, k);
+        tables.open(batch, scratch, None, [[&mut r00, &mut r01], [&mut r10, &mut r11]]);
         let [t0, t1] = scratch.touched();
         let (w0, w1) = (tables.sides[0].w, tables.sides[1].w);
         let (u_rows, u_index) = batch_rows(t0.snap(), t0.of_rating(), w0);
@@ -90,8 +90,11 @@ impl Engine for NnExact {
         let loss = out.mse_loss(&Tensor::from_slice(&y), tch::Reduction::Mean);
         loss.backward();
         let grads = [&u_rows, &i_rows].map(|t| floats(&t.grad()).expect("f32 gradients"));
-        r0.update(&mut tables.sides[0], t0, &grads[0]);
-        r1.update(&mut tables.sides[1], t1, &grads[1]);
+        let [[u0, u1], [i0, i1]] = tables.sides.each_mut().map(|side| side.halves.each_mut());
+        r00.update(u0, t0, &grads[0]);
+        r01.update(u1, t0, &grads[0]);
+        r10.update(i0, t1, &grads[1]);
+        r11.update(i1, t1, &grads[1]);
         let scalars = catchup.scalars(k);
         let no_decay = {
             let mut s = *scalars;
@@ -110,9 +113,11 @@ impl Engine for NnExact {
     }
 
     fn sync(&mut self, live: &mut Live<'_>, k: usize) -> Result<()> {
-        for (j, (side, last)) in self.tables.sides.iter_mut().zip(&mut self.last).enumerate() {
-            let rows = side.rows() as u32;
-            CatchUpRows { catchup: &self.catchup, last, k }.catch_up(side, 0..rows, k);
+        let rules = CatchUpRows::all(&self.catchup, &mut self.last, k);
+        for (j, (side, rules)) in self.tables.sides.iter_mut().zip(rules).enumerate() {
+            for (half, mut rule) in side.halves.iter_mut().zip(rules) {
+                rule.catch_up_all(half, k);
+            }
             side.store(&parts(&[EMBEDS[j]], live.params, live.opt)?)?;
         }
         for layer in &self.layers {

@@ -31,7 +31,8 @@ impl<R> Plain<R> {
 impl<R: StepRule> Engine for Plain<R> {
     fn step(&mut self, live: &mut Live<'_>, batch: &[u32], k: usize) -> f64 {
         let scalars = live.plan.hyper(k).scalars();
-        let rules = [&mut R::new(scalars), &mut R::new(scalars)];
+        let [[mut r00, mut r01], [mut r10, mut r11]] = [[(); 2]; 2].map(|h| h.map(|_| R::new(scalars)));
+        let rules = [[&mut r00, &mut r01], [&mut r10, &mut r11]];
         self.tables.step(batch, &mut self.scratch, self.par.as_mut(), rules) as f64
     }
 

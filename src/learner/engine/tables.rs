@@ -14,14 +14,27 @@ use crate::data::databunch::Encoded;
 use crate::error::{Error, Result};
 use crate::model::EmbeddingDotBias;
 
-/// One side (users or items), row-major: row `r` holds its `w` parameters (for `EmbeddingDotBias`
-/// the factors, then the bias), then their first moments, then their second moments, so that a
-/// row's whole optimizer state is one contiguous stretch of memory (one stream of cache lines).
+/// One side (users or items), stored in two halves by the parity of the row, so that two threads
+/// can each own one half. Within a half, row-major: a row holds its `w` parameters (for
+/// `EmbeddingDotBias` the factors, then the bias), then their first moments, then their second
+/// moments, so that a row's whole optimizer state is one contiguous stretch of memory (one stream
+/// of cache lines).
 pub(crate) struct Side {
     /// Parameters per row.
     pub w: usize,
+    rows: usize,
+    /// Rows `2l` (half 0) and `2l + 1` (half 1) at local row `l`.
+    pub halves: [Half; 2],
+}
+
+/// The rows of one parity of a side; rows are named by their number in the side.
+pub(crate) struct Half {
+    /// Parameters per row.
+    pub w: usize,
+    /// Which rows: those with `row % 2 == parity`.
+    pub parity: usize,
     /// `rows × 3w` floats.
-    pub data: Vec<f32>,
+    data: Vec<f32>,
 }
 
 /// A `[rows, k]` parameter with its first and second moments: one part of a side's rows.
@@ -37,7 +50,8 @@ impl Side {
         let rows = parts.first().map_or(0, |p| p.0.size()[0] as usize);
         let widths: Vec<usize> = parts.iter().map(|p| p.0.size().get(1).copied().unwrap_or(1) as usize).collect();
         let w: usize = widths.iter().sum();
-        let mut data = huge_zeroed::<f32>(rows * 3 * w);
+        let half = |parity: usize| Half { w, parity, data: huge_zeroed::<f32>((rows + 1 - parity) / 2 * 3 * w) };
+        let mut side = Side { w, rows, halves: [half(0), half(1)] };
         let mut col = 0;
         for (part, &k) in parts.iter().zip(&widths) {
             for (j, t) in [part.0, part.1, part.2].into_iter().enumerate() {
@@ -49,18 +63,18 @@ impl Side {
                     )));
                 }
                 for r in 0..rows {
-                    let at = r * 3 * w + j * w + col;
-                    data[at..at + k].copy_from_slice(&values[r * k..(r + 1) * k]);
+                    let at = side.halves[r % 2].at(r) + j * w + col;
+                    side.halves[r % 2].data[at..at + k].copy_from_slice(&values[r * k..(r + 1) * k]);
                 }
             }
             col += k;
         }
-        Ok(Side { w, data })
+        Ok(side)
     }
 
     /// Writes the rows back into the parts they were loaded from.
     pub fn store(&self, parts: &[Part<'_>]) -> Result<()> {
-        let (w, rows) = (self.w, self.rows());
+        let (w, rows) = (self.w, self.rows);
         let mut col = 0;
         for part in parts {
             let shape = part.0.size();
@@ -68,8 +82,8 @@ impl Side {
             for (j, t) in [part.0, part.1, part.2].into_iter().enumerate() {
                 let mut values = Vec::with_capacity(rows * k);
                 for r in 0..rows {
-                    let at = r * 3 * w + j * w + col;
-                    values.extend_from_slice(&self.data[at..at + k]);
+                    let at = self.halves[r % 2].at(r) + j * w + col;
+                    values.extend_from_slice(&self.halves[r % 2].data[at..at + k]);
                 }
                 tch::no_grad(|| t.shallow_clone().f_copy_(&Tensor::from_slice(&values).view(shape.as_slice())))?;
             }
@@ -80,23 +94,45 @@ impl Side {
 
     /// Number of rows.
     pub fn rows(&self) -> usize {
-        self.data.len() / (3 * self.w)
+        self.rows
+    }
+}
+
+impl Half {
+    /// Where row `r` (of this half's parity) starts in `data`.
+    #[inline(always)]
+    fn at(&self, r: usize) -> usize {
+        debug_assert_eq!(r % 2, self.parity);
+        r / 2 * 3 * self.w
+    }
+
+    /// The rows of this half, by their number in the side.
+    pub fn rows(&self) -> impl ExactSizeIterator<Item = u32> {
+        let parity = self.parity as u32;
+        (0..(self.data.len() / (3 * self.w)) as u32).map(move |l| 2 * l + parity)
     }
 
     /// The parameters of row `r`.
     #[inline(always)]
     pub fn params(&self, r: usize) -> &[f32] {
-        &self.data[r * 3 * self.w..r * 3 * self.w + self.w]
+        let at = self.at(r);
+        &self.data[at..at + self.w]
     }
 
     /// Row `r`'s parameters, first and second moments.
     #[inline(always)]
     pub fn state(&mut self, r: usize) -> (&mut [f32], &mut [f32], &mut [f32]) {
-        let w = self.w;
-        let row = &mut self.data[r * 3 * w..(r + 1) * 3 * w];
+        let (at, w) = (self.at(r), self.w);
+        let row = &mut self.data[at..at + 3 * w];
         let (p, rest) = row.split_at_mut(w);
         let (m, v) = rest.split_at_mut(w);
         (p, m, v)
+    }
+
+    /// Hints the CPU to fetch row `r`'s state.
+    #[inline(always)]
+    pub fn prefetch(&self, r: usize) {
+        prefetch(&self.data, self.at(r), 3 * self.w);
     }
 }
 
@@ -147,8 +183,15 @@ impl Tables {
     }
 
     /// Packs `batch` (numbers of training ratings) into `s` and opens its rows on both sides
-    /// (`rules[j].open` before anything reads them), on two threads when `par`.
-    pub fn open<R: SideRule>(&mut self, batch: &[u32], s: &mut Scratch, par: Option<&mut Pair>, rules: [&mut R; 2]) {
+    /// (`rules[side][parity].open` before anything reads them), each half of each side on its own
+    /// thread when `par`.
+    pub fn open<R: SideRule>(
+        &mut self,
+        batch: &[u32],
+        s: &mut Scratch,
+        mut par: Option<&mut Pair>,
+        rules: [[&mut R; 2]; 2],
+    ) {
         s.batch.clear();
         for (k, &r) in batch.iter().enumerate() {
             if let Some(&ahead) = batch.get(k + 4 * AHEAD) {
@@ -157,10 +200,23 @@ impl Tables {
             s.batch.push(self.ratings[r as usize]);
         }
         let b = &s.batch;
-        let [t0, t1] = &mut self.sides;
         let [s0, s1] = &mut s.touched;
-        let [r0, r1] = rules;
-        both(par, || open_side(t0, s0, b, 0, r0), || open_side(t1, s1, b, 1, r1));
+        both(par.as_deref_mut(), || s0.assign(b, 0), || s1.assign(b, 1));
+        let [[r00, r01], [r10, r11]] = rules;
+        let [[u0, u1], [i0, i1]] = self.sides.each_mut().map(|side| side.halves.each_mut());
+        let ([ur0, ur1], [us0, us1]) = s0.for_open(u0.w);
+        let ([ir0, ir1], [is0, is1]) = s1.for_open(i0.w);
+        both(
+            par,
+            || {
+                open_half(u0, ur0, us0, r00);
+                open_half(i0, ir0, is0, r10);
+            },
+            || {
+                open_half(u1, ur1, us1, r01);
+                open_half(i1, ir1, is1, r11);
+            },
+        );
     }
 }
 
@@ -203,35 +259,39 @@ impl DotTables {
         Ok(())
     }
 
-    /// One step over `batch` (numbers of training ratings): each side opens the rows the batch
-    /// touches (`rules[j].open`, before anything reads them), then computes the batch's
-    /// predictions and its own gradients from copies of the opened rows, and applies them
-    /// (`rules[j].update`). The two sides run on two threads when `par`. Returns the batch's mean
+    /// One step over `batch` (numbers of training ratings): the rows the batch touches are opened
+    /// (`rules[side][parity].open`, before anything reads them), the batch's predictions and
+    /// gradients are computed from copies of the opened rows, and each half of each side applies
+    /// its own (`rules[side][parity].update`). With `par`, the two parities (and for the
+    /// gradients, the two sides) run on two threads: each row belongs to one thread and every sum
+    /// runs in batch order, so the results are the same bits either way. Returns the batch's mean
     /// squared error.
     pub fn step<R: SideRule>(
         &mut self,
         batch: &[u32],
         s: &mut Scratch,
         mut par: Option<&mut Pair>,
-        rules: [&mut R; 2],
+        rules: [[&mut R; 2]; 2],
     ) -> f32 {
         let (nf, y_range) = (self.nf, self.y_range);
-        let [r0, r1] = rules;
-        self.tables.open(batch, s, par.as_deref_mut(), [&mut *r0, &mut *r1]);
+        let [[r00, r01], [r10, r11]] = rules;
+        self.tables.open(batch, s, par.as_deref_mut(), [[&mut *r00, &mut *r01], [&mut *r10, &mut *r11]]);
         let [s0, s1] = &s.touched;
         let loss = forward(&mut s.d, s0, s1, &s.batch, nf, y_range);
-        let [t0, t1] = &mut self.tables.sides;
         let [g0, g1] = &mut s.grads;
         let d = &s.d;
+        both(par.as_deref_mut(), || grads_side(g0, s0, s1, d, nf), || grads_side(g1, s1, s0, d, nf));
+        let (g0, g1) = (&*g0, &*g1);
+        let [[u0, u1], [i0, i1]] = self.tables.sides.each_mut().map(|side| side.halves.each_mut());
         both(
             par,
             || {
-                grads_side(g0, s0, s1, d, nf);
-                r0.update(t0, s0, g0);
+                r00.update(u0, s0, g0);
+                r10.update(i0, s1, g1);
             },
             || {
-                grads_side(g1, s1, s0, d, nf);
-                r1.update(t1, s1, g1);
+                r01.update(u1, s0, g0);
+                r11.update(i1, s1, g1);
             },
         );
         let n = s.batch.len();
@@ -240,15 +300,20 @@ impl DotTables {
     }
 }
 
-/// The rows of one side that a batch touches: slot `k` holds the `k`-th such row (in order of first
-/// touch) and a copy of its parameters as the batch reads them, so the backward pass and sparse
+/// The rows of one side that a batch touches: slot `k` holds the `k`-th such row (even rows first)
+/// and a copy of its parameters as the batch reads them, so the backward pass and sparse
 /// updates stay in cache however large the tables are.
 #[derive(Default)]
 pub(crate) struct Touched {
     /// Per row of the side: its slot, or `NO_SLOT`.
     slot: Vec<u32>,
-    /// The touched rows, in slot order.
+    /// The touched rows, in slot order: even rows (slots `..n0`) before odd ones, each in order of
+    /// first touch.
     pub rows: Vec<u32>,
+    /// How many touched rows are even.
+    n0: usize,
+    /// Room for the odd rows while the batch is read.
+    odd: Vec<u32>,
     /// The slot of each rating's row, in batch order.
     of_rating: Vec<u32>,
     /// `rows × w` parameters, read after the row was opened.
@@ -307,7 +372,57 @@ impl Touched {
     #[inline(always)]
     pub fn slot(&self, row: usize) -> Option<usize> {
         let s = self.slot[row];
-        (s != NO_SLOT).then_some(s as usize)
+        (s != NO_SLOT).then(|| (s >> 1) as usize + (s & 1) as usize * self.n0)
+    }
+
+    /// The slots of the touched rows of one parity.
+    #[inline(always)]
+    pub fn slots(&self, parity: usize) -> std::ops::Range<usize> {
+        if parity == 0 {
+            0..self.n0
+        } else {
+            self.n0..self.rows.len()
+        }
+    }
+
+    /// Gives every row of side `j` that `batch` touches a slot, even rows first.
+    #[inline(always)]
+    fn assign(&mut self, batch: &[(u32, u32, f32)], j: usize) {
+        let side_row = |r: &(u32, u32, f32)| if j == 0 { r.0 } else { r.1 } as usize;
+        // Each first touch is written to both lists and counted in its own (no branch on parity).
+        let Touched { slot, rows, odd, of_rating, .. } = self;
+        rows.resize(batch.len(), 0);
+        odd.resize(batch.len(), 0);
+        let mut n = [0usize; 2];
+        for (k, r) in batch.iter().enumerate() {
+            if let Some(ahead) = batch.get(k + AHEAD) {
+                prefetch(slot, side_row(ahead), 1);
+            }
+            let row = side_row(r);
+            if slot[row] == NO_SLOT {
+                let parity = row & 1;
+                slot[row] = (n[parity] << 1 | parity) as u32;
+                rows[n[0]] = row as u32;
+                odd[n[1]] = row as u32;
+                n[parity] += 1;
+            }
+            of_rating.push(slot[row]);
+        }
+        let n0 = n[0] as u32;
+        rows.truncate(n[0]);
+        rows.extend_from_slice(&odd[..n[1]]);
+        for s in of_rating.iter_mut() {
+            *s = (*s >> 1) + (*s & 1) * n0;
+        }
+        self.n0 = n[0];
+    }
+
+    /// Each parity's rows, and room for copies of their parameters (`w` per row).
+    fn for_open(&mut self, w: usize) -> ([&[u32]; 2], [&mut [f32]; 2]) {
+        self.snap.resize(self.rows.len() * w, 0.0);
+        let (r0, r1) = self.rows.split_at(self.n0);
+        let (s0, s1) = self.snap.split_at_mut(self.n0 * w);
+        ([r0, r1], [s0, s1])
     }
 
     /// Forgets the batch.
@@ -316,18 +431,18 @@ impl Touched {
             self.slot[row as usize] = NO_SLOT;
         }
         self.rows.clear();
+        self.n0 = 0;
         self.of_rating.clear();
-        self.snap.clear();
     }
 }
 
 /// What an engine does to one side's rows around a step.
 pub(crate) trait SideRule: Send {
-    /// Called on the rows a batch touches, in slot order, before anything reads them (the exact
-    /// path's catch-up).
-    fn open(&mut self, side: &mut Side, rows: &[u32]);
-    /// Applies the batch's gradients (`grads`, one row of `w` per slot of `touched`) to the side.
-    fn update(&mut self, side: &mut Side, touched: &Touched, grads: &[f32]);
+    /// Called on the rows of `half` that a batch touches, in slot order, before anything reads
+    /// them (the exact path's catch-up).
+    fn open(&mut self, half: &mut Half, rows: &[u32]);
+    /// Applies the batch's gradients (`grads`, one row of `w` per slot of `touched`) to `half`.
+    fn update(&mut self, half: &mut Half, touched: &Touched, grads: &[f32]);
 }
 
 /// Runs `f0` and `f1`, on two threads when there is a `par` (each side's work is independent of
@@ -390,25 +505,12 @@ pub(crate) fn prefetch<T>(data: &[T], start: usize, len: usize) {
     }
 }
 
-/// Gives every row of side `j` that `batch` touches a slot, opening it on first touch, and copies
-/// the opened rows' parameters.
+/// Opens `rows` of `half` and copies their parameters into `snap`.
 #[inline(always)]
-fn open_side<R: SideRule>(side: &mut Side, s: &mut Touched, batch: &[(u32, u32, f32)], j: usize, rule: &mut R) {
-    let side_row = |r: &(u32, u32, f32)| if j == 0 { r.0 } else { r.1 } as usize;
-    for (k, r) in batch.iter().enumerate() {
-        if let Some(ahead) = batch.get(k + AHEAD) {
-            prefetch(&s.slot, side_row(ahead), 1);
-        }
-        let row = side_row(r);
-        if s.slot[row] == NO_SLOT {
-            s.slot[row] = s.rows.len() as u32;
-            s.rows.push(row as u32);
-        }
-        s.of_rating.push(s.slot[row]);
-    }
-    rule.open(side, &s.rows);
-    for &row in &s.rows {
-        s.snap.extend_from_slice(side.params(row as usize));
+fn open_half<R: SideRule>(half: &mut Half, rows: &[u32], snap: &mut [f32], rule: &mut R) {
+    rule.open(half, rows);
+    for (&row, out) in rows.iter().zip(snap.chunks_exact_mut(half.w)) {
+        out.copy_from_slice(half.params(row as usize));
     }
 }
 
@@ -488,14 +590,14 @@ vectorized! {
 
 vectorized! {
     /// [`adamw`] on the given rows of a side, row `rows[j]` with gradient row `j` of `grads`.
-    fn adamw_rows => adamw_rows_impl(side: &mut Side, rows: &[u32], grads: &[f32], k: &[f32; 8])
+    fn adamw_rows => adamw_rows_impl(half: &mut Half, rows: &[u32], grads: &[f32], k: &[f32; 8])
 }
 
 #[inline(always)]
-fn adamw_rows_impl(side: &mut Side, rows: &[u32], grads: &[f32], k: &[f32; 8]) {
-    let w = side.w;
+fn adamw_rows_impl(half: &mut Half, rows: &[u32], grads: &[f32], k: &[f32; 8]) {
+    let w = half.w;
     for (j, &row) in rows.iter().enumerate() {
-        let (p, m, v) = side.state(row as usize);
+        let (p, m, v) = half.state(row as usize);
         adamw_impl(p, m, v, &grads[j * w..(j + 1) * w], k);
     }
 }
