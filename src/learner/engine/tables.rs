@@ -192,13 +192,11 @@ impl Tables {
         mut par: Option<&mut Pair>,
         rules: [[&mut R; 2]; 2],
     ) {
-        s.batch.clear();
-        for (k, &r) in batch.iter().enumerate() {
-            if let Some(&ahead) = batch.get(k + 4 * AHEAD) {
-                prefetch(&self.ratings, ahead as usize, 1);
-            }
-            s.batch.push(self.ratings[r as usize]);
-        }
+        s.batch.resize(batch.len(), (0, 0, 0.0));
+        let (b0, b1) = s.batch.split_at_mut(batch.len() / 2);
+        let (n0, n1) = batch.split_at(batch.len() / 2);
+        let ratings = &self.ratings;
+        both(par.as_deref_mut(), || pack(ratings, n0, b0), || pack(ratings, n1, b1));
         let b = &s.batch;
         let [s0, s1] = &mut s.touched;
         both(par.as_deref_mut(), || s0.assign(b, 0), || s1.assign(b, 1));
@@ -277,7 +275,18 @@ impl DotTables {
         let [[r00, r01], [r10, r11]] = rules;
         self.tables.open(batch, s, par.as_deref_mut(), [[&mut *r00, &mut *r01], [&mut *r10, &mut *r11]]);
         let [s0, s1] = &s.touched;
-        let loss = forward(&mut s.d, s0, s1, &s.batch, nf, y_range);
+        let n = s.batch.len();
+        s.d.resize(n, 0.0);
+        s.sq.resize(n, 0.0);
+        let (d0, d1) = s.d.split_at_mut(n / 2);
+        let (q0, q1) = s.sq.split_at_mut(n / 2);
+        let b = &s.batch;
+        both(
+            par.as_deref_mut(),
+            || forward(d0, q0, s0, s1, b, 0..n / 2, nf, y_range),
+            || forward(d1, q1, s0, s1, b, n / 2..n, nf, y_range),
+        );
+        let loss = s.sq.iter().fold(0.0f32, |sum, &q| sum + q);
         let [g0, g1] = &mut s.grads;
         let d = &s.d;
         both(par.as_deref_mut(), || grads_side(g0, s0, s1, d, nf), || grads_side(g1, s1, s0, d, nf));
@@ -294,7 +303,6 @@ impl DotTables {
                 r11.update(i1, s1, g1);
             },
         );
-        let n = s.batch.len();
         s.clear();
         loss / n as f32
     }
@@ -328,6 +336,8 @@ pub(crate) struct Scratch {
     grads: [Vec<f32>; 2],
     batch: Vec<(u32, u32, f32)>,
     d: Vec<f32>,
+    /// Each rating's squared error.
+    sq: Vec<f32>,
 }
 
 /// Marks a row without a slot.
@@ -505,6 +515,17 @@ pub(crate) fn prefetch<T>(data: &[T], start: usize, len: usize) {
     }
 }
 
+/// Copies the ratings numbered `batch` into `out`.
+#[inline(always)]
+fn pack(ratings: &[(u32, u32, f32)], batch: &[u32], out: &mut [(u32, u32, f32)]) {
+    for (k, (&r, out)) in batch.iter().zip(out).enumerate() {
+        if let Some(&ahead) = batch.get(k + 4 * AHEAD) {
+            prefetch(ratings, ahead as usize, 1);
+        }
+        *out = ratings[r as usize];
+    }
+}
+
 /// Opens `rows` of `half` and copies their parameters into `snap`.
 #[inline(always)]
 fn open_half<R: SideRule>(half: &mut Half, rows: &[u32], snap: &mut [f32], rule: &mut R) {
@@ -515,33 +536,38 @@ fn open_half<R: SideRule>(half: &mut Half, rows: &[u32], snap: &mut [f32], rule:
 }
 
 vectorized! {
-    /// The forward pass over the batch from both sides' opened rows (`users`, `items`): the
-    /// derivative of the mean squared error with respect to each rating's raw score into `d`;
-    /// returns the summed squared error.
+    /// The forward pass over the ratings `part` of the batch from both sides' opened rows
+    /// (`users`, `items`): the derivative of the batch's mean squared error with respect to each
+    /// rating's raw score into `d`, its squared error into `sq`.
+    #[allow(clippy::too_many_arguments)]
     fn forward => forward_impl(
-        d: &mut Vec<f32>,
+        d: &mut [f32],
+        sq: &mut [f32],
         users: &Touched,
         items: &Touched,
         batch: &[(u32, u32, f32)],
+        part: std::ops::Range<usize>,
         nf: usize,
         y_range: Option<(f32, f32)>
-    ) -> f32
+    )
 }
 
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn forward_impl(
-    d: &mut Vec<f32>,
+    d: &mut [f32],
+    sq: &mut [f32],
     users: &Touched,
     items: &Touched,
     batch: &[(u32, u32, f32)],
+    part: std::ops::Range<usize>,
     nf: usize,
     y_range: Option<(f32, f32)>,
-) -> f32 {
+) {
     let w = nf + 1;
     let scale = 2.0 / batch.len() as f32;
-    let mut loss = 0.0f32;
-    d.clear();
-    for (k, &(_, _, y)) in batch.iter().enumerate() {
+    for ((k, d), sq) in part.zip(d).zip(sq) {
+        let y = batch[k].2;
         let (su, si) = (users.of_rating[k] as usize, items.of_rating[k] as usize);
         let (ur, ir) = (&users.snap[su * w..(su + 1) * w], &items.snap[si * w..(si + 1) * w]);
         let res = dot_impl(&ur[..nf], &ir[..nf]) + ur[nf] + ir[nf];
@@ -554,10 +580,9 @@ fn forward_impl(
             None => (res, 1.0),
         };
         let err = pred - y;
-        loss += err * err;
-        d.push(scale * err * dpred);
+        *sq = err * err;
+        *d = scale * err * dpred;
     }
-    loss
 }
 
 vectorized! {
