@@ -20,8 +20,8 @@ pub(crate) struct Exact {
 }
 
 impl Exact {
-    /// An engine over `tables` for a fit whose schedule `catchup` was built from; `par` runs the
-    /// two sides on two threads.
+    /// An engine over `tables` for a fit whose schedule `catchup` was built from; `par` runs its
+    /// steps on two threads.
     pub fn new(tables: DotTables, catchup: CatchUp, par: bool) -> Self {
         let par = par.then(Pair::new);
         let last =

@@ -22,7 +22,7 @@ pub(crate) struct Plain<R> {
 }
 
 impl<R> Plain<R> {
-    /// An engine over `tables` (copied out of the learner); `par` runs the two sides on two threads.
+    /// An engine over `tables` (copied out of the learner); `par` runs its steps on two threads.
     pub fn new(tables: DotTables, par: bool) -> Self {
         Plain { scratch: Scratch::new(&tables.tables), tables, par: par.then(Pair::new), rule: PhantomData }
     }

@@ -455,8 +455,8 @@ pub(crate) trait SideRule: Send {
     fn update(&mut self, half: &mut Half, touched: &Touched, grads: &[f32]);
 }
 
-/// Runs `f0` and `f1`, on two threads when there is a `par` (each side's work is independent of
-/// the other's, so the results are the same bits either way).
+/// Runs `f0` and `f1`, on two threads when there is a `par` (callers give them disjoint work, each
+/// done in the same order either way, so the results are the same bits).
 #[inline(always)]
 fn both<A: Send, B: Send>(
     par: Option<&mut Pair>,
