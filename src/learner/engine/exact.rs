@@ -5,7 +5,7 @@
 //! (validation, end of fit), so every weight is what the dense path computes, up to rounding.
 use super::catchup::CatchUp;
 use super::pair::Pair;
-use super::tables::{adamw_rows, prefetch, vectorized, DotTables, Half, Scratch, SideRule, Touched, AHEAD};
+use super::tables::{adamw_rows, prefetch, vectorized, DotTables, Half, Scratch, Side, SideRule, Touched, AHEAD};
 use super::{Engine, Live};
 use crate::error::Result;
 
@@ -24,8 +24,7 @@ impl Exact {
     /// steps on two threads.
     pub fn new(tables: DotTables, catchup: CatchUp, par: bool) -> Self {
         let par = par.then(Pair::new);
-        let last =
-            tables.tables.sides.each_ref().map(|side| side.halves.each_ref().map(|h| vec![0u32; h.rows().len()]));
+        let last = last_steps(&tables.tables.sides);
         Exact { scratch: Scratch::new(&tables.tables), tables, catchup, last, par }
     }
 }
@@ -44,11 +43,20 @@ impl<'a> CatchUpRows<'a> {
     pub fn all(catchup: &'a CatchUp, last: &'a mut [[Vec<u32>; 2]; 2], k: usize) -> [[Self; 2]; 2] {
         last.each_mut().map(|halves| halves.each_mut().map(|last| CatchUpRows { catchup, last, k }))
     }
+}
 
-    /// Brings every row of `half` up to step `k`.
-    pub fn catch_up_all(&mut self, half: &mut Half, k: usize) {
-        let rows: Vec<u32> = half.rows().collect();
-        catch_up_rows(self.catchup, self.last, half, &rows, k);
+/// Per side and half, the step each row is up to date with, for a fit that starts now.
+pub(crate) fn last_steps(sides: &[Side; 2]) -> [[Vec<u32>; 2]; 2] {
+    sides.each_ref().map(|side| side.halves.each_ref().map(|h| vec![0u32; h.rows().len()]))
+}
+
+/// Brings every row of both sides up to step `k` (a synchronisation point).
+pub(crate) fn catch_up_sides(c: &CatchUp, last: &mut [[Vec<u32>; 2]; 2], sides: &mut [Side; 2], k: usize) {
+    for (side, last) in sides.iter_mut().zip(last) {
+        for (half, last) in side.halves.iter_mut().zip(last) {
+            let rows: Vec<u32> = half.rows().collect();
+            catch_up_rows(c, last, half, &rows, k);
+        }
     }
 }
 
@@ -105,12 +113,7 @@ impl Engine for Exact {
     }
 
     fn sync(&mut self, live: &mut Live<'_>, k: usize) -> Result<()> {
-        let rules = CatchUpRows::all(&self.catchup, &mut self.last, k);
-        for (side, rules) in self.tables.tables.sides.iter_mut().zip(rules) {
-            for (half, mut rule) in side.halves.iter_mut().zip(rules) {
-                rule.catch_up_all(half, k);
-            }
-        }
+        catch_up_sides(&self.catchup, &mut self.last, &mut self.tables.tables.sides, k);
         self.tables.store(live.params, live.opt)
     }
 }

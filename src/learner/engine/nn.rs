@@ -7,8 +7,8 @@
 use tch::Tensor;
 
 use super::catchup::CatchUp;
-use super::exact::CatchUpRows;
-use super::tables::{adamw, parts, Scratch, Side, SideRule, Tables};
+use super::exact::{catch_up_sides, last_steps, CatchUpRows};
+use super::tables::{adamw, halves, parts, Scratch, Side, SideRule, Tables};
 use super::{Engine, Live};
 use crate::error::Result;
 use crate::model::CollabModel;
@@ -61,7 +61,7 @@ impl NnExact {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let last = tables.sides.each_ref().map(|side| side.halves.each_ref().map(|h| vec![0u32; h.rows().len()]));
+        let last = last_steps(&tables.sides);
         Ok(NnExact { scratch: Scratch::new(&tables), tables, catchup, last, layers })
     }
 }
@@ -90,7 +90,7 @@ impl Engine for NnExact {
         let loss = out.mse_loss(&Tensor::from_slice(&y), tch::Reduction::Mean);
         loss.backward();
         let grads = [&u_rows, &i_rows].map(|t| floats(&t.grad()).expect("f32 gradients"));
-        let [[u0, u1], [i0, i1]] = tables.sides.each_mut().map(|side| side.halves.each_mut());
+        let [[u0, u1], [i0, i1]] = halves(&mut tables.sides);
         r00.update(u0, t0, &grads[0]);
         r01.update(u1, t0, &grads[0]);
         r10.update(i0, t1, &grads[1]);
@@ -113,11 +113,8 @@ impl Engine for NnExact {
     }
 
     fn sync(&mut self, live: &mut Live<'_>, k: usize) -> Result<()> {
-        let rules = CatchUpRows::all(&self.catchup, &mut self.last, k);
-        for (j, (side, rules)) in self.tables.sides.iter_mut().zip(rules).enumerate() {
-            for (half, mut rule) in side.halves.iter_mut().zip(rules) {
-                rule.catch_up_all(half, k);
-            }
+        catch_up_sides(&self.catchup, &mut self.last, &mut self.tables.sides, k);
+        for (j, side) in self.tables.sides.iter().enumerate() {
             side.store(&parts(&[EMBEDS[j]], live.params, live.opt)?)?;
         }
         for layer in &self.layers {

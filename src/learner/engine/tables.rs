@@ -136,6 +136,11 @@ impl Half {
     }
 }
 
+/// Both sides' halves, users then items, even rows then odd.
+pub(crate) fn halves(sides: &mut [Side; 2]) -> [[&mut Half; 2]; 2] {
+    sides.each_mut().map(|side| side.halves.each_mut())
+}
+
 /// `n` zeroed elements whose memory the kernel is asked to back with 2 MiB pages (transparent huge
 /// pages in `madvise` mode): the engines read rows at random, and with 4 KiB pages nearly every
 /// such read on a large table also misses the TLB.
@@ -201,7 +206,7 @@ impl Tables {
         let [s0, s1] = &mut s.touched;
         both(par.as_deref_mut(), || s0.assign(b, 0), || s1.assign(b, 1));
         let [[r00, r01], [r10, r11]] = rules;
-        let [[u0, u1], [i0, i1]] = self.sides.each_mut().map(|side| side.halves.each_mut());
+        let [[u0, u1], [i0, i1]] = halves(&mut self.sides);
         let ([ur0, ur1], [us0, us1]) = s0.for_open(u0.w);
         let ([ir0, ir1], [is0, is1]) = s1.for_open(i0.w);
         both(
@@ -291,7 +296,7 @@ impl DotTables {
         let d = &s.d;
         both(par.as_deref_mut(), || grads_side(g0, s0, s1, d, nf), || grads_side(g1, s1, s0, d, nf));
         let (g0, g1) = (&*g0, &*g1);
-        let [[u0, u1], [i0, i1]] = self.tables.sides.each_mut().map(|side| side.halves.each_mut());
+        let [[u0, u1], [i0, i1]] = halves(&mut self.tables.sides);
         both(
             par,
             || {
