@@ -188,8 +188,8 @@ impl Tables {
     }
 
     /// Packs `batch` (numbers of training ratings) into `s` and opens its rows on both sides
-    /// (`rules[side][parity].open` before anything reads them), each half of each side on its own
-    /// thread when `par`.
+    /// (`rules[side][parity].open` before anything reads them), even rows on one thread and odd
+    /// rows on the other when `par`.
     pub fn open<R: SideRule>(
         &mut self,
         batch: &[u32],
