@@ -79,7 +79,7 @@ pub(crate) fn resolve(requested: TrainMode, model: &CollabModel, params: &Params
 
 /// Whether the CPU engines run a step's phases on two threads ([`pair::Pair`]), each owning the
 /// rows of one parity: only for large batches (six synchronisations per step cost more than they
-/// save on a batch of 64: the lesson's fit took 0.26 s against 0.09 s) and when asked for
+/// save on a batch of 64: the lesson's fit took 0.163 s against 0.127 s) and when asked for
 /// (`FASTCOLLAB_THREADS` ≥ 2). The results are the same bits either way.
 fn parallel(bs: usize) -> bool {
     bs >= PARALLEL_FROM_BS && crate::threads::engine_threads() > 1
