@@ -16,6 +16,7 @@
 //! function of the element's moments at the gap's start, so the steps are independent terms
 //! (a vectorised sum), not a chain of dense steps.
 use super::super::optim::AdamHyper;
+use super::lanes::elementwise;
 use super::tables::prefetch;
 
 /// Terms of the ε series (measured relative error of the toy in `../shared/reference`: 9.5e-13).
@@ -337,11 +338,7 @@ impl CatchUp {
 /// A whole row through a gap by the ε series.
 #[inline(always)]
 fn series_row_impl(p: &mut [f32], m: &mut [f32], v: &mut [f32], gap: &Gap) {
-    for ((p, m), v) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()) {
-        *p = series(*p, *m, *v, gap);
-        *m *= gap.m_scale;
-        *v *= gap.v_scale;
-    }
+    elementwise([p, m, v], [], |[p, m, v], []| [series(p, m, v, gap), m * gap.m_scale, v * gap.v_scale]);
 }
 
 /// One element through a gap by the ε series (`v = 0` means no momentum either: pure decay).

@@ -6,6 +6,7 @@ mod autograd;
 pub(crate) mod catchup;
 mod dense;
 mod exact;
+mod lanes;
 mod lazy;
 mod nn;
 mod pair;

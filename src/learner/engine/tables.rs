@@ -9,6 +9,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::super::optim::AdamState;
 use super::super::params::Params;
+use super::lanes::elementwise;
 use super::pair::Pair;
 use crate::data::databunch::Encoded;
 use crate::error::{Error, Result};
@@ -659,26 +660,23 @@ fn dot_impl(a: &[f32], b: &[f32]) -> f32 {
 fn adamw_impl(p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], k: &[f32; 8]) {
     let [decay, b1, one_b1, b2, one_b2, bc2_sqrt, step_size, eps] = *k;
     let inv_bc2_sqrt = 1.0 / bc2_sqrt;
-    for (((p, m), v), &grad) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
-        *p *= decay;
-        *m = *m * b1 + grad * one_b1;
-        *v = *v * b2 + grad * grad * one_b2;
+    elementwise([p, m, v], [g], |[p, m, v], [grad]| {
+        let m = m * b1 + grad * one_b1;
+        let v = v * b2 + grad * grad * one_b2;
         let denom = v.sqrt() * inv_bc2_sqrt + eps;
-        *p -= *m / denom * step_size;
-    }
+        [p * decay - m / denom * step_size, m, v]
+    });
 }
 
 #[inline(always)]
 fn adamw_zero_impl(p: &mut [f32], m: &mut [f32], v: &mut [f32], k: &[f32; 8]) {
     let [decay, b1, _, b2, _, bc2_sqrt, step_size, eps] = *k;
     let inv_bc2_sqrt = 1.0 / bc2_sqrt;
-    for ((p, m), v) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()) {
-        *p *= decay;
-        *m *= b1;
-        *v *= b2;
+    elementwise([p, m, v], [], |[p, m, v], []| {
+        let (m, v) = (m * b1, v * b2);
         let denom = v.sqrt() * inv_bc2_sqrt + eps;
-        *p -= *m / denom * step_size;
-    }
+        [p * decay - m / denom * step_size, m, v]
+    });
 }
 
 /// Sets the FTZ and DAZ bits of this thread's MXCSR (what `torch.set_flush_denormal(True)` does):
