@@ -30,7 +30,7 @@ enum Command {
     Train(train::TrainArgs),
     /// Train on ml-100k's canonical u1–u5 (and ua/ub) base files and evaluate on their test files.
     Cv(cv::CvArgs),
-    /// Time the exact, autograd and lazy training paths (and fastai, when installed) in one run.
+    /// Time the exact, dense, autograd and lazy training paths (and fastai, when installed) in one run.
     Bench(bench::BenchArgs),
     /// Write the train and validation rows of a split as CSV, for fastai or other tools.
     ExportSplit(export::ExportArgs),
