@@ -1,19 +1,17 @@
 //! Elementwise loops over a row in whole vectors only.
 //!
-//! A row rarely holds a multiple of eight floats (50 factors and a bias: 51; 10 and a bias: 11).
+//! A row rarely holds a multiple of eight floats (40 factors and a bias: 41; 10 and a bias: 11).
 //! A plain loop does the last few elements one at a time, and a scalar square root or division
-//! costs as much as a vector one: on a row of 11 the tail is three quarters of the optimizer's
-//! work. Here the last group of eight overlaps the one before instead. The overlapped elements are
-//! computed twice from the same original values, so they get the same bits, and every element's
-//! result is exactly what the plain loop computes.
-
-/// Lanes per group: one AVX2 vector of f32.
-const LANES: usize = 8;
+//! costs as much as one on four lanes: on a row of 11 the tail is three of the optimizer's five
+//! square roots. Here the tail is done in groups of four, the last one overlapping the group before.
+//! The overlapped elements are computed twice from the same original values, so they get the same
+//! bits, and every element's result is exactly what the plain loop computes.
 
 /// Replaces each element `e` of the `M` slices of `state` by `f(state at e, read at e)`, where
-/// `read` are `K` slices read alongside (all at least as long as `state[0]`). Groups of eight
-/// elements, the last group overlapping the one before when the length is not a multiple of
-/// eight: it is read before any other group is written and written last.
+/// `read` are `K` slices read alongside (all at least as long as `state[0]`): groups of eight
+/// elements, then of four; when the length is not a multiple of four (and at least four), the last
+/// group of four overlaps the one before: it is read before any other group is written, and
+/// written last.
 #[inline(always)]
 pub(crate) fn elementwise<const M: usize, const K: usize>(
     state: [&mut [f32]; M],
@@ -23,7 +21,7 @@ pub(crate) fn elementwise<const M: usize, const K: usize>(
     let n = state[0].len();
     let mut state = state.map(|s| &mut s[..n]);
     let read = read.map(|s| &s[..n]);
-    if n < LANES {
+    if n < 4 {
         for e in 0..n {
             let out = f(std::array::from_fn(|j| state[j][e]), std::array::from_fn(|j| read[j][e]));
             for (s, x) in state.iter_mut().zip(out) {
@@ -32,28 +30,33 @@ pub(crate) fn elementwise<const M: usize, const K: usize>(
         }
         return;
     }
-    let tail = (!n.is_multiple_of(LANES)).then(|| (n - LANES, group(&state, &read, n - LANES, &f)));
-    for at in (0..n - n % LANES).step_by(LANES) {
-        let out = group(&state, &read, at, &f);
+    let tail = (!n.is_multiple_of(4)).then(|| (n - 4, group::<M, K, 4>(&state, &read, n - 4, &f)));
+    let eights = n - n % 8;
+    for at in (0..eights).step_by(8) {
+        let out = group::<M, K, 8>(&state, &read, at, &f);
         put(&mut state, at, &out);
+    }
+    if n - eights >= 4 {
+        let out = group::<M, K, 4>(&state, &read, eights, &f);
+        put(&mut state, eights, &out);
     }
     if let Some((at, out)) = tail {
         put(&mut state, at, &out);
     }
 }
 
-/// `f` on the eight elements from `at`, per slice.
+/// `f` on the `L` elements from `at`, per slice.
 #[inline(always)]
-fn group<const M: usize, const K: usize>(
+fn group<const M: usize, const K: usize, const L: usize>(
     state: &[&mut [f32]; M],
     read: &[&[f32]; K],
     at: usize,
     f: &impl Fn([f32; M], [f32; K]) -> [f32; M],
-) -> [[f32; LANES]; M] {
-    let s: [&[f32; LANES]; M] = std::array::from_fn(|j| state[j][at..at + LANES].try_into().unwrap());
-    let r: [&[f32; LANES]; K] = std::array::from_fn(|j| read[j][at..at + LANES].try_into().unwrap());
-    let mut out = [[0.0; LANES]; M];
-    for l in 0..LANES {
+) -> [[f32; L]; M] {
+    let s: [&[f32; L]; M] = std::array::from_fn(|j| state[j][at..at + L].try_into().unwrap());
+    let r: [&[f32; L]; K] = std::array::from_fn(|j| read[j][at..at + L].try_into().unwrap());
+    let mut out = [[0.0; L]; M];
+    for l in 0..L {
         let y = f(std::array::from_fn(|j| s[j][l]), std::array::from_fn(|j| r[j][l]));
         for (o, y) in out.iter_mut().zip(y) {
             o[l] = y;
@@ -64,9 +67,9 @@ fn group<const M: usize, const K: usize>(
 
 /// Writes a group computed by [`group`] back.
 #[inline(always)]
-fn put<const M: usize>(state: &mut [&mut [f32]; M], at: usize, out: &[[f32; LANES]; M]) {
+fn put<const M: usize, const L: usize>(state: &mut [&mut [f32]; M], at: usize, out: &[[f32; L]; M]) {
     for (s, o) in state.iter_mut().zip(out) {
-        s[at..at + LANES].copy_from_slice(o);
+        s[at..at + L].copy_from_slice(o);
     }
 }
 
