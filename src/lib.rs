@@ -24,6 +24,7 @@ pub mod evaluate;
 pub mod fsutil;
 pub mod infer;
 pub mod interpret;
+mod kernels;
 pub mod learner;
 pub mod metrics;
 pub mod model;

@@ -140,19 +140,10 @@ impl Recommender {
         lookup(&self.items, name, true)
     }
 
-    /// Predicted ratings for (user row, item row) pairs, through the model's own forward pass
-    /// (the same computation, so the same bits, as the learner's predictions on the CPU).
+    /// Predicted ratings for (user row, item row) pairs, through [`CollabModel::predict_rows`] (the
+    /// same computation, so the same bits, as the learner's predictions).
     pub fn predict_rows(&self, users: &[u32], items: &[u32]) -> Vec<f32> {
-        let mut out = Vec::with_capacity(users.len());
-        tch::no_grad(|| {
-            for (u, i) in users.chunks(4096).zip(items.chunks(4096)) {
-                let u = Tensor::from_slice(&u.iter().map(|&x| x as i64).collect::<Vec<_>>());
-                let i = Tensor::from_slice(&i.iter().map(|&x| x as i64).collect::<Vec<_>>());
-                let p = self.model.forward_t(&u, &i, false).to_kind(Kind::Float);
-                out.extend(Vec::<f32>::try_from(&p).unwrap_or_default());
-            }
-        });
-        out
+        self.model.predict_rows(users, items)
     }
 
     /// The predicted rating of `user` for `item` (names as in the training data).

@@ -176,7 +176,7 @@ impl DotScorer {
     }
 }
 
-crate::learner::engine::tables::vectorized! {
+crate::kernels::vectorized! {
     /// `scores = bias + Σ_f user[f] · items_t[f]` over every item.
     fn scores_into => scores_into_impl(scores: &mut [f32], bias: &[f32], items_t: &[f32], user: &[f32])
 }

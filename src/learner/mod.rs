@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use tch::{nn, Device, Kind, Tensor};
+use tch::{nn, Device, Tensor};
 
 use crate::data::databunch::{CollabDataBunch, Encoded, EpochOrders};
 use crate::error::{Error, Result};
@@ -449,16 +449,7 @@ impl Learner {
 
     /// Predictions for every rating in `data`, in eval mode.
     pub fn predict_encoded(&self, data: &Encoded) -> Vec<f32> {
-        let mut out = Vec::with_capacity(data.len());
-        tch::no_grad(|| {
-            let rows: Vec<u32> = (0..data.len() as u32).collect();
-            for chunk in rows.chunks(4096) {
-                let (users, items, _) = batch_tensors(data, chunk, self.device());
-                let preds = self.model.forward_t(&users, &items, false).to_kind(Kind::Float).to(Device::Cpu);
-                out.extend(Vec::<f32>::try_from(&preds).expect("float predictions"));
-            }
-        });
-        out
+        self.model.predict_rows(&data.users, &data.items)
     }
 
     /// `(predictions, targets)` for the validation set (`valid`) or the training set.

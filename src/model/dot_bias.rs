@@ -1,7 +1,7 @@
 //! `EmbeddingDotBias`: the lesson's model, a dot product of user and item factors plus two biases.
 use std::fmt;
 
-use tch::{nn, Tensor};
+use tch::{nn, Device, Kind, Tensor};
 
 use super::init::{embedding, sigmoid_range, InitRng};
 
@@ -58,9 +58,61 @@ impl EmbeddingDotBias {
         }
     }
 
+    /// Predictions for the row pairs `(users[r], items[r])` in Rust loops, with the arithmetic of
+    /// the CPU training engines' forward pass (the same bits); `None` unless the weights are f32 on
+    /// the CPU. Several times faster than libtorch's ops, which gather each small row separately.
+    pub fn predict_rows_cpu(&self, users: &[u32], items: &[u32]) -> Option<Vec<f32>> {
+        let host = |t: &Tensor| {
+            (t.device() == Device::Cpu && t.kind() == Kind::Float)
+                .then(|| Vec::<f32>::try_from(t.contiguous().view([-1])).ok())
+                .flatten()
+        };
+        let w = HostWeights {
+            u: host(&self.u_weight)?,
+            i: host(&self.i_weight)?,
+            u_bias: host(&self.u_bias)?,
+            i_bias: host(&self.i_bias)?,
+            nf: self.n_factors(),
+            y_range: self.y_range.map(|(lo, hi)| (lo as f32, hi as f32)),
+        };
+        let mut out = vec![0.0; users.len()];
+        predict_into(&mut out, &w, users, items);
+        Some(out)
+    }
+
     /// Number of factors.
     pub fn n_factors(&self) -> usize {
         self.u_weight.size()[1] as usize
+    }
+}
+
+/// The four tables copied out of their tensors.
+pub(crate) struct HostWeights {
+    u: Vec<f32>,
+    i: Vec<f32>,
+    u_bias: Vec<f32>,
+    i_bias: Vec<f32>,
+    nf: usize,
+    y_range: Option<(f32, f32)>,
+}
+
+crate::kernels::vectorized! {
+    /// Each pair's dot product of factors plus both biases, through `sigmoid_range` when there is
+    /// a `y_range`.
+    fn predict_into => predict_into_impl(out: &mut [f32], w: &HostWeights, users: &[u32], items: &[u32])
+}
+
+#[inline(always)]
+fn predict_into_impl(out: &mut [f32], w: &HostWeights, users: &[u32], items: &[u32]) {
+    let nf = w.nf;
+    for ((out, &u), &i) in out.iter_mut().zip(users).zip(items) {
+        let (u, i) = (u as usize, i as usize);
+        let res =
+            crate::kernels::dot(&w.u[u * nf..(u + 1) * nf], &w.i[i * nf..(i + 1) * nf]) + w.u_bias[u] + w.i_bias[i];
+        *out = match w.y_range {
+            Some((lo, hi)) => crate::kernels::sigmoid(res) * (hi - lo) + lo,
+            None => res,
+        };
     }
 }
 

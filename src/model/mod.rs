@@ -5,7 +5,7 @@ pub mod init;
 
 use std::fmt;
 
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 pub use dot_bias::{DotBiasConfig, EmbeddingDotBias};
 pub use embedding_nn::{EmbeddingNN, EmbeddingNNConfig, NnLayout};
@@ -26,6 +26,28 @@ impl CollabModel {
             CollabModel::DotBias(m) => m.forward(users, items),
             CollabModel::Nn(m) => m.forward_t(users, items, train),
         }
+    }
+
+    /// Predicted ratings for the row pairs `(users[r], items[r])`, in evaluation mode: for
+    /// EmbeddingDotBias on the CPU in Rust loops, else through [`CollabModel::forward_t`] in chunks
+    /// on the model's device.
+    pub fn predict_rows(&self, users: &[u32], items: &[u32]) -> Vec<f32> {
+        if let Some(out) = match self {
+            CollabModel::DotBias(m) => m.predict_rows_cpu(users, items),
+            CollabModel::Nn(_) => None,
+        } {
+            return out;
+        }
+        let device = self.weight_table(false).device();
+        let rows = |r: &[u32]| Tensor::from_slice(&r.iter().map(|&x| x as i64).collect::<Vec<_>>()).to(device);
+        let mut out = Vec::with_capacity(users.len());
+        tch::no_grad(|| {
+            for (u, i) in users.chunks(4096).zip(items.chunks(4096)) {
+                let p = self.forward_t(&rows(u), &rows(i), false).to_kind(Kind::Float).to(tch::Device::Cpu);
+                out.extend(Vec::<f32>::try_from(&p).expect("float predictions"));
+            }
+        });
+        out
     }
 
     /// Names of the parameters exempt from weight decay.

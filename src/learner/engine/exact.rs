@@ -5,9 +5,10 @@
 //! (validation, end of fit), so every weight is what the dense path computes, up to rounding.
 use super::catchup::CatchUp;
 use super::pair::Pair;
-use super::tables::{adamw_rows, prefetch, vectorized, DotTables, Half, Scratch, Side, SideRule, Touched, AHEAD};
+use super::tables::{adamw_rows, prefetch, DotTables, Half, Scratch, Side, SideRule, Touched, AHEAD};
 use super::{Engine, Live};
 use crate::error::Result;
+use crate::kernels::vectorized;
 
 /// Sparse AdamW with closed-form catch-up of untouched rows.
 pub(crate) struct Exact {

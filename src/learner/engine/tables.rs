@@ -13,6 +13,7 @@ use super::lanes::elementwise;
 use super::pair::Pair;
 use crate::data::databunch::Encoded;
 use crate::error::{Error, Result};
+use crate::kernels::{dot, sigmoid, vectorized};
 use crate::model::EmbeddingDotBias;
 
 /// One side (users or items), stored in two halves by the parity of the row, so that two threads
@@ -475,30 +476,6 @@ fn both<A: Send, B: Send>(
     }
 }
 
-/// Declares `fn $name`, which runs the `#[inline(always)]` function `$imp` compiled for AVX2 when
-/// the CPU has it, so that its elementwise loops work on 8 floats at a time instead of 4. The
-/// arithmetic is the same IEEE operations in the same order (no fused multiply-add), so the results
-/// are the same bits with or without AVX2.
-macro_rules! vectorized {
-    ($(#[$doc:meta])* fn $name:ident => $imp:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)?) => {
-        $(#[$doc])*
-        #[inline(always)]
-        pub(crate) fn $name($($arg: $ty),*) $(-> $ret)? {
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2") {
-                #[target_feature(enable = "avx2")]
-                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
-                    $imp($($arg),*)
-                }
-                // SAFETY: the CPU has AVX2.
-                return unsafe { avx2($($arg),*) };
-            }
-            $imp($($arg),*)
-        }
-    };
-}
-pub(crate) use vectorized;
-
 /// How many ratings (or rows) ahead the loops prefetch.
 pub(crate) const AHEAD: usize = 8;
 
@@ -576,10 +553,10 @@ fn forward_impl(
         let y = batch[k].2;
         let (su, si) = (users.of_rating[k] as usize, items.of_rating[k] as usize);
         let (ur, ir) = (&users.snap[su * w..(su + 1) * w], &items.snap[si * w..(si + 1) * w]);
-        let res = dot_impl(&ur[..nf], &ir[..nf]) + ur[nf] + ir[nf];
+        let res = dot(&ur[..nf], &ir[..nf]) + ur[nf] + ir[nf];
         let (pred, dpred) = match y_range {
             Some((lo, hi)) => {
-                let sig = 1.0 / (1.0 + (-res).exp());
+                let sig = sigmoid(res);
                 let span = hi - lo;
                 (sig * span + lo, sig * (1.0 - sig) * span)
             }
@@ -636,24 +613,6 @@ fn adamw_rows_impl(half: &mut Half, rows: &[u32], grads: &[f32], k: &[f32; 8]) {
 vectorized! {
     /// [`adamw`] with a zero gradient (bit for bit the same result, without reading a gradient).
     fn adamw_zero => adamw_zero_impl(p: &mut [f32], m: &mut [f32], v: &mut [f32], k: &[f32; 8])
-}
-
-/// `Σ a[f]·b[f]` in eight interleaved partial sums, added pairwise (a fixed order: the same bits on
-/// every CPU).
-#[inline(always)]
-fn dot_impl(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    for (l, (x, y)) in ra.iter().zip(rb).enumerate() {
-        acc[l] += x * y;
-    }
-    ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
 }
 
 #[inline(always)]

@@ -1,0 +1,51 @@
+//! Numeric loops shared by the training engines, the models' CPU predictions and inference: one
+//! fixed order of IEEE operations (no fused multiply-add), so they give the same bits on every CPU,
+//! with or without AVX2.
+
+/// Declares `fn $name`, which runs the `#[inline(always)]` function `$imp` compiled for AVX2 when
+/// the CPU has it, so that its elementwise loops work on 8 floats at a time instead of 4. The
+/// arithmetic is the same IEEE operations in the same order (no fused multiply-add), so the results
+/// are the same bits with or without AVX2.
+macro_rules! vectorized {
+    ($(#[$doc:meta])* fn $name:ident => $imp:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)?) => {
+        $(#[$doc])*
+        #[inline(always)]
+        pub(crate) fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                #[target_feature(enable = "avx2")]
+                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
+                    $imp($($arg),*)
+                }
+                // SAFETY: the CPU has AVX2.
+                return unsafe { avx2($($arg),*) };
+            }
+            $imp($($arg),*)
+        }
+    };
+}
+pub(crate) use vectorized;
+
+/// `Σ a[f]·b[f]` in eight interleaved partial sums, added pairwise (a fixed order: the same bits on
+/// every CPU).
+#[inline(always)]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    for (l, (x, y)) in ra.iter().zip(rb).enumerate() {
+        acc[l] += x * y;
+    }
+    ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
+}
+
+/// The logistic function `1 / (1 + e^−x)`, as fastai's `sigmoid_range` applies it to a score.
+#[inline(always)]
+pub(crate) fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
