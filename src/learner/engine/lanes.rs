@@ -2,8 +2,8 @@
 //!
 //! A row rarely holds a multiple of eight floats (40 factors and a bias: 41; 10 and a bias: 11).
 //! A plain loop does the last few elements one at a time, and a scalar square root or division
-//! costs as much as one on four lanes: on a row of 11 the tail is three of the optimizer's five
-//! square roots. Here the tail is done in groups of four, the last one overlapping the group before.
+//! costs as much as one on four lanes: on a row of 11 the tail was three of the four square roots
+//! the optimizer takes per row. Here the tail is done in groups of four, the last one overlapping the group before.
 //! The overlapped elements are computed twice from the same original values, so they get the same
 //! bits, and every element's result is exactly what the plain loop computes.
 
