@@ -292,10 +292,10 @@ impl CollabDataBunch {
 /// millions of indices is one cache miss per element.
 const BUCKETED_FROM: usize = 1 << 22;
 
-/// A uniformly random permutation of `0..n`. Up to [`BUCKETED_FROM`] rows, a Fisher–Yates shuffle
-/// (the stream the lesson's results come from); beyond, Rao–Sandelius: every index goes to one of
-/// 256 buckets drawn at random (sequential writes), then each bucket, small enough for the cache, is
-/// shuffled, and the buckets are concatenated. Both give every permutation the same probability.
+/// A uniformly random permutation of `0..n`. Up to 4 Mi rows (`BUCKETED_FROM`), a Fisher–Yates
+/// shuffle (the stream the lesson's results come from); beyond, Rao–Sandelius: every index goes to
+/// one of 256 buckets drawn at random (sequential writes), then each bucket, small enough for the
+/// cache, is shuffled, and the buckets are concatenated. Both give every permutation the same probability.
 pub fn shuffled(n: usize, rng: &mut ChaCha8Rng) -> Vec<u32> {
     use rand::Rng;
     if n < BUCKETED_FROM {

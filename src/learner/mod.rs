@@ -1,6 +1,7 @@
 //! The `Learner`: owns the data, the model, its parameters and optimizer state, and fits with one
 //! plain loop that the schedules, `lr_find` and the recorder plug into. How a step is computed is
-//! an [`engine`]'s business: the loop only asks it to step and to synchronise.
+//! an engine's business (the private `learner::engine`): the loop only asks it to step and to
+//! synchronise.
 pub mod device;
 pub(crate) mod engine;
 pub mod lr_find;
