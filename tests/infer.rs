@@ -3,9 +3,7 @@
 mod common;
 
 use fastcollab::data::stream::load_ratings_csv;
-use fastcollab::{
-    collab_learner, load_learner, CollabConfig, CollabLearnerConfig, DeviceChoice, DotBiasConfig, Error, ModelConfig,
-};
+use fastcollab::{collab_learner, load_learner, CollabConfig, CollabLearnerConfig, DeviceChoice, Error, TrainMode};
 
 /// A ratings CSV of the small synthetic set (ratings clamped to 0.5–5).
 fn ratings_csv(dir: &std::path::Path) -> std::path::PathBuf {
@@ -25,12 +23,7 @@ fn export_then_load_learner_predicts_the_same_bits_without_the_data() {
     let dir = common::temp_dir("infer-export");
     let csv = ratings_csv(&dir);
     let data = load_ratings_csv(&csv, &CollabConfig::default()).unwrap();
-    let cfg = CollabLearnerConfig {
-        model: ModelConfig::DotBias(DotBiasConfig { n_factors: 8, y_range: Some((0.0, 5.5)) }),
-        wd: 0.05,
-        device: DeviceChoice::Cpu,
-        ..Default::default()
-    };
+    let cfg = common::dot_bias_on_cpu(8, 0.05, TrainMode::Auto);
     let mut learn = collab_learner(data, &cfg).unwrap();
     learn.verbose = false;
     learn.fit_one_cycle(3, 1e-2).unwrap();

@@ -126,14 +126,7 @@ fn exact_path_matches_dense_over_a_long_fit_with_and_without_decay() {
     for wd in [0.1, 0.0] {
         let run = |mode| {
             let (data, _) = common::low_rank(9);
-            let cfg = CollabLearnerConfig {
-                model: ModelConfig::DotBias(DotBiasConfig { n_factors: 8, y_range: Some((0.0, 5.5)) }),
-                wd,
-                mode,
-                device: DeviceChoice::Cpu,
-                ..Default::default()
-            };
-            let mut l = collab_learner(data, &cfg).unwrap();
+            let mut l = collab_learner(data, &common::dot_bias_on_cpu(8, wd, mode)).unwrap();
             l.verbose = false;
             // lr_find in between: its restore must leave the exact path's state consistent.
             l.fit_one_cycle(2, 1e-2).unwrap();

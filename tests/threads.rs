@@ -1,8 +1,10 @@
 //! Two engine threads (`FASTCOLLAB_THREADS=2`) give the same bits as one. In its own test binary:
 //! the variable is read by every engine built while it is set, and libtorch's thread count is fixed
 //! by the first learner of a process, so it is the same (two) for both runs compared here.
+mod common;
+
 use fastcollab::data::synthetic::{generate, SyntheticConfig};
-use fastcollab::{collab_learner, CollabLearnerConfig, DeviceChoice, DotBiasConfig, ModelConfig, TrainMode};
+use fastcollab::{collab_learner, TrainMode};
 
 /// Losses and weights after a short fit, with the engines' threads as `FASTCOLLAB_THREADS` says.
 fn fit(mode: TrainMode, wd: f64, threads: &str) -> (Vec<f64>, Vec<Vec<f32>>) {
@@ -11,14 +13,7 @@ fn fit(mode: TrainMode, wd: f64, threads: &str) -> (Vec<f64>, Vec<Vec<f32>>) {
     let cfg = SyntheticConfig { seed: 11, ..SyntheticConfig::movielens_25m(60_000) };
     // Batches of 512: two threads are used from 256 on.
     let data = generate(&cfg, 0.1, 512).unwrap();
-    let cfg = CollabLearnerConfig {
-        model: ModelConfig::DotBias(DotBiasConfig { n_factors: 7, y_range: Some((0.0, 5.5)) }),
-        wd,
-        mode,
-        device: DeviceChoice::Cpu,
-        ..Default::default()
-    };
-    let mut l = collab_learner(data, &cfg).unwrap();
+    let mut l = collab_learner(data, &common::dot_bias_on_cpu(7, wd, mode)).unwrap();
     l.verbose = false;
     assert_eq!(l.mode(), mode);
     l.fit_one_cycle(3, 1e-2).unwrap();

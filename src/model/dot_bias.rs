@@ -69,19 +69,18 @@ impl EmbeddingDotBias {
         // A few pairs (one prediction served at a time) copy out their rows; many copy the whole
         // tables, which costs less than a copy per pair.
         let few = users.len() * 4 < (self.u_weight.size()[0] + self.i_weight.size()[0]) as usize;
-        let host = |t: &Tensor, rows: &[u32]| {
-            let t = if few {
-                t.index_select(0, &Tensor::from_slice(&rows.iter().map(|&r| i64::from(r)).collect::<Vec<_>>()))
-            } else {
-                t.shallow_clone()
-            };
+        let index =
+            |rows: &[u32]| few.then(|| Tensor::from_slice(&rows.iter().map(|&r| i64::from(r)).collect::<Vec<_>>()));
+        let (u_index, i_index) = (index(users), index(items));
+        let host = |t: &Tensor, index: &Option<Tensor>| {
+            let t = index.as_ref().map_or_else(|| t.shallow_clone(), |index| t.index_select(0, index));
             Vec::<f32>::try_from(t.contiguous().view([-1])).expect("f32 on the CPU")
         };
         let w = HostWeights {
-            u: host(&self.u_weight, users),
-            i: host(&self.i_weight, items),
-            u_bias: host(&self.u_bias, users),
-            i_bias: host(&self.i_bias, items),
+            u: host(&self.u_weight, &u_index),
+            i: host(&self.i_weight, &i_index),
+            u_bias: host(&self.u_bias, &u_index),
+            i_bias: host(&self.i_bias, &i_index),
             nf: self.n_factors(),
             y_range: self.y_range.map(|(lo, hi)| (lo as f32, hi as f32)),
         };

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use fastcollab::data::synthetic::{generate, SyntheticConfig};
-use fastcollab::CollabDataBunch;
+use fastcollab::{CollabDataBunch, CollabLearnerConfig, DeviceChoice, DotBiasConfig, ModelConfig, TrainMode};
 
 /// A fresh folder under the target dir, unique to this process and `name`.
 pub fn temp_dir(name: &str) -> PathBuf {
@@ -76,4 +76,15 @@ pub fn low_rank(seed: u64) -> (CollabDataBunch, f64) {
         seed,
     };
     (generate(&cfg, 0.1, 64).unwrap(), cfg.noise_floor())
+}
+
+/// An EmbeddingDotBias learner on the CPU with the lesson's `y_range`, trained through `mode`.
+pub fn dot_bias_on_cpu(n_factors: usize, wd: f64, mode: TrainMode) -> CollabLearnerConfig {
+    CollabLearnerConfig {
+        model: ModelConfig::DotBias(DotBiasConfig { n_factors, y_range: Some((0.0, 5.5)) }),
+        wd,
+        mode,
+        device: DeviceChoice::Cpu,
+        ..Default::default()
+    }
 }

@@ -67,9 +67,8 @@ impl SideRule for CatchUpRows<'_> {
     }
 
     fn update(&mut self, half: &mut Half, touched: &Touched, grads: &[f32]) {
-        let (slots, w) = (touched.slots(half.parity), half.w);
-        let rows = &touched.rows[slots.clone()];
-        adamw_rows(half, rows, &grads[slots.start * w..slots.end * w], self.catchup.scalars(self.k));
+        let (rows, grads) = touched.of_parity(half.parity, grads, half.w);
+        adamw_rows(half, rows, grads, self.catchup.scalars(self.k));
         for &row in rows {
             self.last[row as usize / 2] = self.k as u32;
         }

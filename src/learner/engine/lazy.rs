@@ -20,7 +20,7 @@ impl SideRule for TouchedRows {
     fn open(&mut self, _half: &mut Half, _rows: &[u32]) {}
 
     fn update(&mut self, half: &mut Half, touched: &Touched, grads: &[f32]) {
-        let (slots, w) = (touched.slots(half.parity), half.w);
-        adamw_rows(half, &touched.rows[slots.clone()], &grads[slots.start * w..slots.end * w], &self.0);
+        let (rows, grads) = touched.of_parity(half.parity, grads, half.w);
+        adamw_rows(half, rows, grads, &self.0);
     }
 }

@@ -394,12 +394,19 @@ impl Touched {
 
     /// The slots of the touched rows of one parity.
     #[inline(always)]
-    pub fn slots(&self, parity: usize) -> std::ops::Range<usize> {
+    fn slots(&self, parity: usize) -> std::ops::Range<usize> {
         if parity == 0 {
             0..self.n0
         } else {
             self.n0..self.rows.len()
         }
+    }
+
+    /// The touched rows of one parity and their gradient rows (`w` per slot) in `grads`.
+    #[inline(always)]
+    pub fn of_parity<'g>(&self, parity: usize, grads: &'g [f32], w: usize) -> (&[u32], &'g [f32]) {
+        let slots = self.slots(parity);
+        (&self.rows[slots.clone()], &grads[slots.start * w..slots.end * w])
     }
 
     /// Gives every row of side `j` that `batch` touches a slot, even rows first.
