@@ -32,6 +32,7 @@ impl CollabModel {
     /// EmbeddingDotBias on the CPU in Rust loops, else through [`CollabModel::forward_t`] in chunks
     /// on the model's device.
     pub fn predict_rows(&self, users: &[u32], items: &[u32]) -> Vec<f32> {
+        assert_eq!(users.len(), items.len(), "predict_rows needs one item row per user row");
         if let Some(out) = match self {
             CollabModel::DotBias(m) => m.predict_rows_cpu(users, items),
             CollabModel::Nn(_) => None,
