@@ -1,5 +1,6 @@
-//! Ranking items for users: every item scored (dot models: one matrix product per chunk of
-//! users), items a user already rated masked out, the top `n` kept, in bounded memory.
+//! Ranking items for users: every item scored (dot models: in Rust loops, a tile of items at a
+//! time for a block of users; EmbeddingNN: by libtorch, a chunk of users at a time), items a user
+//! already rated masked out, the top `n` kept, in bounded memory.
 use tch::{Device, Kind, Tensor};
 
 use crate::data::databunch::Encoded;
@@ -17,10 +18,9 @@ pub struct Seen {
 }
 
 impl Seen {
-    /// The ratings of `data` grouped by user (`n_users` rows).
+    /// The ratings of `data` grouped by user (`n_users` rows): counted by user, placed, then each
+    /// user's sorted by item (a repeated item keeps the data's order).
     pub fn from_encoded(data: &Encoded, n_users: usize) -> Seen {
-        let mut order: Vec<usize> = (0..data.len()).collect();
-        order.sort_unstable_by_key(|&r| (data.users[r], data.items[r]));
         let mut indptr = vec![0usize; n_users + 1];
         for &u in &data.users {
             indptr[u as usize + 1] += 1;
@@ -28,11 +28,17 @@ impl Seen {
         for u in 0..n_users {
             indptr[u + 1] += indptr[u];
         }
-        Seen {
-            indptr,
-            items: order.iter().map(|&r| data.items[r]).collect(),
-            ratings: order.iter().map(|&r| data.ratings[r]).collect(),
+        let mut next = indptr[..n_users].to_vec();
+        let mut pairs = vec![(0u32, 0.0f32); data.len()];
+        for ((&u, &i), &r) in data.users.iter().zip(&data.items).zip(&data.ratings) {
+            pairs[next[u as usize]] = (i, r);
+            next[u as usize] += 1;
         }
+        for w in indptr.windows(2) {
+            pairs[w[0]..w[1]].sort_by_key(|p| p.0);
+        }
+        let (items, ratings) = pairs.into_iter().unzip();
+        Seen { indptr, items, ratings }
     }
 
     /// Number of user rows.
@@ -105,13 +111,24 @@ pub fn top_n(model: &CollabModel, users: &[u32], n: usize, exclude: Option<&Seen
     }
 }
 
-/// A dot model's factors as plain memory: users row by row, items factor by factor (so that one
-/// user's scores for every item are `nf` vectorised passes), and the item biases.
+/// Items scored together for one user: a tile's factors (`nf × ITEM_TILE` floats) stay in cache
+/// while a block of users is scored against them.
+const ITEM_TILE: usize = 256;
+const _: () = assert!(ITEM_TILE.is_multiple_of(PANEL) && ITEM_TILE / PANEL <= 64);
+/// Users scored against each tile before the next: a tile is read from memory once per block.
+const USER_BLOCK: usize = 8;
+/// Items per panel: four vectors of 8, four independent sums per factor (one vector's sum is a
+/// chain of dependent adds).
+const PANEL: usize = 32;
+
+/// A dot model's factors as plain memory: users row by row; items in panels of `PANEL` items,
+/// factor by factor (`[panel][factor][item]`, the last panel padded with zeros), so that scoring
+/// a panel is `nf` multiply-adds of whole vectors; and the item biases.
 struct DotScorer {
     nf: usize,
     n_items: usize,
     users: Vec<f32>,
-    items_t: Vec<f32>,
+    panels: Vec<f32>,
     item_bias: Vec<f32>,
 }
 
@@ -120,76 +137,143 @@ fn floats(t: &Tensor) -> Vec<f32> {
 }
 
 /// [`top_n`] for EmbeddingDotBias: each user's raw scores `b_i + u·i` (the user's bias, the same
-/// for every item, left out) computed into one buffer and the best `n` selected with a running
-/// threshold, users split over two threads. Memory: one score buffer per thread.
+/// for every item, left out; the factors added in order, as a plain loop would) computed a tile
+/// of items at a time for a block of users, and the best `n` kept with a running threshold, users
+/// split over two threads. Memory: one tile of scores per thread.
 fn top_n_dot(
     m: &crate::model::EmbeddingDotBias,
     users: &[u32],
     n: usize,
     exclude: Option<&Seen>,
 ) -> Vec<Vec<(u32, f32)>> {
-    let nf = m.n_factors();
-    let s = tch::no_grad(|| DotScorer {
-        nf,
-        n_items: m.i_weight.size()[0] as usize,
-        users: floats(&m.u_weight),
-        items_t: floats(&m.i_weight.tr()),
-        item_bias: floats(&m.i_bias),
-    });
-    let half = users.len() / 2;
+    let s = tch::no_grad(|| DotScorer::new(&floats(&m.u_weight), &floats(&m.i_weight), floats(&m.i_bias)));
     let run = |part: &[u32]| -> Vec<Vec<(u32, f32)>> {
-        let mut scores = vec![0.0f32; s.n_items];
-        part.iter().map(|&u| s.top(u as usize, n, exclude, &mut scores)).collect()
+        let mut tile = [0.0f32; ITEM_TILE];
+        part.chunks(USER_BLOCK).flat_map(|block| s.top(block, n, exclude, &mut tile)).collect()
     };
-    let (mut a, b) = if users.len() > 64 {
-        rayon::join(|| run(&users[..half]), || run(&users[half..]))
+    if users.len() > 64 {
+        let (mut a, b) = rayon::join(|| run(&users[..users.len() / 2]), || run(&users[users.len() / 2..]));
+        a.extend(b);
+        a
     } else {
-        (run(users), Vec::new())
-    };
-    a.extend(b);
-    a
+        run(users)
+    }
 }
 
 impl DotScorer {
-    /// The best `n` items for user row `u`, best first (ties: lower row first).
-    fn top(&self, u: usize, n: usize, exclude: Option<&Seen>, scores: &mut [f32]) -> Vec<(u32, f32)> {
-        scores_into(scores, &self.item_bias, &self.items_t, &self.users[u * self.nf..(u + 1) * self.nf]);
-        scores[0] = f32::NEG_INFINITY;
-        if let Some(seen) = exclude {
-            for &i in seen.items(u) {
-                scores[i as usize] = f32::NEG_INFINITY;
+    /// The scorer of user factors `users` and item factors `items` (both row-major, with
+    /// `item_bias.len()` items).
+    fn new(users: &[f32], items: &[f32], item_bias: Vec<f32>) -> Self {
+        let n_items = item_bias.len();
+        let nf = items.len() / n_items.max(1);
+        let n_panels = n_items.div_ceil(PANEL);
+        let mut panels = vec![0.0f32; n_panels * nf * PANEL];
+        for (i, row) in items.chunks_exact(nf.max(1)).enumerate() {
+            let panel = &mut panels[i / PANEL * nf * PANEL..][..nf * PANEL];
+            for (f, &x) in row.iter().enumerate() {
+                panel[f * PANEL + i % PANEL] = x;
             }
         }
-        let mut best: Vec<(u32, f32)> = Vec::with_capacity(n + 1);
-        let mut threshold = f32::NEG_INFINITY;
-        for (i, &x) in scores.iter().enumerate() {
-            if x > threshold || (best.len() < n && x > f32::NEG_INFINITY) {
-                let at = best.partition_point(|&(_, y)| y >= x);
-                best.insert(at, (i as u32, x));
-                best.truncate(n);
-                if best.len() == n {
-                    threshold = best[n - 1].1;
+        DotScorer { nf, n_items, users: users.to_vec(), panels, item_bias }
+    }
+
+    /// The best `n` items for each user row of `block`, best first (ties: lower row first), never
+    /// `#na#` (row 0) nor, with `exclude`, an item the user rated.
+    fn top(
+        &self,
+        block: &[u32],
+        n: usize,
+        exclude: Option<&Seen>,
+        tile: &mut [f32; ITEM_TILE],
+    ) -> Vec<Vec<(u32, f32)>> {
+        if n == 0 {
+            return vec![Vec::new(); block.len()];
+        }
+        let mut best: Vec<Best> = block.iter().map(|_| Best::new(n)).collect();
+        let nf = self.nf;
+        for from in (0..self.n_items).step_by(ITEM_TILE) {
+            let to = (from + ITEM_TILE).min(self.n_items);
+            let panels = &self.panels[from / PANEL * nf * PANEL..to.div_ceil(PANEL) * nf * PANEL];
+            for (&u, best) in block.iter().zip(&mut best) {
+                let user = &self.users[u as usize * nf..(u as usize + 1) * nf];
+                let scores = &mut tile[..to - from];
+                let hits = scores_into(scores, &self.item_bias[from..to], panels, user, best.threshold);
+                let seen = exclude.map_or(&[][..], |s| s.items(u as usize));
+                best.offer_all(scores, from, seen, hits);
+            }
+        }
+        best.into_iter().map(|b| b.items).collect()
+    }
+}
+
+/// The best `n` items of one user so far, best first, ties in the order offered.
+struct Best {
+    items: Vec<(u32, f32)>,
+    n: usize,
+    /// The score an item must beat: the `n`-th best once there are `n`, −∞ before.
+    threshold: f32,
+}
+
+impl Best {
+    fn new(n: usize) -> Self {
+        Best { items: Vec::with_capacity(n + 1), n, threshold: f32::NEG_INFINITY }
+    }
+
+    /// Offers items `first..` with `scores`, in the panels of `hits` (those holding a score above
+    /// the threshold; `n ≥ 1`); row 0 and the items of `seen` (sorted) are skipped, and a NaN or
+    /// −∞ score never enters.
+    #[inline]
+    fn offer_all(&mut self, scores: &[f32], first: usize, seen: &[u32], mut hits: u64) {
+        while hits != 0 {
+            let p = hits.trailing_zeros() as usize;
+            hits &= hits - 1;
+            let from = p * PANEL;
+            for (k, &x) in scores[from..(from + PANEL).min(scores.len())].iter().enumerate() {
+                let i = (first + from + k) as u32;
+                if x > self.threshold && i != 0 && seen.binary_search(&i).is_err() {
+                    let at = self.items.partition_point(|&(_, y)| y >= x);
+                    self.items.insert(at, (i, x));
+                    self.items.truncate(self.n);
+                    if self.items.len() == self.n {
+                        self.threshold = self.items[self.n - 1].1;
+                    }
                 }
             }
         }
-        best
     }
 }
 
 crate::kernels::vectorized! {
-    /// `scores = bias + Σ_f user[f] · items_t[f]` over every item.
-    fn scores_into => scores_into_impl(scores: &mut [f32], bias: &[f32], items_t: &[f32], user: &[f32])
+    /// `scores[t] = bias[t] + Σ_f user[f] · item_t[f]` for the items of `panels`, the products
+    /// added in factor order; returns the panels holding a score above `threshold` (bit `p` for
+    /// panel `p`), so that selection skips the others.
+    fn scores_into => scores_into_impl(scores: &mut [f32], bias: &[f32], panels: &[f32], user: &[f32], threshold: f32) -> u64
 }
 
 #[inline(always)]
-fn scores_into_impl(scores: &mut [f32], bias: &[f32], items_t: &[f32], user: &[f32]) {
-    let n = scores.len();
-    scores.copy_from_slice(bias);
-    for (f, &uf) in user.iter().enumerate() {
-        for (s, &x) in scores.iter_mut().zip(&items_t[f * n..(f + 1) * n]) {
-            *s += uf * x;
+fn scores_into_impl(scores: &mut [f32], bias: &[f32], panels: &[f32], user: &[f32], threshold: f32) -> u64 {
+    let nf = user.len();
+    let mut hits = 0u64;
+    let groups = scores.chunks_mut(PANEL).zip(bias.chunks(PANEL)).zip(panels.chunks_exact(nf * PANEL));
+    for (p, ((out, bias), panel)) in groups.enumerate() {
+        let mut acc = [0.0f32; PANEL];
+        match <&[f32; PANEL]>::try_from(bias) {
+            Ok(full) => acc = *full,
+            Err(_) => acc[..bias.len()].copy_from_slice(bias),
+        }
+        for (&uf, x) in user.iter().zip(panel.chunks_exact(PANEL)) {
+            for l in 0..PANEL {
+                acc[l] += uf * x[l];
+            }
+        }
+        let above = acc[..out.len()].iter().fold(0u32, |n, &x| n + (x > threshold) as u32);
+        hits |= ((above > 0) as u64) << p;
+        match <&mut [f32; PANEL]>::try_from(&mut *out) {
+            Ok(full) => *full = acc,
+            Err(_) => out.copy_from_slice(&acc[..out.len()]),
         }
     }
+    hits
 }
 
 /// [`top_n`] for any scoring function giving `[users, n_items]` scores for a chunk of users.
@@ -225,4 +309,86 @@ pub fn top_n_by(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Grouping by user is sorting by (user, item), stably: a repeated pair keeps the data's order.
+    #[test]
+    fn seen_groups_ratings_by_user_and_item() {
+        let data = Encoded {
+            users: vec![2, 0, 2, 1, 2, 2],
+            items: vec![7, 3, 1, 4, 7, 5],
+            ratings: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        };
+        let seen = Seen::from_encoded(&data, 4);
+        assert_eq!(seen.indptr, [0, 1, 2, 6, 6]);
+        assert_eq!(seen.items(2), [1, 5, 7, 7]);
+        assert_eq!(seen.ratings(2), [3.0, 6.0, 1.0, 5.0]);
+        assert_eq!((seen.items(0), seen.ratings(1)), (&[3][..], &[4.0][..]));
+        assert!(seen.items(3).is_empty() && seen.items(9).is_empty());
+    }
+
+    /// The blocked ranking against the plain definition: every item's score by a simple loop
+    /// (bias, then the factors in order), rated items and row 0 left out, sorted best first with
+    /// ties by row. Ties are planted (items 5 and 9, 300 and 301 identical), and the catalogue is
+    /// not a whole number of tiles or vectors.
+    #[test]
+    fn blocked_top_n_is_the_plain_definition() {
+        let (n_users, n_items, nf) = (21usize, 2 * ITEM_TILE + 13, 7usize);
+        let mut x = 0x9e3779b9u32;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 8) as f32 / (1 << 24) as f32 - 0.5
+        };
+        let users: Vec<f32> = (0..n_users * nf).map(|_| next()).collect();
+        let mut items: Vec<f32> = (0..n_items * nf).map(|_| next()).collect();
+        let mut bias: Vec<f32> = (0..n_items).map(|_| next()).collect();
+        for (a, b) in [(5, 9), (300, 301)] {
+            let row = items[a * nf..(a + 1) * nf].to_vec();
+            items[b * nf..(b + 1) * nf].copy_from_slice(&row);
+            bias[b] = bias[a];
+        }
+        let seen_items: Vec<Vec<u32>> = (0..n_users)
+            .map(|u| (1..n_items as u32).filter(|i| (i * 7 + u as u32).is_multiple_of(11)).collect())
+            .collect();
+        let seen = Seen {
+            indptr: std::iter::once(0)
+                .chain(seen_items.iter().scan(0, |at, s| {
+                    *at += s.len();
+                    Some(*at)
+                }))
+                .collect(),
+            ratings: vec![4.0; seen_items.iter().map(Vec::len).sum()],
+            items: seen_items.concat(),
+        };
+        let scorer = DotScorer::new(&users, &items, bias.clone());
+        let all: Vec<u32> = (0..n_users as u32).collect();
+        for n in [0, 1, 10, n_items + 5] {
+            for exclude in [None, Some(&seen)] {
+                let mut tile = [0.0f32; ITEM_TILE];
+                let got: Vec<Vec<(u32, f32)>> =
+                    all.chunks(USER_BLOCK).flat_map(|b| scorer.top(b, n, exclude, &mut tile)).collect();
+                for (u, got) in got.iter().enumerate() {
+                    let mut want: Vec<(u32, f32)> = (1..n_items as u32)
+                        .filter(|i| exclude.is_none() || !seen_items[u].contains(i))
+                        .map(|i| {
+                            let mut score = bias[i as usize];
+                            for f in 0..nf {
+                                score += users[u * nf + f] * items[i as usize * nf + f];
+                            }
+                            (i, score)
+                        })
+                        .collect();
+                    want.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                    want.truncate(n);
+                    assert_eq!(got, &want, "user {u}, n {n}, excluding {}", exclude.is_some());
+                }
+            }
+        }
+    }
 }
