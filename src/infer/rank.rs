@@ -146,7 +146,7 @@ fn top_n_dot(
     n: usize,
     exclude: Option<&Seen>,
 ) -> Vec<Vec<(u32, f32)>> {
-    let s = tch::no_grad(|| DotScorer::new(&floats(&m.u_weight), &floats(&m.i_weight), floats(&m.i_bias)));
+    let s = tch::no_grad(|| DotScorer::new(floats(&m.u_weight), &floats(&m.i_weight), floats(&m.i_bias)));
     let run = |part: &[u32]| -> Vec<Vec<(u32, f32)>> {
         let mut tile = [0.0f32; ITEM_TILE];
         part.chunks(USER_BLOCK).flat_map(|block| s.top(block, n, exclude, &mut tile)).collect()
@@ -163,7 +163,7 @@ fn top_n_dot(
 impl DotScorer {
     /// The scorer of user factors `users` and item factors `items` (both row-major, with
     /// `item_bias.len()` items).
-    fn new(users: &[f32], items: &[f32], item_bias: Vec<f32>) -> Self {
+    fn new(users: Vec<f32>, items: &[f32], item_bias: Vec<f32>) -> Self {
         let n_items = item_bias.len();
         let nf = items.len() / n_items.max(1);
         let n_panels = n_items.div_ceil(PANEL);
@@ -174,7 +174,7 @@ impl DotScorer {
                 panel[f * PANEL + i % PANEL] = x;
             }
         }
-        DotScorer { nf, n_items, users: users.to_vec(), panels, item_bias }
+        DotScorer { nf, n_items, users, panels, item_bias }
     }
 
     /// The best `n` items for each user row of `block`, best first (ties: lower row first), never
@@ -366,7 +366,7 @@ mod tests {
             ratings: vec![4.0; seen_items.iter().map(Vec::len).sum()],
             items: seen_items.concat(),
         };
-        let scorer = DotScorer::new(&users, &items, bias.clone());
+        let scorer = DotScorer::new(users.clone(), &items, bias.clone());
         let all: Vec<u32> = (0..n_users as u32).collect();
         for n in [0, 1, 10, n_items + 5] {
             for exclude in [None, Some(&seen)] {
