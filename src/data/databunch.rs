@@ -293,7 +293,8 @@ impl CollabDataBunch {
 const BUCKETED_FROM: usize = 1 << 22;
 
 /// A uniformly random permutation of `0..n`. Up to 4 Mi rows (`BUCKETED_FROM`), rand's Fisher–Yates
-/// shuffle (the stream the lesson's results come from); beyond, [`bucketed`].
+/// shuffle (the stream the lesson's results come from); beyond, a two-pass Rao–Sandelius
+/// permutation (`bucketed`).
 pub fn shuffled(n: usize, rng: &mut ChaCha8Rng) -> Vec<u32> {
     if n < BUCKETED_FROM {
         let mut order: Vec<u32> = (0..n as u32).collect();
