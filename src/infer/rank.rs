@@ -126,7 +126,6 @@ const PANEL: usize = 32;
 /// a panel is `nf` multiply-adds of whole vectors; and the item biases.
 struct DotScorer {
     nf: usize,
-    n_items: usize,
     users: Vec<f32>,
     panels: Vec<f32>,
     item_bias: Vec<f32>,
@@ -174,7 +173,7 @@ impl DotScorer {
                 panel[f * PANEL + i % PANEL] = x;
             }
         }
-        DotScorer { nf, n_items, users, panels, item_bias }
+        DotScorer { nf, users, panels, item_bias }
     }
 
     /// The best `n` items for each user row of `block`, best first (ties: lower row first), never
@@ -190,9 +189,9 @@ impl DotScorer {
             return vec![Vec::new(); block.len()];
         }
         let mut best: Vec<Best> = block.iter().map(|_| Best::new(n)).collect();
-        let nf = self.nf;
-        for from in (0..self.n_items).step_by(ITEM_TILE) {
-            let to = (from + ITEM_TILE).min(self.n_items);
+        let (nf, n_items) = (self.nf, self.item_bias.len());
+        for from in (0..n_items).step_by(ITEM_TILE) {
+            let to = (from + ITEM_TILE).min(n_items);
             let panels = &self.panels[from / PANEL * nf * PANEL..to.div_ceil(PANEL) * nf * PANEL];
             for (&u, best) in block.iter().zip(&mut best) {
                 let user = &self.users[u as usize * nf..(u as usize + 1) * nf];
@@ -254,8 +253,8 @@ crate::kernels::vectorized! {
 fn scores_into_impl(scores: &mut [f32], bias: &[f32], panels: &[f32], user: &[f32], threshold: f32) -> u64 {
     let nf = user.len();
     let mut hits = 0u64;
-    let groups = scores.chunks_mut(PANEL).zip(bias.chunks(PANEL)).zip(panels.chunks_exact(nf * PANEL));
-    for (p, ((out, bias), panel)) in groups.enumerate() {
+    for (p, (out, bias)) in scores.chunks_mut(PANEL).zip(bias.chunks(PANEL)).enumerate() {
+        let panel = &panels[p * nf * PANEL..(p + 1) * nf * PANEL];
         let mut acc = [0.0f32; PANEL];
         match <&[f32; PANEL]>::try_from(bias) {
             Ok(full) => acc = *full,
@@ -390,5 +389,10 @@ mod tests {
                 }
             }
         }
+        // Without factors, items rank by their bias alone.
+        let by_bias = DotScorer::new(vec![0.0; 2], &[], bias.clone()).top(&[1], 3, None, &mut [0.0; ITEM_TILE]);
+        let mut want: Vec<(u32, f32)> = (1..n_items as u32).map(|i| (i, bias[i as usize])).collect();
+        want.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        assert_eq!(by_bias[0], want[..3]);
     }
 }
