@@ -72,6 +72,13 @@ pub enum Error {
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
+    /// The model, training path or device cannot do what was asked (e.g. biases of an
+    /// EmbeddingNN, the dense path on CUDA).
+    #[error("not supported: {0}")]
+    Unsupported(String),
+    /// Tensors, tables or data that must agree in shape or row count do not.
+    #[error("shape mismatch: {0}")]
+    Shape(String),
     /// A saved model does not fit the learner it is loaded into.
     #[error("{path}: {message}")]
     Model {

@@ -117,7 +117,7 @@ fn embedding_nn_trains_on_the_exact_path_like_autograd() {
     let model = ModelConfig::Nn(EmbeddingNNConfig { layers: vec![16, 8], ..Default::default() });
     for mode in [TrainMode::Lazy, TrainMode::Dense] {
         let cfg = CollabLearnerConfig { model: model.clone(), mode, device: DeviceChoice::Cpu, ..Default::default() };
-        assert!(matches!(collab_learner(data.clone(), &cfg), Err(Error::InvalidConfig(_))));
+        assert!(matches!(collab_learner(data.clone(), &cfg), Err(Error::Unsupported(_))));
     }
 }
 

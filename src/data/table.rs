@@ -106,10 +106,10 @@ impl Table {
     /// Builds a table; every column must have the same length and names must be unique.
     pub fn new(names: Vec<String>, columns: Vec<Column>) -> Result<Self> {
         if names.len() != columns.len() {
-            return Err(Error::InvalidConfig(format!("{} names for {} columns", names.len(), columns.len())));
+            return Err(Error::Shape(format!("{} names for {} columns", names.len(), columns.len())));
         }
         if let Some(c) = columns.iter().find(|c| c.len() != columns[0].len()) {
-            return Err(Error::InvalidConfig(format!(
+            return Err(Error::Shape(format!(
                 "columns of unequal length ({} and {})",
                 columns[0].len(),
                 c.len()

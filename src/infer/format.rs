@@ -143,8 +143,8 @@ impl Blob {
 }
 
 impl ExportMeta {
-    fn to_header(&self) -> Result<HashMap<String, String>> {
-        let json = serde_json::to_value(self).map_err(|e| Error::InvalidConfig(e.to_string()))?;
+    fn to_header(&self) -> serde_json::Result<HashMap<String, String>> {
+        let json = serde_json::to_value(self)?;
         let serde_json::Value::Object(map) = json else { unreachable!("a struct serialises to an object") };
         Ok(map
             .into_iter()
@@ -184,16 +184,17 @@ impl ExportMeta {
 
 /// Writes `blobs` and `meta` to `path` atomically (beside it, fsync, rename).
 pub(crate) fn write(path: &Path, meta: &ExportMeta, blobs: &[Blob]) -> Result<()> {
+    let failed = |message: String| Error::Model { path: path.to_path_buf(), message };
     let views = blobs
         .iter()
         .map(|b| {
             let view = TensorView::new(b.dtype, b.shape.clone(), &b.bytes)
-                .map_err(|e| Error::InvalidConfig(format!("tensor {}: {e}", b.name)))?;
+                .map_err(|e| failed(format!("tensor {}: {e}", b.name)))?;
             Ok((b.name.clone(), view))
         })
         .collect::<Result<Vec<_>>>()?;
-    let bytes = safetensors::tensor::serialize(views, Some(meta.to_header()?))
-        .map_err(|e| Error::InvalidConfig(format!("safetensors: {e}")))?;
+    let header = meta.to_header().map_err(|e| failed(format!("metadata: {e}")))?;
+    let bytes = safetensors::tensor::serialize(views, Some(header)).map_err(|e| failed(format!("safetensors: {e}")))?;
     crate::fsutil::write_bytes_atomically(path, &bytes)
 }
 

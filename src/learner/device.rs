@@ -35,7 +35,7 @@ impl DeviceChoice {
                 if n < visible {
                     Ok(Device::Cuda(n))
                 } else {
-                    Err(Error::InvalidConfig(format!(
+                    Err(Error::Unsupported(format!(
                         "device cuda:{n} asked for, but {visible} CUDA device(s) are visible; use --device cpu or auto"
                     )))
                 }

@@ -59,7 +59,7 @@ pub(crate) fn resolve(requested: TrainMode, model: &CollabModel, params: &Params
     let cpu = on_cpu_in_f32(params);
     let dot = matches!(model, CollabModel::DotBias(_));
     let refuse = |m: TrainMode, needs: &str| {
-        Err(Error::InvalidConfig(format!(
+        Err(Error::Unsupported(format!(
             "{} mode needs {needs} (this model: {}, {:?} on {:?}); use autograd",
             m.name(),
             model.kind_name(),
@@ -93,7 +93,7 @@ const PARALLEL_FROM_BS: usize = 256;
 pub(crate) fn build(mode: TrainMode, live: &Live<'_>) -> Result<Box<dyn Engine>> {
     let tables = || match live.model {
         CollabModel::DotBias(m) => tables::DotTables::load(m, live.params, live.opt, live.data),
-        CollabModel::Nn(_) => Err(Error::InvalidConfig("dense and lazy modes train EmbeddingDotBias only".into())),
+        CollabModel::Nn(_) => Err(Error::Unsupported("dense and lazy modes train EmbeddingDotBias only".into())),
     };
     // EmbeddingNN's exact path catches its embeddings up with the decay every parameter has.
     let nn = matches!(live.model, CollabModel::Nn(_));

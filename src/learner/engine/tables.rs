@@ -59,7 +59,7 @@ impl Side {
             for (j, t) in [part.0, part.1, part.2].into_iter().enumerate() {
                 let values = floats(t)?;
                 if values.len() != rows * k {
-                    return Err(Error::InvalidConfig(format!(
+                    return Err(Error::Shape(format!(
                         "tables of {rows} rows disagree in shape: {:?}",
                         t.size()
                     )));
@@ -176,7 +176,7 @@ impl Tables {
         for (side, ids, what) in [(0, &data.users, "user"), (1, &data.items, "item")] {
             let rows = sides[side].rows();
             if let Some(bad) = ids.iter().find(|&&r| r as usize >= rows) {
-                return Err(Error::InvalidConfig(format!(
+                return Err(Error::Shape(format!(
                     "the data has {what} row {bad}, the model only {rows} rows: was the data replaced after the \
                      learner was built?"
                 )));
