@@ -6,13 +6,13 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Parser;
-use fastcollab::interpret::{most_rated, ranked};
+use fastcollab::interpret::{most_rated, ranked, Extremes};
 use fastcollab::plot::{plot_labelled_scatter, plot_losses, plot_lr, plot_lr_find};
 use fastcollab::{
-    collab_learner, pca, untar_data, CollabConfig, CollabDataBunch, CollabLearnerConfig, DatasetSpec, DotBiasConfig,
-    LrFindConfig, ModelConfig, MovieLens100k, SplitMethod, TrainMode,
+    collab_learner, pca, threads, untar_data, CollabConfig, CollabDataBunch, CollabLearnerConfig, DatasetSpec,
+    DotBiasConfig, LrFindConfig, Metrics, ModelConfig, MovieLens100k, SplitMethod, TrainMode,
 };
-use serde_json::json;
+use tch::Tensor;
 
 #[derive(Parser)]
 struct Args {
@@ -64,18 +64,10 @@ fn main() -> Result<()> {
     let mut learn = collab_learner(data, &learner_cfg)?;
 
     let lr = learn.lr_find(&LrFindConfig::default())?;
-    let fmt = |x: Option<f64>| x.map_or("-".into(), |v| format!("{v:.2E}"));
-    println!("LR Finder is complete ({} batches).", lr.lrs.len());
-    println!("Min numerical gradient: {}", fmt(lr.min_grad_lr));
-    println!("Min loss divided by 10: {}", fmt(lr.min_loss_lr));
-    println!("Valley (fastai v2): {}", fmt(lr.valley_lr));
+    println!("{lr}");
     plot_lr_find(&lr, &args.out.join("lr_find.png"), 10, 15)?;
 
-    println!(
-        "\nlearn.fit_one_cycle(5, 5e-3)   [{:?} mode, {} thread(s)]",
-        learn.mode(),
-        fastcollab::threads::current()
-    );
+    println!("\nlearn.fit_one_cycle(5, 5e-3)   [{:?} mode, {} thread(s)]", learn.mode(), threads::current());
     learn.fit_one_cycle(5, 5e-3)?;
     println!("Total time: {:.2}s\n", learn.recorder.fit_seconds);
     plot_losses(&learn.recorder, &args.out.join("losses.png"))?;
@@ -85,53 +77,26 @@ fn main() -> Result<()> {
     learn.load("dotprod")?;
     println!("saved and reloaded {}\n\nlearn.model\n{}\n", saved.display(), learn.model);
 
-    let top: Vec<(String, usize, f64)> = most_rated(&rating_movie, "title", "rating")?.into_iter().take(1000).collect();
+    let top: Vec<_> = most_rated(&rating_movie, "title", "rating")?.into_iter().take(1000).collect();
     let titles: Vec<&str> = top.iter().map(|t| t.0.as_str()).collect();
     println!("top_movies[:10] = {:?}\n", &titles[..10]);
-    let mean_of = |t: &str| top.iter().find(|m| m.0 == t).map_or(f64::NAN, |m| m.2);
     let biases = ranked(&learn.bias(&titles, true)?, &titles);
-    println!("Lowest item biases (bias, title, mean rating):");
-    for (b, t) in biases.iter().take(15) {
-        println!("  {b:>8.4}  {t}  {:.3}", mean_of(t));
-    }
-    println!("Highest item biases:");
-    for (b, t) in biases.iter().rev().take(15) {
-        println!("  {b:>8.4}  {t}  {:.3}", mean_of(t));
-    }
+    println!("{}", Extremes { what: "item bias", ranked: &biases, stats: &top, n: 15 });
 
-    let movie_w = learn.weight(&titles, true)?;
-    let movie_pca = pca(&movie_w, 3)?;
+    let movie_pca = pca(&learn.weight(&titles, true)?, 3)?;
     let ratio: Vec<String> = movie_pca.explained_ratio.iter().map(|r| format!("{:.1}%", 100.0 * r)).collect();
-    println!(
-        "\nmovie_w {:?} -> pca(3) {:?}, explained variance {}",
-        movie_w.size(),
-        movie_pca.projected.size(),
-        ratio.join(", ")
-    );
-    let facs: Vec<Vec<f64>> = (0..3)
-        .map(|k| Vec::<f64>::try_from(movie_pca.projected.select(1, k).to_kind(tch::Kind::Double)).unwrap_or_default())
-        .collect();
-    for (k, fac) in facs.iter().take(2).enumerate() {
-        let order = ranked(&tch::Tensor::from_slice(fac), &titles);
-        let show =
-            |v: Vec<&(f64, String)>| v.iter().map(|(f, t)| format!("{t} ({f:.4})")).collect::<Vec<_>>().join("; ");
-        println!("fac{k} highest: {}", show(order.iter().rev().take(10).collect()));
-        println!("fac{k} lowest:  {}", show(order.iter().take(10).collect()));
+    println!("movie_pca: explained variance {}\n", ratio.join(", "));
+    let facs = [movie_pca.factor(0)?, movie_pca.factor(1)?, movie_pca.factor(2)?];
+    for (what, fac) in [("fac0", &facs[0]), ("fac1", &facs[1])] {
+        let ranked = ranked(&Tensor::from_slice(fac), &titles);
+        println!("{}", Extremes { what, ranked: &ranked, stats: &top, n: 10 });
     }
-    let points: Vec<(f64, f64, String)> = (0..50).map(|i| (facs[0][i], facs[2][i], titles[i].to_string())).collect();
-    plot_labelled_scatter(
-        &points,
-        &args.out.join("movie_pca.png"),
-        "50 most-rated movies on PCA factors 0 and 2",
-        "fac0",
-        "fac2",
-    )?;
+    let points: Vec<_> = (0..50).map(|i| (facs[0][i], facs[2][i], titles[i].to_string())).collect();
+    let title = "50 most-rated movies on PCA factors 0 and 2";
+    plot_labelled_scatter(&points, &args.out.join("movie_pca.png"), title, "fac0", "fac2")?;
 
-    let mut metrics = learn.metrics();
-    metrics.insert("split".into(), json!(args.split.to_string()));
-    let suggestions = json!({ "v1": lr.min_grad_lr, "min_loss_div10": lr.min_loss_lr, "valley": lr.valley_lr });
-    metrics.insert("lr_suggestions".into(), suggestions);
+    let metrics = Metrics { lr_suggestions: Some(lr.suggestions()), ..learn.metrics() };
     std::fs::write(args.out.join("metrics.json"), serde_json::to_string_pretty(&metrics)?)?;
-    println!("\nwrote {}", args.out.join("metrics.json").display());
+    println!("wrote {}", args.out.join("metrics.json").display());
     Ok(())
 }

@@ -1,5 +1,7 @@
 //! Reading what a trained model learned: biases and factors by name, most-rated items, and
 //! ranked tables. Read-only: nothing here changes the model or moves it between devices.
+use std::fmt;
+
 use tch::{Device, Kind, Tensor};
 
 use crate::data::table::Table;
@@ -27,9 +29,7 @@ impl Learner {
     /// The learned biases of the named items (`is_item`) or users, shape `[len]`, on the CPU.
     pub fn bias<S: AsRef<str>>(&self, names: &[S], is_item: bool) -> Result<Tensor> {
         let CollabModel::DotBias(m) = &self.model else {
-            return Err(Error::InvalidConfig(
-                "bias() needs an EmbeddingDotBias model; EmbeddingNN has no biases".into(),
-            ));
+            return Err(Error::Unsupported("bias() needs an EmbeddingDotBias model; EmbeddingNN has no biases".into()));
         };
         let table = if is_item { &m.i_bias } else { &m.u_bias };
         let idx = rows(self, names, is_item)?;
@@ -58,4 +58,34 @@ pub fn ranked<S: AsRef<str>>(values: &Tensor, names: &[S]) -> Vec<(f64, String)>
     let mut pairs: Vec<(f64, String)> = v.into_iter().zip(names.iter().map(|n| n.as_ref().to_string())).collect();
     pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
     pairs
+}
+
+/// The lowest and highest `n` of values ranked by [`ranked`], one per line with the item's mean
+/// rating from [`most_rated`]'s statistics: the lesson's tables of item biases and of PCA factors.
+pub struct Extremes<'a> {
+    /// What the values are, for the headings (e.g. "item bias", "fac0").
+    pub what: &'a str,
+    /// `(value, name)`, lowest first.
+    pub ranked: &'a [(f64, String)],
+    /// `(name, count, mean rating)` per item; a name without one shows `-`.
+    pub stats: &'a [(String, usize, f64)],
+    /// Lines per end.
+    pub n: usize,
+}
+
+impl fmt::Display for Extremes<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mean = |name: &str| self.stats.iter().find(|s| s.0 == name).map_or("-".into(), |s| format!("{:.3}", s.2));
+        let ends: [(&str, Vec<&(f64, String)>); 2] = [
+            ("lowest", self.ranked.iter().take(self.n).collect()),
+            ("highest", self.ranked.iter().rev().take(self.n).collect()),
+        ];
+        for (end, rows) in ends {
+            writeln!(f, "{}, {end} {} (value, title, mean rating):", self.what, rows.len())?;
+            for (value, name) in rows {
+                writeln!(f, "  {value:>8.4}  {name}  {}", mean(name))?;
+            }
+        }
+        Ok(())
+    }
 }

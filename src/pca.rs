@@ -16,12 +16,19 @@ pub struct Pca {
     pub explained_ratio: Vec<f64>,
 }
 
+impl Pca {
+    /// Every row's coordinate on component `k` (fastai's `movie_pca[k]`, here a column).
+    pub fn factor(&self, k: usize) -> Result<Vec<f64>> {
+        Ok(Vec::try_from(self.projected.f_select(1, k as i64)?.to_kind(Kind::Double))?)
+    }
+}
+
 /// Centres the columns of `x` `[n, f]`, takes the SVD of its transpose, and projects on the first
 /// `k` left singular vectors, as fastai does. A component's sign is arbitrary.
 pub fn pca(x: &Tensor, k: usize) -> Result<Pca> {
     let size = x.size();
     if size.len() != 2 || k == 0 || k as i64 > size[1].min(size[0]) {
-        return Err(Error::InvalidConfig(format!(
+        return Err(Error::Shape(format!(
             "pca({k}) needs a 2-d matrix with at least {k} rows and columns, got {size:?}"
         )));
     }

@@ -1,7 +1,8 @@
 //! PCA on matrices with known structure, and lookups by name.
 mod common;
 
-use fastcollab::{collab_learner, pca, CollabLearnerConfig, DeviceChoice, Error};
+use fastcollab::interpret::{ranked, Extremes};
+use fastcollab::{collab_learner, pca, CollabLearnerConfig, DeviceChoice, EmbeddingNNConfig, Error, ModelConfig};
 use tch::{Device, Kind, Tensor};
 
 #[test]
@@ -26,7 +27,25 @@ fn pca_recovers_known_components() {
     assert!(p.explained_ratio[0] > 0.85);
     // Projections are centred.
     assert!(p.projected.mean(Kind::Double).double_value(&[]).abs() < 1e-4);
-    assert!(pca(&x, 4).is_err());
+    assert!(matches!(pca(&x, 4), Err(Error::Shape(_))));
+    let fac1 = p.factor(1).unwrap();
+    assert_eq!(fac1, Vec::<f64>::try_from(p.projected.select(1, 1).to_kind(Kind::Double)).unwrap());
+    assert!(p.factor(2).is_err());
+}
+
+#[test]
+fn extremes_lists_both_ends_with_mean_ratings() {
+    let names = ["a", "b", "c", "d"];
+    let ranked = ranked(&Tensor::from_slice(&[0.5f64, -1.0, 2.0, 0.0]), &names);
+    let stats = [("b".to_string(), 3, 1.5), ("c".to_string(), 9, 4.25)];
+    let text = Extremes { what: "bias", ranked: &ranked, stats: &stats, n: 2 }.to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "bias, lowest 2 (value, title, mean rating):");
+    assert_eq!(lines[1].split_whitespace().collect::<Vec<_>>(), ["-1.0000", "b", "1.500"]);
+    assert_eq!(lines[2].split_whitespace().collect::<Vec<_>>(), ["0.0000", "d", "-"]);
+    assert_eq!(lines[3], "bias, highest 2 (value, title, mean rating):");
+    assert_eq!(lines[4].split_whitespace().collect::<Vec<_>>(), ["2.0000", "c", "4.250"]);
+    assert_eq!(lines[5].split_whitespace().collect::<Vec<_>>(), ["0.5000", "a", "-"]);
 }
 
 #[test]
@@ -39,6 +58,10 @@ fn lookups_by_name_and_clear_errors() {
     let err = learn.bias(&["1", "1000"], true).unwrap_err();
     assert!(matches!(err, Error::UnknownName { kind: "item", .. }), "{err}");
     assert!(err.to_string().contains("\"1000\" is not in the training vocabulary"));
+    let (data, _) = common::low_rank(11);
+    let model = ModelConfig::Nn(EmbeddingNNConfig { layers: vec![8], ..Default::default() });
+    let nn = collab_learner(data, &CollabLearnerConfig { model, device: DeviceChoice::Cpu, ..Default::default() });
+    assert!(matches!(nn.unwrap().bias(&["1"], true), Err(Error::Unsupported(_))));
 }
 
 #[test]

@@ -7,8 +7,8 @@ use fastcollab::data::movielens::TITLE;
 use fastcollab::data::stream::load_ratings_csv;
 use fastcollab::recipe::{self, Recipe, Run};
 use fastcollab::{
-    collab_learner, CollabDataBunch, CollabLearnerConfig, DeviceChoice, DotBiasConfig, EmbeddingNNConfig, ModelConfig,
-    MovieLens100k, TrainMode,
+    collab_learner, CollabDataBunch, CollabLearnerConfig, DeviceChoice, DotBiasConfig, EmbeddingNNConfig, Metrics,
+    ModelConfig, MovieLens100k, TrainMode,
 };
 
 #[derive(Args)]
@@ -118,8 +118,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     println!("{}\n", learn.model);
     learn.fit_one_cycle(r.epochs, r.lr)?;
     let saved = learn.save(&a.name)?;
-    let mut metrics = learn.metrics();
-    metrics.insert("recipe".into(), serde_json::to_value(&r)?);
+    let metrics = TrainMetrics { run: learn.metrics(), recipe: &r };
     let path = a.out.join("metrics.json");
     std::fs::write(&path, serde_json::to_string_pretty(&metrics)?)
         .with_context(|| format!("writing {}", path.display()))?;
@@ -129,4 +128,12 @@ pub fn run(a: TrainArgs) -> Result<()> {
         println!("exported the model for inference to {}", export.display());
     }
     Ok(())
+}
+
+/// `metrics.json` of `train`: the run's metrics and the recipe it trained.
+#[derive(serde::Serialize)]
+struct TrainMetrics<'a> {
+    #[serde(flatten)]
+    run: Metrics,
+    recipe: &'a Recipe,
 }

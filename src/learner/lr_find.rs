@@ -1,4 +1,5 @@
 //! `lr_find`: an exponential learning-rate sweep that leaves the learner exactly as it was.
+use std::fmt;
 use std::ops::ControlFlow;
 
 use super::schedule::exp_sweep;
@@ -38,6 +39,36 @@ pub struct LrFind {
     pub min_loss_lr: Option<f64>,
     /// fastai v2's `valley` suggestion.
     pub valley_lr: Option<f64>,
+}
+
+/// The three suggestions, as `metrics.json`'s `lr_suggestions`: `v1` (the steepest descent),
+/// `min_loss_div10` and `valley` (fastai v2); `null` where the sweep was too short.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct LrSuggestions {
+    /// fastai v1's suggestion ([`LrFind::min_grad_lr`]).
+    pub v1: Option<f64>,
+    /// The minimum loss's learning rate over 10 ([`LrFind::min_loss_lr`]).
+    pub min_loss_div10: Option<f64>,
+    /// fastai v2's `valley` ([`LrFind::valley_lr`]).
+    pub valley: Option<f64>,
+}
+
+impl LrFind {
+    /// The suggested learning rates.
+    pub fn suggestions(&self) -> LrSuggestions {
+        LrSuggestions { v1: self.min_grad_lr, min_loss_div10: self.min_loss_lr, valley: self.valley_lr }
+    }
+}
+
+/// What fastai prints after `lr_find` (v1's two hints, and v2's valley).
+impl fmt::Display for LrFind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lr = |x: Option<f64>| x.map_or("-".into(), |v| format!("{v:.2E}"));
+        writeln!(f, "LR Finder is complete ({} batches).", self.lrs.len())?;
+        writeln!(f, "Min numerical gradient: {}", lr(self.min_grad_lr))?;
+        writeln!(f, "Min loss divided by 10: {}", lr(self.min_loss_lr))?;
+        write!(f, "Valley (fastai v2): {}", lr(self.valley_lr))
+    }
 }
 
 impl Learner {
@@ -151,4 +182,33 @@ pub fn valley_lr(lrs: &[f64], losses: &[f64]) -> Option<f64> {
     // A negative index counts from the end, as in Python.
     let idx = if idx < 0 { lrs.len() as isize + idx } else { idx };
     usize::try_from(idx).ok().and_then(|i| lrs.get(i)).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prints_fastais_summary_and_keys_the_suggestions_as_metrics_json_does() {
+        let lr = LrFind {
+            lrs: vec![1e-6, 1e-3, 1.0],
+            losses: vec![1.0, 0.5, 2.0],
+            min_grad_lr: Some(1.9e-6),
+            min_loss_lr: None,
+            valley_lr: Some(0.011),
+        };
+        let text = lr.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "LR Finder is complete (3 batches).",
+                "Min numerical gradient: 1.90E-6",
+                "Min loss divided by 10: -",
+                "Valley (fastai v2): 1.10E-2"
+            ]
+        );
+        let json = serde_json::to_value(lr.suggestions()).unwrap();
+        assert_eq!(json, serde_json::json!({ "v1": 1.9e-6, "min_loss_div10": null, "valley": 0.011 }));
+    }
 }

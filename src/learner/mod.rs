@@ -28,7 +28,7 @@ pub use device::DeviceChoice;
 use engine::{Live, Plan};
 use optim::AdamState;
 use params::Params;
-use recorder::{EpochStats, Recorder, SmoothLoss};
+use recorder::{EpochStats, Metrics, Recorder, SmoothLoss};
 use schedule::OneCycle;
 
 /// Which model `collab_learner` builds.
@@ -267,27 +267,23 @@ impl Learner {
         &self.params
     }
 
-    /// What the last fit measured, as the keys of `metrics.json`: `train_loss`, `valid_loss` and
-    /// `epoch_seconds` (one per epoch), `fit_seconds`, `n_users`, `n_items` (`#na#` included),
-    /// `seed`, `mode`, `device`, `threads`.
-    pub fn metrics(&self) -> serde_json::Map<String, serde_json::Value> {
+    /// What the last fit measured and how it ran, as `metrics.json` holds it.
+    pub fn metrics(&self) -> Metrics {
         let epochs = &self.recorder.epochs;
-        let json = serde_json::json!({
-            "train_loss": epochs.iter().map(|e| e.train_loss).collect::<Vec<_>>(),
-            "valid_loss": epochs.iter().map(|e| e.valid_loss).collect::<Vec<_>>(),
-            "epoch_seconds": epochs.iter().map(|e| e.seconds).collect::<Vec<_>>(),
-            "fit_seconds": self.recorder.fit_seconds,
-            "n_users": self.data.n_users(),
-            "n_items": self.data.n_items(),
-            "seed": self.data.seed,
-            "sqr_mom": self.cfg.beta2,
-            "mode": self.mode().name(),
-            "device": format!("{:?}", self.device()).to_lowercase(),
-            "threads": crate::threads::current(),
-        });
-        match json {
-            serde_json::Value::Object(map) => map,
-            _ => unreachable!("a JSON object literal"),
+        Metrics {
+            train_loss: epochs.iter().map(|e| e.train_loss).collect(),
+            valid_loss: epochs.iter().map(|e| e.valid_loss).collect(),
+            epoch_seconds: epochs.iter().map(|e| e.seconds).collect(),
+            fit_seconds: self.recorder.fit_seconds,
+            n_users: self.data.n_users(),
+            n_items: self.data.n_items(),
+            seed: self.data.seed,
+            split: self.data.provenance.split.clone(),
+            sqr_mom: self.cfg.beta2,
+            mode: self.mode().name().into(),
+            device: format!("{:?}", self.device()).to_lowercase(),
+            threads: crate::threads::current(),
+            lr_suggestions: None,
         }
     }
 

@@ -1,6 +1,8 @@
 //! `Recorder`: what happened during training, per batch and per epoch, and the epoch table.
 use std::fmt::Write as _;
 
+use super::lr_find::LrSuggestions;
+
 /// fastai's smoothed loss: an exponential moving average (β = 0.98) with debiasing.
 #[derive(Debug, Clone, Default)]
 pub struct SmoothLoss {
@@ -74,4 +76,36 @@ impl Recorder {
         }
         s.trim_end().to_string()
     }
+}
+
+/// What a fit measured and how it ran: the keys of `metrics.json`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Metrics {
+    /// Smoothed training loss after each epoch.
+    pub train_loss: Vec<f64>,
+    /// Exact validation MSE of each epoch (`null` without validation rows).
+    pub valid_loss: Vec<Option<f64>>,
+    /// Wall time of each epoch (training and validation).
+    pub epoch_seconds: Vec<f64>,
+    /// The whole fit, building its engine included.
+    pub fit_seconds: f64,
+    /// User embedding rows, `#na#` included.
+    pub n_users: usize,
+    /// Item embedding rows, `#na#` included.
+    pub n_items: usize,
+    /// Seed of the split, the shuffles and the initialisation.
+    pub seed: u64,
+    /// How the validation rows were chosen (`fastai-v1`, `seeded`, or the files given).
+    pub split: String,
+    /// Adam's β2 (fastai's name).
+    pub sqr_mom: f64,
+    /// The training path (`exact`, `dense`, `autograd`, `lazy`).
+    pub mode: String,
+    /// Where the model trained (`cpu`, `cuda(0)`).
+    pub device: String,
+    /// libtorch intra-op threads.
+    pub threads: i32,
+    /// The suggestions of an `lr_find` before the fit, when the caller adds them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lr_suggestions: Option<LrSuggestions>,
 }
