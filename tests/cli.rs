@@ -133,6 +133,9 @@ fn bench_writes_its_json_contract() {
         assert!(v["exact"][key].is_number(), "exact.{key}");
     }
     assert!(v["dense"]["seconds_per_epoch_estimated"].is_number() && v["dense"]["from_steps"].is_number());
+    assert_eq!((v["n_ratings"].as_u64(), v["mode"].as_str()), (Some(20000), Some("exact")));
+    assert_eq!(v["settings"]["moms"].as_array().map(Vec::len), Some(2));
+    assert!(v["settings"]["lr"].is_number() && v["recommend"]["all_users_top10_seconds"].is_number());
     let out =
         fastcollab(&["bench", "--scale", "20000", "--epochs", "1", "--mode", "lazy", "--json", "lazy.json"], &dir);
     assert!(out.status.success());
@@ -155,6 +158,9 @@ fn bench_writes_its_json_contract() {
     assert!((exact - autograd).abs() < 1e-6, "exact {exact} vs autograd {autograd}");
     assert!((exact - v["variants"]["dense"]["valid_mse"].as_f64().unwrap()).abs() < 1e-6);
     assert!(v["threads"].is_number() && v["loadavg"].is_string());
+    assert_eq!(v["recommend"]["n_users"].as_u64(), Some(943));
+    assert!(v["fold_in"]["mean_ms"].is_number() && v["fold_in"]["k"].as_u64() == Some(20));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("fastai not found for none"));
 }
 
 /// Runs the binary with extra environment variables.

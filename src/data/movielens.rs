@@ -4,8 +4,9 @@ use std::path::Path;
 
 use super::provenance::Source;
 use super::read::{read_delimited, Encoding, Kind, ReadOptions};
+use super::split::{random_split, SplitMethod};
 use super::table::{Column, Table};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Column names the lesson uses.
 pub const USER: &str = "userId";
@@ -100,5 +101,16 @@ impl MovieLens100k {
     /// `ratings.merge(movies[[movieId, title]])`, in the row order the lesson shows (pandas 1.x).
     pub fn rating_movie(&self) -> Result<Table> {
         self.ratings.merge(&self.movies.select(&[ITEM, TITLE])?, ITEM)
+    }
+
+    /// Writes [`rating_movie`](Self::rating_movie)'s split to `out/train.csv` and `out/valid.csv`
+    /// (so other tools, fastai included, train on the same rows); returns the row counts.
+    pub fn write_split(&self, valid_pct: f64, seed: u64, method: SplitMethod, out: &Path) -> Result<(usize, usize)> {
+        let rating_movie = self.rating_movie()?;
+        let split = random_split(rating_movie.len(), valid_pct, seed, method)?;
+        std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+        rating_movie.take(&split.train).write_csv(&out.join("train.csv"))?;
+        rating_movie.take(&split.valid).write_csv(&out.join("valid.csv"))?;
+        Ok((split.train.len(), split.valid.len()))
     }
 }

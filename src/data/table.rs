@@ -109,11 +109,7 @@ impl Table {
             return Err(Error::Shape(format!("{} names for {} columns", names.len(), columns.len())));
         }
         if let Some(c) = columns.iter().find(|c| c.len() != columns[0].len()) {
-            return Err(Error::Shape(format!(
-                "columns of unequal length ({} and {})",
-                columns[0].len(),
-                c.len()
-            )));
+            return Err(Error::Shape(format!("columns of unequal length ({} and {})", columns[0].len(), c.len())));
         }
         for (i, n) in names.iter().enumerate() {
             if names[..i].contains(n) {

@@ -59,10 +59,7 @@ impl Side {
             for (j, t) in [part.0, part.1, part.2].into_iter().enumerate() {
                 let values = floats(t)?;
                 if values.len() != rows * k {
-                    return Err(Error::Shape(format!(
-                        "tables of {rows} rows disagree in shape: {:?}",
-                        t.size()
-                    )));
+                    return Err(Error::Shape(format!("tables of {rows} rows disagree in shape: {:?}", t.size())));
                 }
                 for r in 0..rows {
                     let at = side.halves[r % 2].at(r) + j * w + col;

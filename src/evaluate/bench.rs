@@ -1,0 +1,374 @@
+//! The figures behind `fastcollab bench`: the lesson's fit through every training path timed in
+//! one process (and fastai's, when a Python with fastai is given), or one path at scale on a
+//! synthetic MovieLens-25M-shaped dataset against the dense path's estimated epoch. Every report
+//! serialises to the JSON the README documents (its keys are a contract).
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::data::databunch::{CollabConfig, CollabDataBunch};
+use crate::data::movielens::MovieLens100k;
+use crate::data::split::SplitMethod;
+use crate::data::synthetic::{generate, SyntheticConfig};
+use crate::error::{Error, Result};
+use crate::infer::rank::top_n;
+use crate::infer::{fold_in_rows, FoldIn, Seen};
+use crate::learner::schedule::OneCycle;
+use crate::learner::{collab_learner, CollabLearnerConfig, DeviceChoice, Learner, ModelConfig, TrainMode};
+use crate::model::{DotBiasConfig, EmbeddingNNConfig};
+use crate::recipe::{Recipe, Run};
+
+/// One variant's fit: its time and final validation MSE (`version` for fastai's rows).
+#[derive(Debug, Clone, Serialize)]
+pub struct Fit {
+    /// The whole fit, building its engine included.
+    pub fit_seconds: f64,
+    /// Validation MSE after the fit.
+    pub valid_mse: f64,
+    /// fastai's version, for its rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// Top 10 for every user, excluding what each rated in training.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecommendTiming {
+    /// Wall time, the grouping of training ratings by user included.
+    pub all_users_top10_seconds: f64,
+    /// Users ranked (`#na#` excluded).
+    pub n_users: usize,
+}
+
+/// Fold-ins of users from `k` of their training ratings, one at a time.
+#[derive(Debug, Clone, Serialize)]
+pub struct FoldInTiming {
+    /// Ratings per fold-in.
+    pub k: usize,
+    /// Users folded in.
+    pub n: usize,
+    /// Mean wall time of one, in milliseconds.
+    pub mean_ms: f64,
+    /// The slowest one.
+    pub max_ms: f64,
+}
+
+/// The lesson's `fit_one_cycle(5, 5e-3)` through each path, in one process.
+#[derive(Debug, Clone, Serialize)]
+pub struct LessonReport {
+    /// `exact`, `dense`, `autograd`, `lazy`, and `fastai`, `nn_exact` (or `nn_autograd`),
+    /// `fastai_nn` when measured.
+    pub variants: BTreeMap<String, Fit>,
+    /// Recommending for every user with the exact path's model.
+    pub recommend: RecommendTiming,
+    /// Folding in users with the exact path's model.
+    pub fold_in: FoldInTiming,
+    /// libtorch intra-op threads.
+    pub threads: i32,
+    /// The machine's load average over 1, 5 and 15 minutes, for reading the figures.
+    pub loadavg: String,
+    /// Why a row is missing (e.g. no fastai), for the reader.
+    #[serde(skip)]
+    pub notes: Vec<String>,
+}
+
+/// What the lesson benchmark runs besides fastcollab's own paths.
+#[derive(Debug, Clone, Default)]
+pub struct LessonBench {
+    /// Python with fastai (`None`: `python3` if it can import fastai; `"none"` skips fastai).
+    pub fastai_python: Option<String>,
+    /// Device of the autograd row (the other paths are CPU kernels).
+    pub device: DeviceChoice,
+    /// Also EmbeddingNN ([100, 50], the lesson's settings), and fastai's.
+    pub nn: bool,
+}
+
+/// Times the lesson's fit through each training path on the ml-100k folder `dir`.
+pub fn lesson(dir: &Path, cfg: &LessonBench) -> Result<LessonReport> {
+    let ml = MovieLens100k::load(dir)?;
+    let data = CollabDataBunch::from_df(
+        &ml.rating_movie()?,
+        &CollabConfig { item_name: Some("title".into()), ..Default::default() },
+    )?;
+    let recipe = Recipe::lesson();
+    let (mut variants, mut notes) = (BTreeMap::new(), Vec::new());
+    let mut timings = None;
+    for mode in [TrainMode::Exact, TrainMode::Dense, TrainMode::Autograd, TrainMode::Lazy] {
+        let device = if mode == TrainMode::Autograd { cfg.device } else { DeviceChoice::Cpu };
+        let mut learn = recipe.learner(data.clone(), &Run { mode, device, seed: 42 }, 42)?;
+        learn.verbose = false;
+        recipe.fit(&mut learn)?;
+        variants.insert(mode.name().into(), fitted(&learn));
+        if mode == TrainMode::Exact {
+            timings = Some((recommend_all(&learn), fold_in_timing(&learn, 20)));
+        }
+    }
+    let mut fastai = |use_nn: bool, name: &str, variants: &mut BTreeMap<String, Fit>| -> Result<()> {
+        match run_fastai(&ml, cfg.fastai_python.as_deref(), use_nn)? {
+            Ok(fit) => _ = variants.insert(name.into(), fit),
+            Err(note) => notes.push(note),
+        }
+        Ok(())
+    };
+    fastai(false, "fastai", &mut variants)?;
+    if cfg.nn {
+        let model = ModelConfig::Nn(EmbeddingNNConfig { layers: vec![100, 50], ..Default::default() });
+        let lcfg = CollabLearnerConfig { model, wd: 0.1, device: cfg.device, ..Default::default() };
+        let mut learn = collab_learner(data, &lcfg)?;
+        learn.verbose = false;
+        learn.fit_one_cycle(5, 5e-3)?;
+        variants.insert(format!("nn_{}", learn.mode().name()), fitted(&learn));
+        fastai(true, "fastai_nn", &mut variants)?;
+    }
+    let (recommend, fold_in) = timings.expect("the exact path ran");
+    Ok(LessonReport { variants, recommend, fold_in, threads: crate::threads::current(), loadavg: loadavg(), notes })
+}
+
+fn fitted(learn: &Learner) -> Fit {
+    Fit { fit_seconds: learn.recorder.fit_seconds, valid_mse: learn.validate().unwrap_or(f64::NAN), version: None }
+}
+
+/// Top 10 for every user of `learn`'s model, excluding what each rated in training, timed.
+fn recommend_all(learn: &Learner) -> RecommendTiming {
+    let start = Instant::now();
+    let seen = Seen::from_encoded(&learn.data.train, learn.data.n_users());
+    let users: Vec<u32> = (1..learn.data.n_users() as u32).collect();
+    top_n(&learn.model, &users, 10, Some(&seen));
+    RecommendTiming { all_users_top10_seconds: start.elapsed().as_secs_f64(), n_users: users.len() }
+}
+
+/// Folds in up to 200 users of `learn`'s training data from `k` of their ratings, timed one by one.
+fn fold_in_timing(learn: &Learner, k: usize) -> FoldInTiming {
+    let seen = Seen::from_encoded(&learn.data.train, learn.data.n_users());
+    let cfg = FoldIn::with_training(learn.config().wd, learn.config().beta2, learn.config().eps);
+    let mut ms = Vec::new();
+    for u in (1..seen.n_users()).filter(|&u| seen.items(u).len() >= k).take(200) {
+        let start = Instant::now();
+        fold_in_rows(&learn.model, &seen.items(u)[..k], &seen.ratings(u)[..k], None, &cfg);
+        ms.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    let mean = ms.iter().sum::<f64>() / ms.len().max(1) as f64;
+    FoldInTiming { k, n: ms.len(), mean_ms: mean, max_ms: ms.iter().copied().fold(f64::NAN, f64::max) }
+}
+
+/// fastai on the lesson's split through `scripts/fastai_reference.py` (one torch thread), or why
+/// it was skipped.
+fn run_fastai(ml: &MovieLens100k, python: Option<&str>, use_nn: bool) -> Result<Result<Fit, String>> {
+    let python = python.unwrap_or("python3");
+    if python == "none"
+        || !Command::new(python).args(["-c", "import fastai"]).output().is_ok_and(|o| o.status.success())
+    {
+        return Ok(Err(format!("fastai not found for {python}: skipping its row; pass --fastai-python PATH")));
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fastai_reference.py");
+    let tmp = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    ml.write_split(0.1, 42, SplitMethod::FastaiV1, tmp.path())?;
+    let out = tmp.path().join("fastai.json");
+    let mut cmd = Command::new(python);
+    cmd.arg(&script).arg(tmp.path()).arg("--json").arg(&out).env("OMP_NUM_THREADS", "1");
+    if use_nn {
+        cmd.arg("--use-nn");
+    }
+    let failed = |message: String| Error::io(&script, std::io::Error::other(message));
+    let status = cmd.status().map_err(|e| failed(e.to_string()))?;
+    if !status.success() {
+        return Err(failed(format!("{python} exited with {status}")));
+    }
+    let text = std::fs::read_to_string(&out).map_err(|e| Error::io(&out, e))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| failed(format!("{}: {e}", out.display())))?;
+    let last_valid = v["valid_loss"].as_array().and_then(|l| l.last()).and_then(|x| x.as_f64());
+    Ok(Ok(Fit {
+        fit_seconds: v["fit_seconds"].as_f64().unwrap_or(f64::NAN),
+        valid_mse: last_valid.unwrap_or(f64::NAN),
+        version: v["fastai_version"].as_str().map(str::to_string),
+    }))
+}
+
+/// A training path at scale: the synthetic data and the settings (chosen on an independent
+/// synthetic set, `seed` 7: see the README).
+#[derive(Debug, Clone, Serialize)]
+pub struct ScaleBench {
+    /// Ratings to generate.
+    #[serde(skip)]
+    pub n_ratings: usize,
+    /// Seed of the synthetic dataset (planted factors, ratings and split).
+    #[serde(skip)]
+    pub seed: u64,
+    /// Epochs of the fit.
+    #[serde(skip)]
+    pub epochs: usize,
+    /// The path trained fully: `exact` or `lazy`.
+    #[serde(skip)]
+    pub mode: TrainMode,
+    /// Peak learning rate of the one-cycle schedule.
+    pub lr: f64,
+    /// Weight decay.
+    pub wd: f64,
+    /// Factors of the model.
+    pub n_factors: usize,
+    /// One-cycle momentums (β1 at the ends and at the peak).
+    pub moms: [f64; 2],
+    /// Adam's β2 (fastai's `sqr_mom`).
+    pub sqr_mom: f64,
+    /// Adam's ε.
+    pub eps: f64,
+}
+
+/// The trained path's fit at scale.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScaleFit {
+    /// The whole fit, building its engine and validation included.
+    pub fit_seconds: f64,
+    /// `fit_seconds` over the epochs.
+    pub seconds_per_epoch: f64,
+    /// Validation MSE after the fit.
+    pub valid_mse: f64,
+}
+
+/// The dense path's epoch, estimated from steps of the same tables.
+#[derive(Debug, Clone, Serialize)]
+pub struct DenseEstimate {
+    /// One epoch's steps at the measured cost per step.
+    pub seconds_per_epoch_estimated: f64,
+    /// Steps timed (the difference between two fits, so the setup is left out).
+    pub from_steps: usize,
+}
+
+/// What [`scale`] measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScaleReport {
+    /// Ratings generated.
+    pub n_ratings: usize,
+    /// Users of the synthetic set.
+    pub n_users: usize,
+    /// Items of the synthetic set.
+    pub n_items: usize,
+    /// The best achievable MSE (the planted noise's variance).
+    pub noise_floor: f64,
+    /// Time to generate the data.
+    pub load_seconds: f64,
+    /// Epochs of the fit.
+    pub epochs: usize,
+    /// Batch size.
+    pub bs: usize,
+    /// The trained path's name.
+    pub mode: String,
+    /// The fit's hyper-parameters.
+    pub settings: ScaleBench,
+    /// The trained path's figures, under its name (`exact` or `lazy`).
+    #[serde(flatten)]
+    pub trained: BTreeMap<String, ScaleFit>,
+    /// The dense path's estimated epoch.
+    pub dense: DenseEstimate,
+    /// Recommending for every user with the trained model.
+    pub recommend: RecommendTiming,
+    /// Peak resident memory of the process (training and recommending), in MiB.
+    pub peak_mib: f64,
+    /// libtorch intra-op threads.
+    pub threads: i32,
+    /// The machine's load average.
+    pub loadavg: String,
+}
+
+/// Batch size of the scale benchmark.
+const SCALE_BS: usize = 1024;
+
+/// Trains `cfg.mode` fully on the synthetic set and estimates the dense path's epoch from 100 of
+/// its steps on the same tables.
+pub fn scale(cfg: &ScaleBench) -> Result<ScaleReport> {
+    if !matches!(cfg.mode, TrainMode::Exact | TrainMode::Lazy) {
+        return Err(Error::InvalidConfig(
+            "the scale benchmark trains the exact or lazy path (the dense one is estimated from 100 of its steps)"
+                .into(),
+        ));
+    }
+    let synth = SyntheticConfig { seed: cfg.seed, ..SyntheticConfig::movielens_25m(cfg.n_ratings) };
+    let start = Instant::now();
+    let data = generate(&synth, 0.1, SCALE_BS)?;
+    let load_seconds = start.elapsed().as_secs_f64();
+    let n_batches = data.n_train_batches();
+    if n_batches < 3 {
+        return Err(Error::InvalidConfig(format!(
+            "{} ratings make {n_batches} training batches of {SCALE_BS}; the scale benchmark needs at least 3",
+            cfg.n_ratings
+        )));
+    }
+    let lcfg = |mode| CollabLearnerConfig {
+        model: ModelConfig::DotBias(DotBiasConfig { n_factors: cfg.n_factors, y_range: None }),
+        wd: cfg.wd,
+        beta2: cfg.sqr_mom,
+        eps: cfg.eps,
+        mode,
+        device: DeviceChoice::Cpu,
+        ..Default::default()
+    };
+    let mut learn = collab_learner(data.clone(), &lcfg(cfg.mode))?;
+    learn.fit_one_cycle_with(cfg.epochs, &OneCycle { moms: (cfg.moms[0], cfg.moms[1]), ..OneCycle::new(cfg.lr) })?;
+    let fit_seconds = learn.recorder.fit_seconds;
+    let trained = ScaleFit {
+        fit_seconds,
+        seconds_per_epoch: fit_seconds / cfg.epochs as f64,
+        valid_mse: learn.validate().unwrap_or(f64::NAN),
+    };
+    let recommend = recommend_all(&learn);
+    drop(learn);
+
+    // The dense path on the same tables (so the same cost per step) over the first `short` and
+    // `short + steps` batches: the difference is the time of `steps` steps without the setup.
+    let dense_fit = |steps: usize| -> Result<f64> {
+        let mut slice = data.clone();
+        let k = steps * SCALE_BS;
+        slice.train.users.truncate(k);
+        slice.train.items.truncate(k);
+        slice.train.ratings.truncate(k);
+        slice.valid = Default::default();
+        let mut dense = collab_learner(slice, &lcfg(TrainMode::Dense))?;
+        dense.verbose = false;
+        dense.fit(1, 1e-3)?;
+        Ok(dense.recorder.fit_seconds)
+    };
+    let (short, steps) = (50.min(n_batches / 3), 100.min(n_batches * 2 / 3));
+    let (long_fit, short_fit) = (dense_fit(short + steps)?, dense_fit(short)?);
+    // On small tables the difference can drown in timing noise; then the longer fit, setup
+    // included, is the estimate.
+    let per_step = match long_fit - short_fit {
+        d if d > 0.0 => d / steps as f64,
+        _ => long_fit / (short + steps) as f64,
+    };
+    Ok(ScaleReport {
+        n_ratings: cfg.n_ratings,
+        n_users: synth.n_users,
+        n_items: synth.n_items,
+        noise_floor: synth.noise_floor(),
+        load_seconds,
+        epochs: cfg.epochs,
+        bs: SCALE_BS,
+        mode: cfg.mode.name().into(),
+        settings: cfg.clone(),
+        trained: BTreeMap::from([(cfg.mode.name().to_string(), trained)]),
+        dense: DenseEstimate { seconds_per_epoch_estimated: per_step * n_batches as f64, from_steps: steps },
+        recommend,
+        peak_mib: peak_mib(),
+        threads: crate::threads::current(),
+        loadavg: loadavg(),
+    })
+}
+
+/// The load average over 1, 5 and 15 minutes (empty where `/proc` has none).
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// Peak resident memory of this process in MiB (`VmHWM`; 0 where `/proc` has none).
+fn peak_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:")?.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
