@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use crate::data::databunch::{CollabDataBunch, Encoded};
 use crate::data::split::{random_split, SplitMethod};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::learner::{collab_learner, CollabLearnerConfig, DeviceChoice, Learner, ModelConfig, TrainMode};
 use crate::metrics::rmse;
 use crate::model::DotBiasConfig;
@@ -47,8 +47,43 @@ impl Default for Run {
     }
 }
 
-/// The names [`Recipe::by_name`] knows.
-pub const NAMES: [&str; 5] = ["lesson", "tuned", "bs256", "bs1024", "bs4096"];
+/// The recipes by name (`--recipe`): the fixed ones, and `tuned`, chosen per dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum RecipeName {
+    /// fastai's lesson 5.
+    #[default]
+    Lesson,
+    /// A single model chosen on a hold-out of the training rows ([`tune`]).
+    Tuned,
+    /// The lesson at bs 256.
+    Bs256,
+    /// The lesson at bs 1024.
+    Bs1024,
+    /// The lesson at bs 4096.
+    Bs4096,
+}
+
+/// The name as `--recipe` takes it.
+impl std::fmt::Display for RecipeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = clap::ValueEnum::to_possible_value(self).expect("no variant is skipped");
+        f.write_str(value.get_name())
+    }
+}
+
+impl RecipeName {
+    /// The fixed recipe of this name; `None` for `tuned`, which [`tune`] chooses on the training
+    /// rows at hand.
+    pub fn fixed(self) -> Option<Recipe> {
+        match self {
+            RecipeName::Lesson => Some(Recipe::lesson()),
+            RecipeName::Tuned => None,
+            RecipeName::Bs256 => Some(Recipe::large_batch(256)),
+            RecipeName::Bs1024 => Some(Recipe::large_batch(1024)),
+            RecipeName::Bs4096 => Some(Recipe::large_batch(4096)),
+        }
+    }
+}
 
 impl Recipe {
     /// Lesson 5: 40 factors, y_range (0, 5.5), wd 0.1, `fit_one_cycle(5, 5e-3)`, bs 64.
@@ -56,30 +91,16 @@ impl Recipe {
         Recipe { name: "lesson", n_factors: 40, y_range: (0.0, 5.5), wd: 0.1, epochs: 5, lr: 5e-3, bs: 64, ensemble: 1 }
     }
 
-    /// The lesson recipe at a larger batch size, with the learning rate that reached the best
-    /// MSE at that size on a hold-out of the lesson split's training rows
+    /// The lesson recipe at a larger batch size (256, 1024 or 4096), with the learning rate that
+    /// reached the best MSE at that size on a hold-out of the lesson split's training rows
     /// (`examples/batch_size.rs`).
-    pub fn large_batch(bs: usize) -> Result<Self> {
+    fn large_batch(bs: usize) -> Self {
         let lr = match bs {
             256 => 5e-3,
             1024 => 7e-3,
-            4096 => 1.4e-2,
-            _ => return Err(Error::InvalidConfig(format!("no large-batch preset for bs {bs}; use 256, 1024 or 4096"))),
+            _ => 1.4e-2,
         };
-        Ok(Recipe { name: "large-batch", bs, lr, ..Recipe::lesson() })
-    }
-
-    /// A fixed recipe by name: `lesson`, `bs256`, `bs1024` or `bs4096`. (`tuned` is not fixed: it is
-    /// chosen on the training rows at hand by [`tune`].)
-    pub fn by_name(name: &str) -> Result<Self> {
-        match name {
-            "lesson" => Ok(Recipe::lesson()),
-            "bs256" => Recipe::large_batch(256),
-            "bs1024" => Recipe::large_batch(1024),
-            "bs4096" => Recipe::large_batch(4096),
-            "tuned" => Err(Error::InvalidConfig("`tuned` is chosen per dataset: call recipe::tune".into())),
-            _ => Err(Error::InvalidConfig(format!("unknown recipe {name:?}; use {}", NAMES.join(", ")))),
-        }
+        Recipe { name: "large-batch", bs, lr, ..Recipe::lesson() }
     }
 
     /// A learner for `data` set up with this recipe (the data's batch size is replaced by `bs`),
@@ -191,4 +212,22 @@ pub fn hold_out(data: &CollabDataBunch, pct: f64, seed: u64) -> Result<CollabDat
     out.train_rows.clear();
     out.valid_rows.clear();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::ValueEnum;
+
+    #[test]
+    fn every_name_parses_back_and_the_fixed_ones_are_the_presets() {
+        for name in RecipeName::value_variants() {
+            assert_eq!(RecipeName::from_str(&name.to_string(), false), Ok(*name));
+        }
+        assert_eq!(RecipeName::Lesson.fixed(), Some(Recipe::lesson()));
+        assert_eq!(RecipeName::Tuned.fixed(), None);
+        let big = RecipeName::from_str("bs1024", false).unwrap().fixed().unwrap();
+        assert_eq!((big.bs, big.lr, big.n_factors, big.wd), (1024, 7e-3, 40, 0.1));
+        assert_eq!(RecipeName::Bs4096.fixed().map(|r| r.lr), Some(1.4e-2));
+    }
 }

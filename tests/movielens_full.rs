@@ -5,7 +5,7 @@ mod common;
 use fastcollab::evaluate::cold_start::cold_start;
 use fastcollab::evaluate::{evaluate_folds, FOLDS};
 use fastcollab::interpret::{most_rated, ranked};
-use fastcollab::recipe::Run;
+use fastcollab::recipe::{RecipeName, Run};
 use fastcollab::{
     collab_learner, pca, CollabConfig, CollabDataBunch, CollabLearnerConfig, Column, DeviceChoice, DotBiasConfig,
     EmbeddingNNConfig, Learner, LrFindConfig, ModelConfig, MovieLens100k, Table, TrainMode,
@@ -170,7 +170,7 @@ fn embedding_nn_reaches_fastai_quality_on_average() {
 #[test]
 fn ranking_on_the_canonical_folds_beats_mostpop_with_the_blend() {
     let Some(dir) = common::ml100k() else { return };
-    let report = evaluate_folds(&dir, &FOLDS, "lesson", &Run::default(), Some(10)).unwrap();
+    let report = evaluate_folds(&dir, &FOLDS, RecipeName::Lesson, &Run::default(), Some(10)).unwrap();
     let r = report.ranking.unwrap();
     assert!(r.blend.ndcg > r.mostpop.ndcg + 0.01, "blend {:?} vs mostpop {:?}", r.blend, r.mostpop);
     assert!(r.model.ndcg > 5.0 * r.random.ndcg && r.mostpop.ndcg > 5.0 * r.random.ndcg);

@@ -6,7 +6,7 @@ use clap::Args;
 use fastcollab::evaluate::cold_start::{cold_start, table, ColdStartPoint};
 use fastcollab::evaluate::{evaluate_folds, AB, FOLDS};
 use fastcollab::plot::plot_lines;
-use fastcollab::recipe::{self, Run};
+use fastcollab::recipe::{Recipe, RecipeName, Run};
 use fastcollab::{DeviceChoice, TrainMode};
 
 #[derive(Args)]
@@ -15,8 +15,8 @@ pub struct CvArgs {
     #[arg(long)]
     data: Option<PathBuf>,
     /// `lesson`, `tuned` (chosen per fold on its base file alone), `bs256`, `bs1024` or `bs4096`.
-    #[arg(long, default_value = "lesson", value_parser = clap::builder::PossibleValuesParser::new(recipe::NAMES))]
-    recipe: String,
+    #[arg(long, value_enum, default_value = "lesson")]
+    recipe: RecipeName,
     /// Also evaluate the ua and ub splits (ten test ratings per user).
     #[arg(long)]
     ab: bool,
@@ -52,16 +52,16 @@ pub fn run(args: CvArgs) -> Result<()> {
     let dir = super::ml100k(args.data)?;
     let run = Run { mode: args.mode, device: args.device, seed: args.seed };
     let k = args.ranking.then_some(args.k);
-    let report = evaluate_folds(&dir, &FOLDS, &args.recipe, &run, k)?;
+    let report = evaluate_folds(&dir, &FOLDS, args.recipe, &run, k)?;
     println!("{report}");
     let mut json = serde_json::to_value(&report)?;
     if args.ab {
-        let ab = evaluate_folds(&dir, &AB, &args.recipe, &run, k)?;
+        let ab = evaluate_folds(&dir, &AB, args.recipe, &run, k)?;
         println!("\n{ab}");
         json["ab"] = serde_json::to_value(&ab)?;
     }
     if args.cold_start {
-        let recipe = recipe::Recipe::by_name(if args.recipe == "tuned" { "lesson" } else { &args.recipe })?;
+        let recipe = args.recipe.fixed().unwrap_or_else(Recipe::lesson);
         let fold_in = fastcollab::infer::FoldIn::with_training(recipe.wd, 0.99, 1e-8);
         let points = cold_start(&dir, &FOLDS, &recipe, &run, &fold_in)?;
         println!(

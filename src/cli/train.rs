@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use fastcollab::data::movielens::TITLE;
 use fastcollab::data::stream::load_ratings_csv;
-use fastcollab::recipe::{self, Recipe, Run};
+use fastcollab::recipe::{self, Recipe, RecipeName, Run};
 use fastcollab::{
     collab_learner, CollabDataBunch, CollabLearnerConfig, DeviceChoice, DotBiasConfig, EmbeddingNNConfig, Metrics,
     ModelConfig, MovieLens100k, TrainMode,
@@ -23,8 +23,8 @@ pub struct TrainArgs {
     item: String,
     /// Start from a named recipe: lesson, bs256, bs1024, bs4096, or tuned (a single model chosen on
     /// a hold-out of the training rows; ensembles apply to `cv` only).
-    #[arg(long, default_value = "lesson", value_parser = clap::builder::PossibleValuesParser::new(recipe::NAMES))]
-    recipe: String,
+    #[arg(long, value_enum, default_value = "lesson")]
+    recipe: RecipeName,
     /// Override the recipe's number of factors.
     #[arg(long)]
     n_factors: Option<usize>,
@@ -76,7 +76,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         let dir = export.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
         super::check_writable_dir(dir).with_context(|| format!("--export {}", export.display()))?;
     }
-    let bs = a.bs.unwrap_or(if a.recipe == "tuned" { 64 } else { Recipe::by_name(&a.recipe)?.bs });
+    let bs = a.bs.unwrap_or(a.recipe.fixed().map_or(Recipe::lesson().bs, |r| r.bs));
     let data = match &a.ratings {
         Some(csv) => load_ratings_csv(csv, &a.split.config("movieId", bs, Recipe::lesson().y_range))?,
         None => {
@@ -85,14 +85,14 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 .with_sources(ml.sources)
         }
     };
-    let mut r = match a.recipe.as_str() {
-        "tuned" => {
+    let mut r = match a.recipe.fixed() {
+        Some(recipe) => recipe,
+        None => {
             let run = Run { mode: a.mode, device: a.device, seed: a.split.seed };
             let tuning = recipe::tune(&data, &run, 1)?;
             println!("tuned on a 10% hold-out of the training rows: {:?}", tuning.chosen);
             tuning.chosen
         }
-        name => Recipe::by_name(name)?,
     };
     r.n_factors = a.n_factors.unwrap_or(r.n_factors);
     r.wd = a.wd.unwrap_or(r.wd);

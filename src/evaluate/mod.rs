@@ -17,7 +17,7 @@ use crate::infer::rank::{predict_all, top_n_by};
 use crate::infer::Seen;
 use crate::learner::Learner;
 use crate::metrics::{mae, mse};
-use crate::recipe::{mean_predictions, tune, Recipe, Run};
+use crate::recipe::{mean_predictions, tune, Recipe, RecipeName, Run};
 use ranking::RankingMetrics;
 use tch::Tensor;
 
@@ -107,10 +107,10 @@ pub fn fold_data(dir: &Path, name: &str, bs: usize, seed: u64) -> Result<CollabD
 
 /// The recipe named `name` for a fold: a fixed one, or for `tuned` the one [`tune`] chooses on the
 /// fold's base file alone (nested: the test file is never read for the choice).
-pub fn recipe_for(name: &str, data: &CollabDataBunch, run: &Run) -> Result<Recipe> {
-    match name {
-        "tuned" => Ok(tune(data, run, 5)?.chosen),
-        _ => Recipe::by_name(name),
+pub fn recipe_for(name: RecipeName, data: &CollabDataBunch, run: &Run) -> Result<Recipe> {
+    match name.fixed() {
+        Some(recipe) => Ok(recipe),
+        None => Ok(tune(data, run, 5)?.chosen),
     }
 }
 
@@ -187,7 +187,7 @@ pub fn rank_fold(data: &CollabDataBunch, learners: &[Learner], alpha: f64, k: us
 pub fn evaluate_folds(
     dir: &Path,
     folds: &[&str],
-    recipe: &str,
+    recipe: RecipeName,
     run: &Run,
     ranking_k: Option<usize>,
 ) -> Result<CvReport> {
