@@ -105,14 +105,13 @@ pub fn lesson(dir: &Path, cfg: &LessonBench) -> Result<LessonReport> {
             timings = Some((recommend_all(&learn), fold_in_timing(&learn, 20)));
         }
     }
-    let mut fastai = |use_nn: bool, name: &str, variants: &mut BTreeMap<String, Fit>| -> Result<()> {
-        match run_fastai(&ml, cfg.fastai_python.as_deref(), use_nn)? {
-            Ok(fit) => _ = variants.insert(name.into(), fit),
-            Err(note) => notes.push(note),
-        }
-        Ok(())
-    };
-    fastai(false, "fastai", &mut variants)?;
+    let python = cfg.fastai_python.as_deref().unwrap_or("python3");
+    let fastai = python != "none" && has_fastai(python);
+    if fastai {
+        variants.insert("fastai".into(), run_fastai(&ml, python, false)?);
+    } else {
+        notes.push(format!("fastai not found for {python}: skipping its rows; pass --fastai-python PATH"));
+    }
     if cfg.nn {
         let model = ModelConfig::Nn(EmbeddingNNConfig { layers: vec![100, 50], ..Default::default() });
         let lcfg = CollabLearnerConfig { model, wd: 0.1, device: cfg.device, ..Default::default() };
@@ -120,7 +119,9 @@ pub fn lesson(dir: &Path, cfg: &LessonBench) -> Result<LessonReport> {
         learn.verbose = false;
         learn.fit_one_cycle(5, 5e-3)?;
         variants.insert(format!("nn_{}", learn.mode().name()), fitted(&learn));
-        fastai(true, "fastai_nn", &mut variants)?;
+        if fastai {
+            variants.insert("fastai_nn".into(), run_fastai(&ml, python, true)?);
+        }
     }
     let (recommend, fold_in) = timings.expect("the exact path ran");
     Ok(LessonReport { variants, recommend, fold_in, threads: crate::threads::current(), loadavg: loadavg(), notes })
@@ -153,15 +154,13 @@ fn fold_in_timing(learn: &Learner, k: usize) -> FoldInTiming {
     FoldInTiming { k, n: ms.len(), mean_ms: mean, max_ms: ms.iter().copied().fold(f64::NAN, f64::max) }
 }
 
-/// fastai on the lesson's split through `scripts/fastai_reference.py` (one torch thread), or why
-/// it was skipped.
-fn run_fastai(ml: &MovieLens100k, python: Option<&str>, use_nn: bool) -> Result<Result<Fit, String>> {
-    let python = python.unwrap_or("python3");
-    if python == "none"
-        || !Command::new(python).args(["-c", "import fastai"]).output().is_ok_and(|o| o.status.success())
-    {
-        return Ok(Err(format!("fastai not found for {python}: skipping its row; pass --fastai-python PATH")));
-    }
+/// Whether `python` can import fastai.
+fn has_fastai(python: &str) -> bool {
+    Command::new(python).args(["-c", "import fastai"]).output().is_ok_and(|o| o.status.success())
+}
+
+/// fastai's fit on the lesson's split through `scripts/fastai_reference.py` (one torch thread).
+fn run_fastai(ml: &MovieLens100k, python: &str, use_nn: bool) -> Result<Fit> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fastai_reference.py");
     let tmp = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
     ml.write_split(0.1, 42, SplitMethod::FastaiV1, tmp.path())?;
@@ -179,11 +178,11 @@ fn run_fastai(ml: &MovieLens100k, python: Option<&str>, use_nn: bool) -> Result<
     let text = std::fs::read_to_string(&out).map_err(|e| Error::io(&out, e))?;
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| failed(format!("{}: {e}", out.display())))?;
     let last_valid = v["valid_loss"].as_array().and_then(|l| l.last()).and_then(|x| x.as_f64());
-    Ok(Ok(Fit {
+    Ok(Fit {
         fit_seconds: v["fit_seconds"].as_f64().unwrap_or(f64::NAN),
         valid_mse: last_valid.unwrap_or(f64::NAN),
         version: v["fastai_version"].as_str().map(str::to_string),
-    }))
+    })
 }
 
 /// A training path at scale: the synthetic data and the settings (chosen on an independent
