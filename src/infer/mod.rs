@@ -190,8 +190,7 @@ impl Recommender {
         let exclude = (!include_seen).then_some(&self.seen);
         let top = if popularity > 0.0 {
             let bonus: Vec<f32> = self.item_count.iter().map(|&c| (popularity * (c as f64).ln_1p()) as f32).collect();
-            let bonus = Tensor::from_slice(&bonus).view([1, -1]);
-            rank::top_n_by(|part| rank::predict_all(&self.model, part) + &bonus, self.items.len(), users, n, exclude)
+            rank::top_n_with_bonus(&self.model, users, n, exclude, &bonus)
         } else {
             rank::top_n(&self.model, users, n, exclude)
         };

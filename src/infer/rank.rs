@@ -103,11 +103,79 @@ pub fn predict_all(model: &CollabModel, users: &[u32]) -> Tensor {
 /// chunks, so memory stays bounded whatever the catalogue's size.
 pub fn top_n(model: &CollabModel, users: &[u32], n: usize, exclude: Option<&Seen>) -> Vec<Vec<(u32, f32)>> {
     match model {
-        CollabModel::DotBias(m) => top_n_dot(m, users, n, exclude),
+        CollabModel::DotBias(m) => top_n_dot(m, users, n, exclude, None),
         CollabModel::Nn(_) => {
             let n_items = model.weight_table(true).size()[0] as usize;
             top_n_by(|part| score_all(model, part), n_items, users, n, exclude)
         }
+    }
+}
+
+/// [`top_n`] with items ranked by predicted rating plus a per-item `bonus` (for instance
+/// `α · ln(1 + training count)`, see `cv --ranking`); the raw scores returned are those ranked by.
+pub fn top_n_with_bonus(
+    model: &CollabModel,
+    users: &[u32],
+    n: usize,
+    exclude: Option<&Seen>,
+    bonus: &[f32],
+) -> Vec<Vec<(u32, f32)>> {
+    match model {
+        CollabModel::DotBias(m) => {
+            let user_bias = tch::no_grad(|| floats(&m.u_bias));
+            let y_range = m.y_range.map(|(lo, hi)| (lo as f32, hi as f32));
+            top_n_dot(m, users, n, exclude, Some(&Bonus::new(user_bias, y_range, bonus)))
+        }
+        CollabModel::Nn(_) => {
+            let per_item = Tensor::from_slice(bonus).view([1, -1]);
+            top_n_by(|part| predict_all(model, part) + &per_item, bonus.len(), users, n, exclude)
+        }
+    }
+}
+
+/// What a dot model's items are ranked by when a per-item bonus is added: the prediction (user's
+/// bias added to the raw score, the output range applied) plus the bonus; with each panel's largest
+/// bonus, so that a panel whose best raw score cannot beat a user's threshold is skipped.
+struct Bonus<'a> {
+    user_bias: Vec<f32>,
+    y_range: Option<(f32, f32)>,
+    per_item: &'a [f32],
+    panel_max: Vec<f32>,
+}
+
+impl<'a> Bonus<'a> {
+    fn new(user_bias: Vec<f32>, y_range: Option<(f32, f32)>, per_item: &'a [f32]) -> Self {
+        let panel_max = per_item.chunks(PANEL).map(|p| p.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x))).collect();
+        Bonus { user_bias, y_range, per_item, panel_max }
+    }
+
+    /// The prediction for user bias `bu` and raw score `raw` (non-decreasing in `raw`).
+    #[inline]
+    fn predict(&self, bu: f32, raw: f32) -> f32 {
+        let x = bu + raw;
+        match self.y_range {
+            Some((lo, hi)) => crate::kernels::sigmoid(x) * (hi - lo) + lo,
+            None => x,
+        }
+    }
+
+    /// Replaces the raw scores of items `first..` of user `u` by what they are ranked by, in the
+    /// panels where some item could beat `threshold`; returns those panels.
+    fn rank_scores(&self, u: usize, scores: &mut [f32], first: usize, threshold: f32) -> u64 {
+        let bu = self.user_bias[u];
+        let mut hits = 0u64;
+        for (p, panel) in scores.chunks_mut(PANEL).enumerate() {
+            let from = first + p * PANEL;
+            let best_raw = panel.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+            // The prediction is non-decreasing in the raw score, so this bounds the panel's scores.
+            if self.predict(bu, best_raw) + self.panel_max[from / PANEL] > threshold {
+                for (x, &b) in panel.iter_mut().zip(&self.per_item[from..]) {
+                    *x = self.predict(bu, *x) + b;
+                }
+                hits |= 1 << p;
+            }
+        }
+        hits
     }
 }
 
@@ -144,11 +212,12 @@ fn top_n_dot(
     users: &[u32],
     n: usize,
     exclude: Option<&Seen>,
+    bonus: Option<&Bonus>,
 ) -> Vec<Vec<(u32, f32)>> {
     let s = tch::no_grad(|| DotScorer::new(floats(&m.u_weight), &floats(&m.i_weight), floats(&m.i_bias)));
     let run = |part: &[u32]| -> Vec<Vec<(u32, f32)>> {
         let mut tile = [0.0f32; ITEM_TILE];
-        part.chunks(USER_BLOCK).flat_map(|block| s.top(block, n, exclude, &mut tile)).collect()
+        part.chunks(USER_BLOCK).flat_map(|block| s.top(block, n, exclude, bonus, &mut tile)).collect()
     };
     if users.len() > 64 {
         let (mut a, b) = rayon::join(|| run(&users[..users.len() / 2]), || run(&users[users.len() / 2..]));
@@ -177,12 +246,14 @@ impl DotScorer {
     }
 
     /// The best `n` items for each user row of `block`, best first (ties: lower row first), never
-    /// `#na#` (row 0) nor, with `exclude`, an item the user rated.
+    /// `#na#` (row 0) nor, with `exclude`, an item the user rated; by raw score, or with `bonus`
+    /// by prediction plus bonus.
     fn top(
         &self,
         block: &[u32],
         n: usize,
         exclude: Option<&Seen>,
+        bonus: Option<&Bonus>,
         tile: &mut [f32; ITEM_TILE],
     ) -> Vec<Vec<(u32, f32)>> {
         if n == 0 {
@@ -196,7 +267,14 @@ impl DotScorer {
             for (&u, best) in block.iter().zip(&mut best) {
                 let user = &self.users[u as usize * nf..(u as usize + 1) * nf];
                 let scores = &mut tile[..to - from];
-                let hits = scores_into(scores, &self.item_bias[from..to], panels, user, best.threshold);
+                let bias = &self.item_bias[from..to];
+                let hits = match bonus {
+                    None => scores_into(scores, bias, panels, user, best.threshold),
+                    Some(b) => {
+                        scores_into(scores, bias, panels, user, f32::INFINITY);
+                        b.rank_scores(u as usize, scores, from, best.threshold)
+                    }
+                };
                 let seen = exclude.map_or(&[][..], |s| s.items(u as usize));
                 best.offer_all(scores, from, seen, hits);
             }
@@ -371,7 +449,7 @@ mod tests {
             for exclude in [None, Some(&seen)] {
                 let mut tile = [0.0f32; ITEM_TILE];
                 let got: Vec<Vec<(u32, f32)>> =
-                    all.chunks(USER_BLOCK).flat_map(|b| scorer.top(b, n, exclude, &mut tile)).collect();
+                    all.chunks(USER_BLOCK).flat_map(|b| scorer.top(b, n, exclude, None, &mut tile)).collect();
                 for (u, got) in got.iter().enumerate() {
                     let mut want: Vec<(u32, f32)> = (1..n_items as u32)
                         .filter(|i| exclude.is_none() || !seen_items[u].contains(i))
@@ -390,9 +468,67 @@ mod tests {
             }
         }
         // Without factors, items rank by their bias alone.
-        let by_bias = DotScorer::new(vec![0.0; 2], &[], bias.clone()).top(&[1], 3, None, &mut [0.0; ITEM_TILE]);
+        let by_bias = DotScorer::new(vec![0.0; 2], &[], bias.clone()).top(&[1], 3, None, None, &mut [0.0; ITEM_TILE]);
         let mut want: Vec<(u32, f32)> = (1..n_items as u32).map(|i| (i, bias[i as usize])).collect();
         want.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         assert_eq!(by_bias[0], want[..3]);
+    }
+
+    /// Ranking by prediction plus a per-item bonus (`recommend --popularity`) against the plain
+    /// definition: each item's prediction (user bias + item bias + factors in order, the output
+    /// range applied) plus its bonus, sorted best first with ties by row. The bonus is zero for
+    /// some items, equal for planted twins, and large for a few, so that skipped panels matter.
+    #[test]
+    fn blocked_top_n_with_a_bonus_is_the_plain_definition() {
+        let (n_users, n_items, nf) = (13usize, ITEM_TILE + 77, 5usize);
+        let mut x = 0x2545f491u32;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 8) as f32 / (1 << 24) as f32 - 0.5
+        };
+        let users: Vec<f32> = (0..n_users * nf).map(|_| next()).collect();
+        let user_bias: Vec<f32> = (0..n_users).map(|_| next()).collect();
+        let mut items: Vec<f32> = (0..n_items * nf).map(|_| next()).collect();
+        let mut bias: Vec<f32> = (0..n_items).map(|_| next()).collect();
+        let mut bonus: Vec<f32> = (0..n_items).map(|i| if i % 5 == 0 { 0.0 } else { (next() + 0.5) * 0.3 }).collect();
+        for i in [40, 170, 290] {
+            bonus[i] = 2.0;
+        }
+        for (a, b) in [(7, 8), (100, 260)] {
+            let row = items[a * nf..(a + 1) * nf].to_vec();
+            items[b * nf..(b + 1) * nf].copy_from_slice(&row);
+            (bias[b], bonus[b]) = (bias[a], bonus[a]);
+        }
+        let scorer = DotScorer::new(users.clone(), &items, bias.clone());
+        let all: Vec<u32> = (0..n_users as u32).collect();
+        for y_range in [Some((0.0f32, 5.5f32)), None] {
+            let ranked = Bonus::new(user_bias.clone(), y_range, &bonus);
+            for n in [1, 10, n_items + 5] {
+                let mut tile = [0.0f32; ITEM_TILE];
+                let got: Vec<Vec<(u32, f32)>> =
+                    all.chunks(USER_BLOCK).flat_map(|b| scorer.top(b, n, None, Some(&ranked), &mut tile)).collect();
+                for (u, got) in got.iter().enumerate() {
+                    let mut want: Vec<(u32, f32)> = (1..n_items as u32)
+                        .map(|i| {
+                            let mut raw = bias[i as usize];
+                            for f in 0..nf {
+                                raw += users[u * nf + f] * items[i as usize * nf + f];
+                            }
+                            let x = user_bias[u] + raw;
+                            let pred = match y_range {
+                                Some((lo, hi)) => 1.0 / (1.0 + (-x).exp()) * (hi - lo) + lo,
+                                None => x,
+                            };
+                            (i, pred + bonus[i as usize])
+                        })
+                        .collect();
+                    want.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                    want.truncate(n);
+                    assert_eq!(got, &want, "user {u}, n {n}, y_range {y_range:?}");
+                }
+            }
+        }
     }
 }
