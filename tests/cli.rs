@@ -60,6 +60,26 @@ fn train_takes_fastais_sqr_mom_and_records_it() {
     fails_clearly(&fastcollab(&["train", "--ratings", csv, "--sqr-mom", "1", "--out", "run"], &dir), "sqr_mom");
 }
 
+/// `--lr-find` reports the finder's suggestions and plot, and leaves the fit as it would have been.
+#[test]
+fn train_lr_find_records_suggestions_and_changes_nothing_else() {
+    let dir = common::temp_dir("cli-lr-find");
+    let csv = ratings_csv(&dir, 3000);
+    let csv = csv.to_str().unwrap();
+    let metrics = |out: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join(out).join("metrics.json")).unwrap()).unwrap()
+    };
+    let out = fastcollab(&["train", "--ratings", csv, "--epochs", "2", "--out", "with", "--lr-find"], &dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("LR Finder is complete"));
+    assert!(std::fs::metadata(dir.join("with/lr_find.png")).unwrap().len() > 10_000);
+    assert!(fastcollab(&["train", "--ratings", csv, "--epochs", "2", "--out", "without"], &dir).status.success());
+    let (with, without) = (metrics("with"), metrics("without"));
+    assert!(with["lr_suggestions"]["valley"].is_number() && without.get("lr_suggestions").is_none());
+    assert_eq!(with["valid_loss"], without["valid_loss"], "the finder changed the fit");
+    assert_eq!(with["recipe"]["name"], "lesson");
+}
+
 #[test]
 fn bad_input_fails_with_file_line_and_field() {
     let dir = common::temp_dir("cli-bad");

@@ -5,10 +5,11 @@ use anyhow::{Context, Result};
 use clap::Args;
 use fastcollab::data::movielens::TITLE;
 use fastcollab::data::stream::load_ratings_csv;
+use fastcollab::plot::plot_lr_find;
 use fastcollab::recipe::{self, Recipe, RecipeName, Run};
 use fastcollab::{
-    collab_learner, CollabDataBunch, CollabLearnerConfig, DeviceChoice, DotBiasConfig, EmbeddingNNConfig, Metrics,
-    ModelConfig, MovieLens100k, TrainMode,
+    collab_learner, CollabDataBunch, CollabLearnerConfig, DeviceChoice, DotBiasConfig, EmbeddingNNConfig, LrFindConfig,
+    Metrics, ModelConfig, MovieLens100k, TrainMode,
 };
 
 #[derive(Args)]
@@ -66,6 +67,11 @@ pub struct TrainArgs {
     /// `predict`, `recommend`, `similar`).
     #[arg(long)]
     export: Option<PathBuf>,
+    /// Run fastai's learning-rate finder first: print its suggestions, plot `lr_find.png` into
+    /// --out and record them in metrics.json. The fit afterwards is exactly what it would have
+    /// been without (the finder restores the learner); its rate is still --lr or the recipe's.
+    #[arg(long)]
+    lr_find: bool,
 }
 
 pub fn run(a: TrainArgs) -> Result<()> {
@@ -116,9 +122,18 @@ pub fn run(a: TrainArgs) -> Result<()> {
     };
     let mut learn = collab_learner(data, &lcfg)?;
     println!("{}\n", learn.model);
+    let suggestions = if a.lr_find {
+        let lr = learn.lr_find(&LrFindConfig::default())?;
+        let plot = a.out.join("lr_find.png");
+        plot_lr_find(&lr, &plot, 10, 5)?;
+        println!("{lr}\n(plotted in {}; this fit uses lr {})\n", plot.display(), r.lr);
+        Some(lr.suggestions())
+    } else {
+        None
+    };
     learn.fit_one_cycle(r.epochs, r.lr)?;
     let saved = learn.save(&a.name)?;
-    let metrics = TrainMetrics { run: learn.metrics(), recipe: &r };
+    let metrics = TrainMetrics { run: Metrics { lr_suggestions: suggestions, ..learn.metrics() }, recipe: &r };
     let path = a.out.join("metrics.json");
     std::fs::write(&path, serde_json::to_string_pretty(&metrics)?)
         .with_context(|| format!("writing {}", path.display()))?;
