@@ -111,8 +111,11 @@ pub fn top_n(model: &CollabModel, users: &[u32], n: usize, exclude: Option<&Seen
     }
 }
 
-/// [`top_n`] with items ranked by predicted rating plus a per-item `bonus` (for instance
-/// `α · ln(1 + training count)`, see `cv --ranking`); the raw scores returned are those ranked by.
+/// [`top_n`] with items ranked by predicted rating plus `bonus` (one per item row, for instance
+/// `α · ln(1 + training count)`, see `cv --ranking`); the scores returned are those ranked by.
+///
+/// # Panics
+/// If `bonus` does not hold one value per item row.
 pub fn top_n_with_bonus(
     model: &CollabModel,
     users: &[u32],
@@ -120,6 +123,8 @@ pub fn top_n_with_bonus(
     exclude: Option<&Seen>,
     bonus: &[f32],
 ) -> Vec<Vec<(u32, f32)>> {
+    let n_items = model.weight_table(true).size()[0] as usize;
+    assert_eq!(bonus.len(), n_items, "one bonus per item row");
     match model {
         CollabModel::DotBias(m) => {
             let user_bias = tch::no_grad(|| floats(&m.u_bias));
@@ -128,7 +133,7 @@ pub fn top_n_with_bonus(
         }
         CollabModel::Nn(_) => {
             let per_item = Tensor::from_slice(bonus).view([1, -1]);
-            top_n_by(|part| predict_all(model, part) + &per_item, bonus.len(), users, n, exclude)
+            top_n_by(|part| predict_all(model, part) + &per_item, n_items, users, n, exclude)
         }
     }
 }
