@@ -75,13 +75,16 @@ impl RecipeName {
     /// The fixed recipe of this name; `None` for `tuned`, which [`tune`] chooses on the training
     /// rows at hand.
     pub fn fixed(self) -> Option<Recipe> {
-        match self {
-            RecipeName::Lesson => Some(Recipe::lesson()),
-            RecipeName::Tuned => None,
-            RecipeName::Bs256 => Some(Recipe::large_batch(256)),
-            RecipeName::Bs1024 => Some(Recipe::large_batch(1024)),
-            RecipeName::Bs4096 => Some(Recipe::large_batch(4096)),
-        }
+        // The larger batches take the learning rate that reached the best MSE at that size on a
+        // hold-out of the lesson split's training rows (`examples/batch_size.rs`).
+        let (name, bs, lr) = match self {
+            RecipeName::Lesson => return Some(Recipe::lesson()),
+            RecipeName::Tuned => return None,
+            RecipeName::Bs256 => ("bs256", 256, 5e-3),
+            RecipeName::Bs1024 => ("bs1024", 1024, 7e-3),
+            RecipeName::Bs4096 => ("bs4096", 4096, 1.4e-2),
+        };
+        Some(Recipe { name, bs, lr, ..Recipe::lesson() })
     }
 }
 
@@ -89,18 +92,6 @@ impl Recipe {
     /// Lesson 5: 40 factors, y_range (0, 5.5), wd 0.1, `fit_one_cycle(5, 5e-3)`, bs 64.
     pub fn lesson() -> Self {
         Recipe { name: "lesson", n_factors: 40, y_range: (0.0, 5.5), wd: 0.1, epochs: 5, lr: 5e-3, bs: 64, ensemble: 1 }
-    }
-
-    /// The lesson recipe at a larger batch size (256, 1024 or 4096), with the learning rate that
-    /// reached the best MSE at that size on a hold-out of the lesson split's training rows
-    /// (`examples/batch_size.rs`).
-    fn large_batch(bs: usize) -> Self {
-        let lr = match bs {
-            256 => 5e-3,
-            1024 => 7e-3,
-            _ => 1.4e-2,
-        };
-        Recipe { name: "large-batch", bs, lr, ..Recipe::lesson() }
     }
 
     /// A learner for `data` set up with this recipe (the data's batch size is replaced by `bs`),
@@ -223,6 +214,9 @@ mod tests {
     fn every_name_parses_back_and_the_fixed_ones_are_the_presets() {
         for name in RecipeName::value_variants() {
             assert_eq!(RecipeName::from_str(&name.to_string(), false), Ok(*name));
+            if let Some(recipe) = name.fixed() {
+                assert_eq!(recipe.name, name.to_string(), "a recipe carries the name it was asked by");
+            }
         }
         assert_eq!(RecipeName::Lesson.fixed(), Some(Recipe::lesson()));
         assert_eq!(RecipeName::Tuned.fixed(), None);
