@@ -397,6 +397,25 @@ pub fn top_n_by(
 mod tests {
     use super::*;
 
+    /// Uniform draws in [−0.5, 0.5) from a xorshift generator seeded with `x` (nonzero).
+    fn uniform(mut x: u32) -> impl FnMut() -> f32 {
+        move || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 8) as f32 / (1 << 24) as f32 - 0.5
+        }
+    }
+
+    /// User `u`'s raw score of item `i` by a plain loop: the item's bias, then the factors in order.
+    fn plain_raw(bias: &[f32], users: &[f32], items: &[f32], nf: usize, u: usize, i: usize) -> f32 {
+        let mut score = bias[i];
+        for f in 0..nf {
+            score += users[u * nf + f] * items[i * nf + f];
+        }
+        score
+    }
+
     /// Grouping by user is sorting by (user, item), stably: a repeated pair keeps the data's order.
     #[test]
     fn seen_groups_ratings_by_user_and_item() {
@@ -420,13 +439,7 @@ mod tests {
     #[test]
     fn blocked_top_n_is_the_plain_definition() {
         let (n_users, n_items, nf) = (21usize, 2 * ITEM_TILE + 13, 7usize);
-        let mut x = 0x9e3779b9u32;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 8) as f32 / (1 << 24) as f32 - 0.5
-        };
+        let mut next = uniform(0x9e3779b9u32);
         let users: Vec<f32> = (0..n_users * nf).map(|_| next()).collect();
         let mut items: Vec<f32> = (0..n_items * nf).map(|_| next()).collect();
         let mut bias: Vec<f32> = (0..n_items).map(|_| next()).collect();
@@ -458,13 +471,7 @@ mod tests {
                 for (u, got) in got.iter().enumerate() {
                     let mut want: Vec<(u32, f32)> = (1..n_items as u32)
                         .filter(|i| exclude.is_none() || !seen_items[u].contains(i))
-                        .map(|i| {
-                            let mut score = bias[i as usize];
-                            for f in 0..nf {
-                                score += users[u * nf + f] * items[i as usize * nf + f];
-                            }
-                            (i, score)
-                        })
+                        .map(|i| (i, plain_raw(&bias, &users, &items, nf, u, i as usize)))
                         .collect();
                     want.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
                     want.truncate(n);
@@ -486,13 +493,7 @@ mod tests {
     #[test]
     fn blocked_top_n_with_a_bonus_is_the_plain_definition() {
         let (n_users, n_items, nf) = (13usize, ITEM_TILE + 77, 5usize);
-        let mut x = 0x2545f491u32;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 8) as f32 / (1 << 24) as f32 - 0.5
-        };
+        let mut next = uniform(0x2545f491u32);
         let users: Vec<f32> = (0..n_users * nf).map(|_| next()).collect();
         let user_bias: Vec<f32> = (0..n_users).map(|_| next()).collect();
         let mut items: Vec<f32> = (0..n_items * nf).map(|_| next()).collect();
@@ -517,11 +518,7 @@ mod tests {
                 for (u, got) in got.iter().enumerate() {
                     let mut want: Vec<(u32, f32)> = (1..n_items as u32)
                         .map(|i| {
-                            let mut raw = bias[i as usize];
-                            for f in 0..nf {
-                                raw += users[u * nf + f] * items[i as usize * nf + f];
-                            }
-                            let x = user_bias[u] + raw;
+                            let x = user_bias[u] + plain_raw(&bias, &users, &items, nf, u, i as usize);
                             let pred = match y_range {
                                 Some((lo, hi)) => 1.0 / (1.0 + (-x).exp()) * (hi - lo) + lo,
                                 None => x,
