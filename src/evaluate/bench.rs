@@ -102,7 +102,8 @@ pub fn lesson(dir: &Path, cfg: &LessonBench) -> Result<LessonReport> {
         recipe.fit(&mut learn)?;
         variants.insert(mode.name().into(), fitted(&learn));
         if mode == TrainMode::Exact {
-            timings = Some((recommend_all(&learn), fold_in_timing(&learn, 20)));
+            let (recommend, seen) = recommend_all(&learn);
+            timings = Some((recommend, fold_in_timing(&learn, &seen, 20)));
         }
     }
     let python = cfg.fastai_python.as_deref().unwrap_or("python3");
@@ -131,18 +132,19 @@ fn fitted(learn: &Learner) -> Fit {
     Fit { fit_seconds: learn.recorder.fit_seconds, valid_mse: learn.validate().unwrap_or(f64::NAN), version: None }
 }
 
-/// Top 10 for every user of `learn`'s model, excluding what each rated in training, timed.
-fn recommend_all(learn: &Learner) -> RecommendTiming {
+/// Top 10 for every user of `learn`'s model, excluding what each rated in training, timed (the
+/// grouping of the training ratings by user included; it is returned for reuse).
+fn recommend_all(learn: &Learner) -> (RecommendTiming, Seen) {
     let start = Instant::now();
     let seen = Seen::from_encoded(&learn.data.train, learn.data.n_users());
     let users: Vec<u32> = (1..learn.data.n_users() as u32).collect();
     top_n(&learn.model, &users, 10, Some(&seen));
-    RecommendTiming { all_users_top10_seconds: start.elapsed().as_secs_f64(), n_users: users.len() }
+    (RecommendTiming { all_users_top10_seconds: start.elapsed().as_secs_f64(), n_users: users.len() }, seen)
 }
 
-/// Folds in up to 200 users of `learn`'s training data from `k` of their ratings, timed one by one.
-fn fold_in_timing(learn: &Learner, k: usize) -> FoldInTiming {
-    let seen = Seen::from_encoded(&learn.data.train, learn.data.n_users());
+/// Folds in up to 200 users of `seen` (`learn`'s training ratings) from `k` of their ratings,
+/// timed one by one.
+fn fold_in_timing(learn: &Learner, seen: &Seen, k: usize) -> FoldInTiming {
     let cfg = FoldIn::with_training(learn.config().wd, learn.config().beta2, learn.config().eps);
     let mut ms = Vec::new();
     for u in (1..seen.n_users()).filter(|&u| seen.items(u).len() >= k).take(200) {
@@ -311,7 +313,7 @@ pub fn scale(cfg: &ScaleBench) -> Result<ScaleReport> {
         seconds_per_epoch: fit_seconds / cfg.epochs as f64,
         valid_mse: learn.validate().unwrap_or(f64::NAN),
     };
-    let recommend = recommend_all(&learn);
+    let (recommend, _) = recommend_all(&learn);
     drop(learn);
 
     // The dense path on the same tables (so the same cost per step) over the first `short` and
