@@ -161,6 +161,11 @@ fn bench_writes_its_json_contract() {
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("lazy.json")).unwrap()).unwrap();
     assert!(v["lazy"]["seconds_per_epoch"].is_number() && v["exact"].is_null());
+    // An unwritable --json is refused before anything is measured.
+    std::fs::write(dir.join("a-file"), "").unwrap();
+    let out = fastcollab(&["bench", "--scale", "20000", "--json", "a-file/scale.json"], &dir);
+    fails_clearly(&out, "--json a-file/scale.json");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("synthetic"), "it measured first");
 
     let Some(data) = common::ml100k() else { return };
     let d = data.to_str().unwrap();

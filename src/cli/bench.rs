@@ -60,6 +60,10 @@ pub struct BenchArgs {
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
+    // Checked before the runs, so a bad --json fails in a second, not after minutes of measuring.
+    if let Some(path) = &a.json {
+        super::check_writable_file(path).with_context(|| format!("--json {}", path.display()))?;
+    }
     let json = match a.scale {
         Some(n_ratings) => {
             let [lo, hi] = a.moms[..] else { bail!("--moms takes two momentums, e.g. 0.95,0.85") };

@@ -76,6 +76,12 @@ fn check_writable_dir(dir: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+/// Checks that the file `path` can be written (its folder created if needed), before any long work.
+fn check_writable_file(path: &std::path::Path) -> Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    check_writable_dir(dir)
+}
+
 /// The ml-100k folder and the validation split, shared by the subcommands that split.
 #[derive(Args)]
 struct SplitArgs {

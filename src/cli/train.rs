@@ -79,8 +79,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let models = a.out.join("models");
     super::check_writable_dir(&models).with_context(|| format!("--out {}", a.out.display()))?;
     if let Some(export) = &a.export {
-        let dir = export.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-        super::check_writable_dir(dir).with_context(|| format!("--export {}", export.display()))?;
+        super::check_writable_file(export).with_context(|| format!("--export {}", export.display()))?;
     }
     let bs = a.bs.unwrap_or(a.recipe.fixed().map_or(Recipe::lesson().bs, |r| r.bs));
     let data = match &a.ratings {
