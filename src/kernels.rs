@@ -49,3 +49,15 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
 pub(crate) fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
+
+/// `EmbeddingDotBias`'s prediction from a user's and an item's factors and biases: the dot
+/// product plus both biases, through `sigmoid_range` when there is a `y_range`. Training engines
+/// and the model predict through this one function, so their predictions are the same bits.
+#[inline(always)]
+pub(crate) fn dot_bias_score(u: &[f32], i: &[f32], u_bias: f32, i_bias: f32, y_range: Option<(f32, f32)>) -> f32 {
+    let res = dot(u, i) + u_bias + i_bias;
+    match y_range {
+        Some((lo, hi)) => sigmoid(res) * (hi - lo) + lo,
+        None => res,
+    }
+}

@@ -149,6 +149,23 @@ fn exact_path_matches_dense_over_a_long_fit_with_and_without_decay() {
 }
 
 #[test]
+fn validation_between_epochs_is_the_same_bits_as_after_the_fit() {
+    // Between epochs the CPU engines validate from their own tables; after the last epoch the
+    // learner validates from its tensors. With a constant schedule the first epoch of a two-epoch
+    // fit and a one-epoch fit are the same computation.
+    for mode in [TrainMode::Exact, TrainMode::Dense, TrainMode::Lazy] {
+        for y_range in [Some((0.0, 5.5)), None] {
+            let first_epoch = |epochs| {
+                let mut l = learner(mode, y_range, 4);
+                l.fit_with(epochs, |_| (1e-2, 0.9)).unwrap();
+                l.recorder.epochs[0].valid_loss.unwrap()
+            };
+            assert_eq!(first_epoch(2).to_bits(), first_epoch(1).to_bits(), "{mode:?}, y_range {y_range:?}");
+        }
+    }
+}
+
+#[test]
 fn changing_dtype_between_fits_is_safe() {
     let mut l = learner(TrainMode::Auto, Some((0.0, 5.5)), 15);
     l.fit(1, 1e-3).unwrap();

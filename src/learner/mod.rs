@@ -422,13 +422,28 @@ impl Learner {
                 }
             }
             bar.finish_and_clear();
-            engine.sync(&mut live!(), k)?;
-            self.opt.step = plan.steps_before + k as u64;
+            // The tensors are written at the end of the fit; between epochs an engine with state
+            // of its own validates from it (the same bits), and the others write it first.
+            let last = stopped || k == n_steps || epoch + 1 == n_epochs;
+            if last {
+                engine.sync(&mut live!(), k)?;
+                self.opt.step = plan.steps_before + k as u64;
+            }
             if stopped || k == n_steps && !validate {
                 break;
             }
             if validate {
-                let valid_loss = self.validate();
+                let valid = &self.data.valid;
+                let predicted = (!last && !valid.is_empty()).then(|| engine.predict(k, &valid.users, &valid.items));
+                let valid_loss = match predicted.flatten() {
+                    Some(p) => Some(crate::metrics::mse(&p, &valid.ratings)),
+                    None => {
+                        if !last {
+                            engine.sync(&mut live!(), k)?;
+                        }
+                        self.validate()
+                    }
+                };
                 if valid_loss.is_some_and(|v| !v.is_finite()) {
                     self.restore(before);
                     return Err(Error::Diverged { epoch, batch: n_batches, lr: plan.lr_mom[k - 1].0, loss: f64::NAN });

@@ -121,12 +121,8 @@ fn predict_into_impl(out: &mut [f32], w: &HostWeights, users: &[u32], items: &[u
     let nf = w.nf;
     for ((out, &u), &i) in out.iter_mut().zip(users).zip(items) {
         let (u, i) = (u as usize, i as usize);
-        let res =
-            crate::kernels::dot(&w.u[u * nf..(u + 1) * nf], &w.i[i * nf..(i + 1) * nf]) + w.u_bias[u] + w.i_bias[i];
-        *out = match w.y_range {
-            Some((lo, hi)) => crate::kernels::sigmoid(res) * (hi - lo) + lo,
-            None => res,
-        };
+        let (uf, itf) = (&w.u[u * nf..(u + 1) * nf], &w.i[i * nf..(i + 1) * nf]);
+        *out = crate::kernels::dot_bias_score(uf, itf, w.u_bias[u], w.i_bias[i], w.y_range);
     }
 }
 

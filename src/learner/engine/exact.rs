@@ -116,4 +116,9 @@ impl Engine for Exact {
         catch_up_sides(&self.catchup, &mut self.last, &mut self.tables.tables.sides, k);
         self.tables.store(live.params, live.opt)
     }
+
+    fn predict(&mut self, k: usize, users: &[u32], items: &[u32]) -> Option<Vec<f32>> {
+        catch_up_sides(&self.catchup, &mut self.last, &mut self.tables.tables.sides, k);
+        Some(self.tables.predict(users, items))
+    }
 }

@@ -1,7 +1,8 @@
 //! Training engines: one per way of computing a step (autograd, dense, exact, lazy), each behind
 //! the same narrow interface. An engine lives for one fit: it is built from the learner's model,
-//! parameters and optimizer state when the fit starts, and writes its state back into them at
-//! every synchronisation point, so between fits the learner's tensors are the only state.
+//! parameters and optimizer state when the fit starts, and writes its state back into them when
+//! the fit ends (an engine with state of its own validates from it between epochs), so between
+//! fits the learner's tensors are the only state.
 mod autograd;
 pub(crate) mod catchup;
 mod dense;
@@ -45,6 +46,13 @@ pub(crate) trait Engine {
     /// Brings every parameter up to date with step `k` and writes parameters and Adam moments into
     /// the learner's tensors.
     fn sync(&mut self, live: &mut Live<'_>, k: usize) -> Result<()>;
+    /// Predicted ratings for the pairs `(users[r], items[r])` from the engine's own state brought up
+    /// to date with step `k`, the same bits as the model would predict after [`Engine::sync`]; `None`
+    /// for an engine that keeps no state of its own. Validating between epochs this way leaves the
+    /// copy into the tensors to the end of the fit.
+    fn predict(&mut self, _k: usize, _users: &[u32], _items: &[u32]) -> Option<Vec<f32>> {
+        None
+    }
 }
 
 /// Whether the CPU engines can train `params`: all f32 on the CPU.

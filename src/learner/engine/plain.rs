@@ -39,4 +39,8 @@ impl<R: StepRule> Engine for Plain<R> {
     fn sync(&mut self, live: &mut Live<'_>, _k: usize) -> Result<()> {
         self.tables.store(live.params, live.opt)
     }
+
+    fn predict(&mut self, _k: usize, users: &[u32], items: &[u32]) -> Option<Vec<f32>> {
+        Some(self.tables.predict(users, items))
+    }
 }

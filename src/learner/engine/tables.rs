@@ -3,7 +3,7 @@
 //! for `EmbeddingDotBias` the whole forward, backward and AdamW written out as loops.
 //!
 //! The engines own this memory: it is copied from the learner's tensors when a fit starts and
-//! written back at every synchronisation point (end of epoch, end of fit), so no pointer into a
+//! written back when it ends (validation between epochs reads these rows), so no pointer into a
 //! libtorch tensor is ever kept, whatever a caller does to the tensors between fits.
 use tch::{Device, Kind, Tensor};
 
@@ -13,7 +13,7 @@ use super::lanes::elementwise;
 use super::pair::Pair;
 use crate::data::databunch::Encoded;
 use crate::error::{Error, Result};
-use crate::kernels::{dot, sigmoid, vectorized};
+use crate::kernels::{dot, dot_bias_score, sigmoid, vectorized};
 use crate::model::EmbeddingDotBias;
 
 /// One side (users or items), stored in two halves by the parity of the row, so that two threads
@@ -94,6 +94,12 @@ impl Side {
     /// Number of rows.
     pub fn rows(&self) -> usize {
         self.rows
+    }
+
+    /// The parameters of row `r`.
+    #[inline(always)]
+    pub fn params(&self, r: usize) -> &[f32] {
+        self.halves[r % 2].params(r)
     }
 }
 
@@ -259,6 +265,15 @@ impl DotTables {
             side.store(&parts(&names, params, opt)?)?;
         }
         Ok(())
+    }
+
+    /// Predicted ratings for the pairs `(users[r], items[r])` from the tables as they stand: the
+    /// model's own prediction ([`dot_bias_score`]), so the same bits as predicting from the
+    /// learner's tensors once the tables are stored there.
+    pub fn predict(&self, users: &[u32], items: &[u32]) -> Vec<f32> {
+        let mut out = vec![0.0; users.len()];
+        predict_pairs(&mut out, self, users, items);
+        out
     }
 
     /// One step over `batch` (numbers of training ratings): the rows the batch touches are opened
@@ -519,6 +534,20 @@ fn open_half<R: SideRule>(half: &mut Half, rows: &[u32], snap: &mut [f32], rule:
     rule.open(half, rows);
     for (&row, out) in rows.iter().zip(snap.chunks_exact_mut(half.w)) {
         out.copy_from_slice(half.params(row as usize));
+    }
+}
+
+vectorized! {
+    /// [`DotTables::predict`] into `out`.
+    fn predict_pairs => predict_pairs_impl(out: &mut [f32], t: &DotTables, users: &[u32], items: &[u32])
+}
+
+#[inline(always)]
+fn predict_pairs_impl(out: &mut [f32], t: &DotTables, users: &[u32], items: &[u32]) {
+    let (nf, [us, is]) = (t.nf, &t.tables.sides);
+    for ((out, &u), &i) in out.iter_mut().zip(users).zip(items) {
+        let (u, i) = (us.params(u as usize), is.params(i as usize));
+        *out = dot_bias_score(&u[..nf], &i[..nf], u[nf], i[nf], t.y_range);
     }
 }
 
