@@ -24,7 +24,8 @@ fn main() -> Result<()> {
     println!("{:>6}{:>8}  fold-in RMSE at k = 1, 3, 5, 10, 20 (retrain at k = 20)", "steps", "lr");
     for steps in [25, 50, 100, 200] {
         for lr in [5e-3, 1e-2, 2e-2, 5e-2] {
-            let cfg = FoldIn { steps, lr, ..FoldIn::with_training(recipe.wd, 0.99, 1e-8) };
+            let l = &recipe.learner;
+            let cfg = FoldIn { steps, lr, ..FoldIn::with_training(l.wd, l.beta2, l.eps) };
             let points = cold_start(&args.data, &["u1"], &recipe, &Run::default(), &cfg)?;
             let rmse: Vec<String> = points.iter().map(|p| format!("{:.4}", p.fold_in_rmse)).collect();
             println!("{steps:>6}{lr:>8}  {}  ({:.4})", rmse.join(" "), points[4].retrain_rmse);

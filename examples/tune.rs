@@ -25,10 +25,10 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let data = fold_data(&args.data, &args.fold, 64, 42)?;
     let tuning = tune(&data, &Run::default(), 5)?;
-    println!("{:>8}{:>6}{:>8}{:>9}{:>10}  hold-out RMSE", "factors", "wd", "lr", "epochs", "ensemble");
+    println!("hold-out RMSE  recipe");
     for (r, rmse) in &tuning.tried {
-        println!("{:>8}{:>6}{:>8}{:>9}{:>10}  {rmse:.4}", r.n_factors, r.wd, r.lr, r.epochs, r.ensemble);
+        println!("{rmse:>13.4}  {r}");
     }
-    println!("chosen: {:?}", tuning.chosen);
+    println!("chosen: {}", tuning.chosen);
     Ok(())
 }

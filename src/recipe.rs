@@ -1,6 +1,6 @@
 //! Named training recipes, and `tuned`: a recipe chosen by validation on a hold-out of the
 //! training rows only, wherever it is used (so no test rating ever influences the choice).
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 use crate::data::databunch::{CollabDataBunch, Encoded};
 use crate::data::split::{random_split, SplitMethod};
@@ -9,17 +9,14 @@ use crate::learner::{collab_learner, CollabLearnerConfig, DeviceChoice, Learner,
 use crate::metrics::rmse;
 use crate::model::DotBiasConfig;
 
-/// Everything that decides how a dot-product model is trained.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Everything that decides how a model is trained: the learner (model, weight decay, Adam's β2 and
+/// ε) and the fit around it.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Recipe {
     /// The recipe's name (`lesson`, `tuned`, …).
     pub name: &'static str,
-    /// Width of the factor tables.
-    pub n_factors: usize,
-    /// Output range of the sigmoid.
-    pub y_range: (f64, f64),
-    /// Decoupled weight decay.
-    pub wd: f64,
+    /// The learner's configuration; a [`Run`] gives its mode, device and seed.
+    pub learner: CollabLearnerConfig,
     /// Epochs of `fit_one_cycle`.
     pub epochs: usize,
     /// Peak learning rate of `fit_one_cycle`.
@@ -88,10 +85,19 @@ impl RecipeName {
     }
 }
 
+/// The lesson's output range, `y_range = (0, 5.5)`.
+pub const LESSON_Y_RANGE: (f64, f64) = (0.0, 5.5);
+
+/// An `EmbeddingDotBias` learner with the lesson's output range and fastai's Adam.
+pub fn dot_bias(n_factors: usize, wd: f64) -> CollabLearnerConfig {
+    let model = ModelConfig::DotBias(DotBiasConfig { n_factors, y_range: Some(LESSON_Y_RANGE) });
+    CollabLearnerConfig { model, wd, ..Default::default() }
+}
+
 impl Recipe {
     /// Lesson 5: 40 factors, y_range (0, 5.5), wd 0.1, `fit_one_cycle(5, 5e-3)`, bs 64.
     pub fn lesson() -> Self {
-        Recipe { name: "lesson", n_factors: 40, y_range: (0.0, 5.5), wd: 0.1, epochs: 5, lr: 5e-3, bs: 64, ensemble: 1 }
+        Recipe { name: "lesson", learner: dot_bias(40, 0.1), epochs: 5, lr: 5e-3, bs: 64, ensemble: 1 }
     }
 
     /// A learner for `data` set up with this recipe (the data's batch size is replaced by `bs`),
@@ -99,15 +105,7 @@ impl Recipe {
     pub fn learner(&self, mut data: CollabDataBunch, run: &Run, seed: u64) -> Result<Learner> {
         data.bs = self.bs;
         data.seed = seed;
-        let model = ModelConfig::DotBias(DotBiasConfig { n_factors: self.n_factors, y_range: Some(self.y_range) });
-        let cfg = CollabLearnerConfig {
-            model,
-            wd: self.wd,
-            mode: run.mode,
-            device: run.device,
-            seed: Some(seed),
-            ..Default::default()
-        };
+        let cfg = CollabLearnerConfig { mode: run.mode, device: run.device, seed: Some(seed), ..self.learner.clone() };
         collab_learner(data, &cfg)
     }
 
@@ -135,6 +133,64 @@ impl Recipe {
     }
 }
 
+/// The model in a few words: `40 factors`, or an EmbeddingNN's layers.
+fn model_words(model: &ModelConfig) -> String {
+    match model {
+        ModelConfig::DotBias(c) => format!("{} factors", c.n_factors),
+        ModelConfig::Nn(c) => format!("EmbeddingNN {:?}", c.layers),
+    }
+}
+
+/// `40 factors, wd 0.1, lr 0.005, 5 epochs, ensemble 1`.
+impl std::fmt::Display for Recipe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (l, model) = (&self.learner, model_words(&self.learner.model));
+        write!(f, "{model}, wd {}, lr {}, {} epochs, ensemble {}", l.wd, self.lr, self.epochs, self.ensemble)
+    }
+}
+
+/// As `metrics.json` and `cv --json` record it: `name`, the model's shape (`n_factors`, or
+/// EmbeddingNN's `layers`), `y_range`, `wd`, `sqr_mom`, `eps`, `epochs`, `lr`, `bs`, `ensemble`.
+impl Serialize for Recipe {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Record<'a> {
+            name: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            n_factors: Option<usize>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            layers: Option<&'a [usize]>,
+            y_range: Option<(f64, f64)>,
+            wd: f64,
+            sqr_mom: f64,
+            eps: f64,
+            epochs: usize,
+            lr: f64,
+            bs: usize,
+            ensemble: usize,
+        }
+        let l = &self.learner;
+        let (n_factors, layers, y_range) = match &l.model {
+            ModelConfig::DotBias(c) => (Some(c.n_factors), None, c.y_range),
+            ModelConfig::Nn(c) => (None, Some(c.layers.as_slice()), c.y_range),
+        };
+        Record {
+            name: self.name,
+            n_factors,
+            layers,
+            y_range,
+            wd: l.wd,
+            sqr_mom: l.beta2,
+            eps: l.eps,
+            epochs: self.epochs,
+            lr: self.lr,
+            bs: self.bs,
+            ensemble: self.ensemble,
+        }
+        .serialize(s)
+    }
+}
+
 /// The mean of the learners' predictions for every rating of `rows`.
 pub fn mean_predictions(learners: &[Learner], rows: &Encoded) -> Vec<f32> {
     let mut sum = vec![0.0f32; rows.len()];
@@ -152,7 +208,7 @@ pub fn candidates() -> Vec<Recipe> {
     for n_factors in [40, 80, 160] {
         for wd in [0.1, 0.2, 0.3] {
             for lr in [5e-3, 1e-2] {
-                out.push(Recipe { name: "tuned", n_factors, wd, lr, ..Recipe::lesson() });
+                out.push(Recipe { name: "tuned", learner: dot_bias(n_factors, wd), lr, ..Recipe::lesson() });
             }
         }
     }
@@ -221,7 +277,7 @@ mod tests {
         assert_eq!(RecipeName::Lesson.fixed(), Some(Recipe::lesson()));
         assert_eq!(RecipeName::Tuned.fixed(), None);
         let big = RecipeName::from_str("bs1024", false).unwrap().fixed().unwrap();
-        assert_eq!((big.bs, big.lr, big.n_factors, big.wd), (1024, 7e-3, 40, 0.1));
+        assert_eq!((big.bs, big.lr, &big.learner), (1024, 7e-3, &Recipe::lesson().learner));
         assert_eq!(RecipeName::Bs4096.fixed().map(|r| r.lr), Some(1.4e-2));
     }
 }

@@ -60,6 +60,30 @@ fn train_takes_fastais_sqr_mom_and_records_it() {
     fails_clearly(&fastcollab(&["train", "--ratings", csv, "--sqr-mom", "1", "--out", "run"], &dir), "sqr_mom");
 }
 
+/// `metrics.json`'s `recipe` is what trained: the named recipe with the flags that override it.
+#[test]
+fn train_records_the_recipe_it_trained() {
+    let dir = common::temp_dir("cli-recipe");
+    let csv = ratings_csv(&dir, 3000);
+    let csv = csv.to_str().unwrap();
+    let recipe = |args: &[&str], out: &str| -> serde_json::Value {
+        let base = ["train", "--ratings", csv, "--epochs", "1", "--out", out];
+        let run = fastcollab(&[&base[..], args].concat(), &dir);
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        let metrics: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(out).join("metrics.json")).unwrap()).unwrap();
+        metrics["recipe"].clone()
+    };
+    let dot = recipe(&["--recipe", "bs256", "--n-factors", "12", "--wd", "0.05", "--sqr-mom", "0.999"], "dot");
+    assert_eq!((dot["name"].as_str(), dot["bs"].as_u64(), dot["epochs"].as_u64()), (Some("bs256"), Some(256), Some(1)));
+    assert_eq!((dot["n_factors"].as_u64(), dot["wd"].as_f64()), (Some(12), Some(0.05)));
+    assert_eq!((dot["sqr_mom"].as_f64(), dot["eps"].as_f64()), (Some(0.999), Some(1e-8)));
+    assert_eq!(dot["y_range"], serde_json::json!([0.0, 5.5]));
+    let nn = recipe(&["--use-nn", "--layers", "20,10"], "nn");
+    assert_eq!(nn["layers"], serde_json::json!([20, 10]));
+    assert!(nn.get("n_factors").is_none(), "EmbeddingNN has no factor count: {nn}");
+}
+
 /// `--lr-find` reports the finder's suggestions and plot, and leaves the fit as it would have been.
 #[test]
 fn train_lr_find_records_suggestions_and_changes_nothing_else() {

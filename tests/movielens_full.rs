@@ -188,7 +188,8 @@ fn ranking_on_the_canonical_folds_beats_mostpop_with_the_blend() {
 fn fold_in_beats_unknown_users_and_nears_retraining() {
     let Some(dir) = common::ml100k() else { return };
     let recipe = fastcollab::recipe::Recipe::lesson();
-    let cfg = fastcollab::infer::FoldIn::with_training(recipe.wd, 0.99, 1e-8);
+    let l = &recipe.learner;
+    let cfg = fastcollab::infer::FoldIn::with_training(l.wd, l.beta2, l.eps);
     let points = cold_start(&dir, &FOLDS, &recipe, &Run::default(), &cfg).unwrap();
     for p in &points {
         if p.k >= 3 {

@@ -62,7 +62,8 @@ pub fn run(args: CvArgs) -> Result<()> {
     }
     if args.cold_start {
         let recipe = args.recipe.fixed().unwrap_or_else(Recipe::lesson);
-        let fold_in = fastcollab::infer::FoldIn::with_training(recipe.wd, 0.99, 1e-8);
+        let l = &recipe.learner;
+        let fold_in = fastcollab::infer::FoldIn::with_training(l.wd, l.beta2, l.eps);
         let points = cold_start(&dir, &FOLDS, &recipe, &run, &fold_in)?;
         println!(
             "\ncold start ({} recipe; fold-in: {} AdamW steps, lr {}):\n{}",

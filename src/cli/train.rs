@@ -6,10 +6,10 @@ use clap::Args;
 use fastcollab::data::movielens::TITLE;
 use fastcollab::data::stream::load_ratings_csv;
 use fastcollab::plot::plot_lr_find;
-use fastcollab::recipe::{self, Recipe, RecipeName, Run};
+use fastcollab::recipe::{self, Recipe, RecipeName, Run, LESSON_Y_RANGE};
 use fastcollab::{
-    collab_learner, CollabDataBunch, CollabLearnerConfig, DeviceChoice, DotBiasConfig, EmbeddingNNConfig, LrFindConfig,
-    Metrics, ModelConfig, MovieLens100k, TrainMode,
+    collab_learner, CollabDataBunch, CollabLearnerConfig, DeviceChoice, EmbeddingNNConfig, LrFindConfig, Metrics,
+    ModelConfig, MovieLens100k, TrainMode,
 };
 
 #[derive(Args)]
@@ -83,10 +83,10 @@ pub fn run(a: TrainArgs) -> Result<()> {
     }
     let bs = a.bs.unwrap_or(a.recipe.fixed().map_or(Recipe::lesson().bs, |r| r.bs));
     let data = match &a.ratings {
-        Some(csv) => load_ratings_csv(csv, &a.split.config("movieId", bs, Recipe::lesson().y_range))?,
+        Some(csv) => load_ratings_csv(csv, &a.split.config("movieId", bs, LESSON_Y_RANGE))?,
         None => {
             let ml = MovieLens100k::load(&super::ml100k(a.split.data.clone())?)?;
-            CollabDataBunch::from_df(&ml.rating_movie()?, &a.split.config(&a.item, bs, Recipe::lesson().y_range))?
+            CollabDataBunch::from_df(&ml.rating_movie()?, &a.split.config(&a.item, bs, LESSON_Y_RANGE))?
                 .with_sources(ml.sources)
         }
     };
@@ -95,30 +95,24 @@ pub fn run(a: TrainArgs) -> Result<()> {
         None => {
             let run = Run { mode: a.mode, device: a.device, seed: a.split.seed };
             let tuning = recipe::tune(&data, &run, 1)?;
-            println!("tuned on a 10% hold-out of the training rows: {:?}", tuning.chosen);
+            println!("tuned on a 10% hold-out of the training rows: {}", tuning.chosen);
             tuning.chosen
         }
     };
-    r.n_factors = a.n_factors.unwrap_or(r.n_factors);
-    r.wd = a.wd.unwrap_or(r.wd);
+    // Flags override the recipe.
+    let l = &mut r.learner;
+    if a.use_nn {
+        let y_range = Some(LESSON_Y_RANGE);
+        l.model = ModelConfig::Nn(EmbeddingNNConfig { layers: a.layers.clone(), y_range, ..Default::default() });
+    } else if let (ModelConfig::DotBias(c), Some(n)) = (&mut l.model, a.n_factors) {
+        c.n_factors = n;
+    }
+    l.wd = a.wd.unwrap_or(l.wd);
+    l.beta2 = a.sqr_mom.unwrap_or(l.beta2);
     r.epochs = a.epochs.unwrap_or(r.epochs);
     r.lr = a.lr.unwrap_or(r.lr);
     r.bs = bs;
-    let y_range = Some(r.y_range);
-    let model = if a.use_nn {
-        ModelConfig::Nn(EmbeddingNNConfig { layers: a.layers.clone(), y_range, ..Default::default() })
-    } else {
-        ModelConfig::DotBias(DotBiasConfig { n_factors: r.n_factors, y_range })
-    };
-    let lcfg = CollabLearnerConfig {
-        model,
-        wd: r.wd,
-        beta2: a.sqr_mom.unwrap_or(CollabLearnerConfig::default().beta2),
-        mode: a.mode,
-        device: a.device,
-        path: a.out.clone(),
-        ..Default::default()
-    };
+    let lcfg = CollabLearnerConfig { mode: a.mode, device: a.device, path: a.out.clone(), ..r.learner.clone() };
     let mut learn = collab_learner(data, &lcfg)?;
     println!("{}\n", learn.model);
     let suggestions = if a.lr_find {

@@ -59,7 +59,8 @@ pub fn cold_start(
     fold_in: &FoldIn,
 ) -> Result<Vec<ColdStartPoint>> {
     let mut sums = [Sums::default(); KS.len()];
-    let cfg = FoldIn { wd: recipe.wd, beta2: 0.99, eps: 1e-8, ..*fold_in };
+    let l = &recipe.learner;
+    let cfg = FoldIn { wd: l.wd, beta2: l.beta2, eps: l.eps, ..*fold_in };
     for (f, name) in folds.iter().enumerate() {
         let base = read_ratings(&dir.join(format!("{name}.base")))?;
         let Column::Int(user_ids) = base.column(USER)? else {

@@ -247,11 +247,10 @@ impl std::fmt::Display for CvReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "{:<6}{:>10}{:>10}{:>10}{:>9}{:>9}  recipe", "fold", "mse", "rmse", "mae", "n_test", "unseen")?;
         for r in &self.folds {
-            let c = &r.recipe;
             writeln!(
                 f,
-                "{:<6}{:>10.4}{:>10.4}{:>10.4}{:>9}{:>9}  {} factors, wd {}, lr {}, {} epochs, ensemble {}",
-                r.name, r.mse, r.rmse, r.mae, r.n_test, r.n_unseen, c.n_factors, c.wd, c.lr, c.epochs, c.ensemble
+                "{:<6}{:>10.4}{:>10.4}{:>10.4}{:>9}{:>9}  {}",
+                r.name, r.mse, r.rmse, r.mae, r.n_test, r.n_unseen, r.recipe
             )?;
         }
         write!(
