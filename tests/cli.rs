@@ -82,6 +82,17 @@ fn train_records_the_recipe_it_trained() {
     let nn = recipe(&["--use-nn", "--layers", "20,10"], "nn");
     assert_eq!(nn["layers"], serde_json::json!([20, 10]));
     assert!(nn.get("n_factors").is_none(), "EmbeddingNN has no factor count: {nn}");
+
+    // Flags that would be ignored by the model asked for are refused, not dropped.
+    let refused = |args: &[&str], expected: &str| {
+        let out = fastcollab(&[&["train", "--ratings", csv, "--out", "refused"][..], args].concat(), &dir);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!dir.join("refused/metrics.json").exists());
+    };
+    refused(&["--use-nn", "--n-factors", "12"], "cannot be used with");
+    refused(&["--layers", "20,10"], "--use-nn");
+    refused(&["--use-nn", "--recipe", "tuned"], "--recipe tuned chooses among EmbeddingDotBias models");
 }
 
 /// `--lr-find` reports the finder's suggestions and plot, and leaves the fit as it would have been.

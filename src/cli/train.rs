@@ -1,7 +1,7 @@
 //! `fastcollab train`: train on MovieLens 100k (or an ml-latest `ratings.csv`) and save.
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use fastcollab::data::movielens::TITLE;
 use fastcollab::data::stream::load_ratings_csv;
@@ -26,8 +26,9 @@ pub struct TrainArgs {
     /// a hold-out of the training rows; ensembles apply to `cv` only).
     #[arg(long, value_enum, default_value = "lesson")]
     recipe: RecipeName,
-    /// Override the recipe's number of factors.
-    #[arg(long)]
+    /// Override the recipe's number of factors (EmbeddingDotBias; EmbeddingNN takes fastai's
+    /// embedding sizes).
+    #[arg(long, conflicts_with = "use_nn")]
     n_factors: Option<usize>,
     /// Override the recipe's weight decay.
     #[arg(long)]
@@ -49,7 +50,7 @@ pub struct TrainArgs {
     #[arg(long)]
     use_nn: bool,
     /// Hidden layer widths for --use-nn.
-    #[arg(long, value_delimiter = ',', default_value = "100,50")]
+    #[arg(long, value_delimiter = ',', default_value = "100,50", requires = "use_nn")]
     layers: Vec<usize>,
     /// How steps are computed: `auto`, `exact`, `dense`, `autograd` or `lazy`.
     #[arg(long, value_enum, default_value = "auto")]
@@ -80,6 +81,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
     super::check_writable_dir(&models).with_context(|| format!("--out {}", a.out.display()))?;
     if let Some(export) = &a.export {
         super::check_writable_file(export).with_context(|| format!("--export {}", export.display()))?;
+    }
+    if a.use_nn && a.recipe == RecipeName::Tuned {
+        bail!("--recipe tuned chooses among EmbeddingDotBias models; with --use-nn give --wd and --lr instead");
     }
     let bs = a.bs.unwrap_or(a.recipe.fixed().map_or(Recipe::lesson().bs, |r| r.bs));
     let data = match &a.ratings {
