@@ -201,6 +201,18 @@ fn bench_writes_its_json_contract() {
     let out = fastcollab(&["bench", "--scale", "20000", "--json", "a-file/scale.json"], &dir);
     fails_clearly(&out, "--json a-file/scale.json");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("synthetic"), "it measured first");
+    // A flag that only means something with another (--scale, --ranking, --cold-start) is a usage
+    // error without it, not silently ignored.
+    let usage: [&[&str]; 4] = [
+        &["bench", "--epochs", "1"],
+        &["bench", "--scale", "100", "--nn"],
+        &["cv", "--k", "5"],
+        &["cv", "--plot", "c.png"],
+    ];
+    for args in usage {
+        let out = fastcollab(args, &dir);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
 
     let Some(data) = common::ml100k() else { return };
     let d = data.to_str().unwrap();

@@ -9,50 +9,50 @@ use fastcollab::{DeviceChoice, TrainMode};
 #[derive(Args)]
 pub struct BenchArgs {
     /// The ml-100k folder (default: the untar_data cache).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "scale")]
     data: Option<PathBuf>,
     /// Benchmark a synthetic MovieLens-25M-shaped dataset with this many ratings instead.
     #[arg(long)]
     scale: Option<usize>,
     /// Epochs for --scale.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, requires = "scale")]
     epochs: usize,
     /// Factors of the model for --scale (the defaults of --n-factors, --wd, --lr and --sqr-mom were
     /// chosen on an independent synthetic set, `--seed 7`: see the README).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, requires = "scale")]
     n_factors: usize,
     /// Weight decay for --scale.
-    #[arg(long, default_value_t = 0.001)]
+    #[arg(long, default_value_t = 0.001, requires = "scale")]
     wd: f64,
     /// Peak learning rate for --scale.
-    #[arg(long, default_value_t = 3e-3)]
+    #[arg(long, default_value_t = 3e-3, requires = "scale")]
     lr: f64,
     /// One-cycle momentums (β1 at the ends and at the peak) for --scale.
-    #[arg(long, value_delimiter = ',', default_values_t = [0.95, 0.85])]
+    #[arg(long, value_delimiter = ',', default_values_t = [0.95, 0.85], requires = "scale")]
     moms: Vec<f64>,
     /// Adam's β2 (fastai's `sqr_mom`) for --scale.
-    #[arg(long, default_value_t = 0.99999)]
+    #[arg(long, default_value_t = 0.99999, requires = "scale")]
     sqr_mom: f64,
     /// Adam's ε for --scale.
-    #[arg(long, default_value_t = 1e-8)]
+    #[arg(long, default_value_t = 1e-8, requires = "scale")]
     eps: f64,
     /// Seed of the synthetic dataset for --scale (its planted factors, ratings and split).
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = 42, requires = "scale")]
     seed: u64,
     /// The path trained fully for --scale: `exact` (fastai's semantics) or `lazy`.
-    #[arg(long, value_enum, default_value = "exact")]
+    #[arg(long, value_enum, default_value = "exact", requires = "scale")]
     mode: TrainMode,
     /// Python with fastai installed, to time fastai on the same rows (default: `python3` if it
     /// can import fastai; `none` skips).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "scale")]
     fastai_python: Option<String>,
     /// Also time EmbeddingNN (layers [100, 50], the lesson's settings) through its exact path, and
     /// through fastai when it is available.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "scale")]
     nn: bool,
     /// Device of the autograd row (the exact, dense and lazy paths are CPU kernels): `auto`, `cpu`,
     /// `cuda` or `cuda:N`.
-    #[arg(long, default_value = "auto")]
+    #[arg(long, default_value = "auto", conflicts_with = "scale")]
     device: DeviceChoice,
     /// Write the figures as JSON here.
     #[arg(long)]

@@ -34,14 +34,14 @@ pub struct CvArgs {
     #[arg(long)]
     ranking: bool,
     /// The list length for --ranking.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, requires = "ranking")]
     k: usize,
     /// Also measure cold start on the base files: 10% of users held out, folded in from k of their
     /// ratings, against `#na#` and retraining; writes the curve as a PNG (`--plot`).
     #[arg(long)]
     cold_start: bool,
     /// Where --cold-start draws its curve.
-    #[arg(long, default_value = "cold_start.png")]
+    #[arg(long, default_value = "cold_start.png", requires = "cold_start")]
     plot: PathBuf,
     /// Write the report as JSON here.
     #[arg(long)]
