@@ -133,19 +133,14 @@ impl Recipe {
     }
 }
 
-/// The model in a few words: `40 factors`, or an EmbeddingNN's layers.
-fn model_words(model: &ModelConfig) -> String {
-    match model {
-        ModelConfig::DotBias(c) => format!("{} factors", c.n_factors),
-        ModelConfig::Nn(c) => format!("EmbeddingNN {:?}", c.layers),
-    }
-}
-
-/// `40 factors, wd 0.1, lr 0.005, 5 epochs, ensemble 1`.
+/// `40 factors, wd 0.1, lr 0.005, 5 epochs, ensemble 1` (EmbeddingNN: its layers for the factors).
 impl std::fmt::Display for Recipe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (l, model) = (&self.learner, model_words(&self.learner.model));
-        write!(f, "{model}, wd {}, lr {}, {} epochs, ensemble {}", l.wd, self.lr, self.epochs, self.ensemble)
+        match &self.learner.model {
+            ModelConfig::DotBias(c) => write!(f, "{} factors", c.n_factors)?,
+            ModelConfig::Nn(c) => write!(f, "EmbeddingNN {:?}", c.layers)?,
+        }
+        write!(f, ", wd {}, lr {}, {} epochs, ensemble {}", self.learner.wd, self.lr, self.epochs, self.ensemble)
     }
 }
 
