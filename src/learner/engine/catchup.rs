@@ -7,8 +7,8 @@
 //! `1/(x' + q) = Σ_j (−q)^j / x'^(j+1)`, each term separable into a per-step scalar times a power
 //! of `1/x`, so the whole gap is
 //! `p1 = A·p0 − (m0/x)·Σ_j (−1/x)^j · W_j(k0, k1)` with `A` the product of the decays and
-//! `W_j` sums of per-step scalars. Those sums come from prefix tables built once per fit: relative
-//! to a reference step every `d` steps (so that differences of prefix sums never cancel by more
+//! `W_j` sums of per-step scalars. Those sums come from prefix tables of the fit's schedule, in
+//! blocks built as the fit reaches them: relative to a reference step every `d` steps (so that differences of prefix sums never cancel by more
 //! than a factor 10⁶) and extending `h` steps beyond it (after `h` steps of decay, momentum has
 //! moved the weights by less than 10⁻¹² of its first step, so the rest of the gap is pure decay).
 //! Elements whose `sqrt(v)` is within 100·ε·sqrt(1 − β2^t) at the gap's start, where the series
@@ -18,6 +18,8 @@
 use super::super::optim::AdamHyper;
 use super::lanes::elementwise;
 use super::tables::prefetch;
+use std::collections::VecDeque;
+use std::sync::OnceLock;
 
 /// Terms of the ε series (measured relative error of the toy in `../shared/reference`: 9.5e-13).
 pub(crate) const TERMS: usize = 4;
@@ -31,8 +33,11 @@ const TAIL: f64 = 1e-12;
 const CANCEL: f64 = 1e6;
 /// Above this ε the schedule is left to the dense path.
 const MAX_EPS: f64 = 1e-7;
-/// Past this many f64 entries in the prefix tables, the schedule is left to the dense path.
-const MAX_TABLE: usize = 32 << 20;
+/// Past this many f64 entries in the blocks alive at once, the schedule is left to the dense path.
+const MAX_WINDOW: usize = 32 << 20;
+/// Past this many steps in a fit (about 210 bytes of tables each), the schedule is left to the dense
+/// path.
+const MAX_STEPS: usize = 10_000_000;
 
 /// The optimizer's hyper-parameters for a whole fit: `(lr, β1)` of each step and the constants.
 #[derive(Debug, Clone)]
@@ -72,21 +77,31 @@ pub(crate) struct Gap {
     pub w: [f32; TERMS],
 }
 
-/// Prefix tables of one fit's schedule, from which any gap is composed in O(1).
+/// Prefix tables of one fit's schedule, from which any gap is composed in O(1). The per-step tables
+/// cover the whole fit; the blocks of prefix sums are built as the fit reaches them and dropped once
+/// no gap can read them ([`CatchUp::advance`]), so a long fit (millions of small batches) needs the
+/// same few blocks as a short one.
 pub(crate) struct CatchUp {
     d: usize,
     h: usize,
     eps: f64,
+    plan: Plan,
     /// Prefix sums of ln(1 − lr·wd).
     log_a: Vec<f64>,
     /// β2^n for every gap length n.
     b2_pow: Vec<f64>,
-    /// Per step, what a gap starting there needs (one cache line per step).
+    /// Per step, what a gap starting there needs (one cache line per step); `lo` and `full` are
+    /// filled when the step's block is built.
     at: Vec<AtStep>,
-    /// Per block, from its reference step `r` on: the prefix sums `P_j`, then `Π β1` over `r+1..`.
-    blocks: Vec<Vec<[f64; TERMS + 1]>>,
-    /// Per block, what the step-by-step sum of an element near ε reads.
-    near: Vec<NearBlock>,
+    /// Per step `u`: `step = lr/bc1` and `sbc2 = sqrt(1 − β2^t)`.
+    step: Vec<f64>,
+    sbc2: Vec<f64>,
+    /// The blocks alive, from block number `first` on: from its reference step `r` on, the prefix
+    /// sums `P_j`, then `Π β1` over `r+1..`.
+    blocks: VecDeque<Vec<[f64; TERMS + 1]>>,
+    first: usize,
+    /// Per block, what the step-by-step sum of an element near ε reads, built on first use.
+    near: Vec<OnceLock<NearBlock>>,
     /// Whether `AtStep::a` holds `Π (1 − lr·wd)` (it cannot underflow), so a gap's decay is a ratio.
     decay_prefix: bool,
     scalars: Vec<[f32; 8]>,
@@ -122,8 +137,9 @@ struct AtStep {
 }
 
 impl CatchUp {
-    /// Builds the tables for `plan`, or `None` when its schedule falls outside what the closed form
-    /// handles accurately (then the dense path, with the same semantics, is used).
+    /// Builds the per-step tables for `plan` (the blocks follow as the fit advances), or `None` when
+    /// its schedule falls outside what the closed form handles accurately or is longer than
+    /// `MAX_STEPS` (then the dense path, with the same semantics, is used).
     pub fn new(plan: &Plan) -> Option<CatchUp> {
         let n = plan.lr_mom.len();
         let (b2, eps, wd) = (plan.beta2, plan.eps, plan.wd);
@@ -152,66 +168,28 @@ impl CatchUp {
         let h = ((TAIL * (1.0 - rho)).ln() / rho.ln()).ceil().max(1.0) as usize;
         let gamma_min = b1_min / b2.sqrt();
         let d = ((1.0 / CANCEL).ln() / gamma_min.ln()).floor().clamp(1.0, h as f64) as usize;
-        if (n / d + 1) * (d + h + 1) * (TERMS + 4) > MAX_TABLE {
+        // Blocks alive at once: those whose gaps of up to `h` steps can still end at the current step.
+        if n > MAX_STEPS || ((d + h) / d + 3) * (d + h + 1) * (TERMS + 1) > MAX_WINDOW {
             return None;
         }
         let mut log_a = vec![0.0; n + 1];
         let mut log_b = vec![0.0; n + 1];
-        let mut g = vec![[0.0f64; TERMS]; n + 1];
-        let (mut step, mut inv_sbc2) = (vec![0.0f64; n + 1], vec![0.0f64; n + 1]);
+        let (mut step, mut sbc2) = (vec![0.0f64; n + 1], vec![0.0f64; n + 1]);
         for k in 1..=n {
             let hp = plan.hyper(k);
             log_a[k] = log_a[k - 1] + (1.0 - hp.lr * wd).ln();
             log_b[k] = log_b[k - 1] + hp.beta1.ln();
             let t = hp.step as i32;
-            let c = hp.lr / (1.0 - hp.beta1.powi(t));
-            let sbc2 = (1.0 - b2.powi(t)).sqrt();
-            (step[k], inv_sbc2[k]) = (c, 1.0 / sbc2);
-            let mut term = c * sbc2;
-            for gj in g[k].iter_mut() {
-                *gj = term;
-                term *= sbc2 * eps;
-            }
+            step[k] = hp.lr / (1.0 - hp.beta1.powi(t));
+            sbc2[k] = (1.0 - b2.powi(t)).sqrt();
         }
         // Γ_j(r, u) = Π β1 / β2^((j+1)/2) over r+1..=u, in logs.
         let log_gamma =
             |j: usize, r: usize, u: usize| (log_b[u] - log_b[r]) - (j as f64 + 1.0) / 2.0 * (u - r) as f64 * ln_b2;
-        // Within a block the products are running products from its reference step (a few hundred
-        // factors near 1: no loss of precision, no exponential per entry).
-        let inv_sqrt_b2 = 1.0 / b2.sqrt();
-        let (blocks, near): (Vec<Vec<[f64; TERMS + 1]>>, Vec<NearBlock>) = (0..=n / d)
-            .map(|b| {
-                let r = b * d;
-                let end = (r + d + h).min(n);
-                let mut sums = vec![[0.0f64; TERMS + 1]; end - r + 1];
-                sums[0][TERMS] = 1.0;
-                let mut near = NearBlock { decay: vec![1.0], weight: vec![0.0], scale: vec![0.0] };
-                let (mut gamma0, mut inv_a, mut inv_q) = (1.0f64, 1.0f64, 1.0f64);
-                for u in r + 1..=end {
-                    let hp = plan.hyper(u);
-                    gamma0 *= hp.beta1 * inv_sqrt_b2;
-                    inv_a /= 1.0 - hp.lr * wd;
-                    inv_q *= inv_sqrt_b2;
-                    let mut row = sums[u - r - 1];
-                    // Γ_j = Γ_0 · β2^(−j(u−r)/2).
-                    let mut term = gamma0 * inv_a;
-                    for (s, gj) in row[..TERMS].iter_mut().zip(&g[u]) {
-                        *s += gj * term;
-                        term *= inv_q;
-                    }
-                    row[TERMS] = sums[u - r - 1][TERMS] * hp.beta1;
-                    sums[u - r] = row;
-                    near.decay.push(1.0 / inv_a);
-                    near.weight.push(step[u] * row[TERMS] * inv_a);
-                    near.scale.push(inv_sbc2[u] / inv_q);
-                }
-                (sums, near)
-            })
-            .unzip();
         let scalars = (1..=n).map(|k| plan.hyper(k).scalars()).collect();
         let b2_pow = (0..=n).map(|k| (k as f64 * ln_b2).exp()).collect();
         let decay_prefix = log_a[n] > -600.0;
-        let mut at: Vec<AtStep> = (0..=n)
+        let at: Vec<AtStep> = (0..=n)
             .map(|k| {
                 let r = k / d * d;
                 AtStep {
@@ -219,28 +197,100 @@ impl CatchUp {
                     q: ((k - r) as f64 * ln_b2 / 2.0).exp(),
                     a: if decay_prefix { log_a[k].exp() } else { f64::NAN },
                     full: [0.0; TERMS],
-                    lo: blocks[k / d][k - r],
+                    lo: [0.0; TERMS + 1],
                 }
             })
             .collect();
-        let mut c = CatchUp { d, h, eps, log_a, b2_pow, at: Vec::new(), blocks, near, scalars, decay_prefix };
-        for k in (0..=n).take_while(|k| k + h <= n) {
-            at[k].full = c.series_sums(&at[k], k, k + h, (c.log_a[k + h] - c.log_a[k]).exp());
-        }
-        c.at = at;
-        Some(c)
+        let near = (0..=n / d).map(|_| OnceLock::new()).collect();
+        let (blocks, plan) = (VecDeque::new(), plan.clone());
+        Some(CatchUp { d, h, eps, plan, log_a, b2_pow, at, step, sbc2, blocks, first: 0, near, scalars, decay_prefix })
     }
 
-    /// The prefix sums and `Π β1` at `k1` of the block a gap starting at `k0` belongs to.
+    /// Makes the tables ready for gaps ending at step `k` (a step's catch-up, or a synchronisation
+    /// point): builds the blocks up to `k`'s and drops those no such gap can read any more.
+    pub fn advance(&mut self, k: usize) {
+        let (d, h, n) = (self.d, self.h, self.at.len() - 1);
+        while self.first + self.blocks.len() <= k.min(n) / d {
+            let b = self.first + self.blocks.len();
+            let sums = self.block_sums(b);
+            let r = b * d;
+            for k0 in r..(r + d).min(n + 1) {
+                self.at[k0].lo = sums[k0 - r];
+                if k0 + h <= n {
+                    let decay = (self.log_a[k0 + h] - self.log_a[k0]).exp();
+                    self.at[k0].full = self.series_sums(&self.at[k0], &sums[k0 + h - r], decay);
+                }
+            }
+            self.blocks.push_back(sums);
+        }
+        // A gap from block b ending at k or later is longer than h once k > r + d + h.
+        while self.blocks.len() > 1 && (self.first + 1) * d + h < k {
+            self.blocks.pop_front();
+            self.first += 1;
+        }
+    }
+
+    /// Block `b`'s prefix sums and `Π β1`, from its reference step `r = b·d` to `r + d + h` (or
+    /// the fit's end). Within a block the products are running products from its reference step
+    /// (a few hundred factors near 1: no loss of precision, no exponential per entry).
+    fn block_sums(&self, b: usize) -> Vec<[f64; TERMS + 1]> {
+        let (plan, n, r) = (&self.plan, self.at.len() - 1, b * self.d);
+        let inv_sqrt_b2 = 1.0 / plan.beta2.sqrt();
+        let end = (r + self.d + self.h).min(n);
+        let mut sums = vec![[0.0f64; TERMS + 1]; end - r + 1];
+        sums[0][TERMS] = 1.0;
+        let (mut gamma0, mut inv_a, mut inv_q) = (1.0f64, 1.0f64, 1.0f64);
+        for u in r + 1..=end {
+            let hp = plan.hyper(u);
+            gamma0 *= hp.beta1 * inv_sqrt_b2;
+            inv_a /= 1.0 - hp.lr * plan.wd;
+            inv_q *= inv_sqrt_b2;
+            let mut row = sums[u - r - 1];
+            // Γ_j = Γ_0 · β2^(−j(u−r)/2), and g_j(u) = step·sbc2·(sbc2·ε)^j.
+            let (sbc2, mut term, mut g) = (self.sbc2[u], gamma0 * inv_a, self.step[u] * self.sbc2[u]);
+            for s in row[..TERMS].iter_mut() {
+                *s += g * term;
+                term *= inv_q;
+                g *= sbc2 * self.eps;
+            }
+            row[TERMS] = sums[u - r - 1][TERMS] * hp.beta1;
+            sums[u - r] = row;
+        }
+        sums
+    }
+
+    /// Block `b`'s terms for elements near ε, built on first use.
+    fn near_block(&self, b: usize) -> &NearBlock {
+        self.near[b].get_or_init(|| {
+            let (plan, n, r) = (&self.plan, self.at.len() - 1, b * self.d);
+            let inv_sqrt_b2 = 1.0 / plan.beta2.sqrt();
+            let mut near = NearBlock { decay: vec![1.0], weight: vec![0.0], scale: vec![0.0] };
+            let (mut b1_prod, mut inv_a, mut inv_q) = (1.0f64, 1.0f64, 1.0f64);
+            for u in r + 1..=(r + self.d + self.h).min(n) {
+                let hp = plan.hyper(u);
+                inv_a /= 1.0 - hp.lr * plan.wd;
+                inv_q *= inv_sqrt_b2;
+                b1_prod *= hp.beta1;
+                near.decay.push(1.0 / inv_a);
+                near.weight.push(self.step[u] * b1_prod * inv_a);
+                near.scale.push(1.0 / self.sbc2[u] / inv_q);
+            }
+            near
+        })
+    }
+
+    /// The prefix sums and `Π β1` at `k1` of the block a gap starting at `k0` belongs to (alive
+    /// while such a gap can be at most `h` steps long).
     #[inline(always)]
     fn block_at(&self, k0: usize, k1: usize) -> &[f64; TERMS + 1] {
-        &self.blocks[k0 / self.d][k1 - k0 / self.d * self.d]
+        &self.blocks[k0 / self.d - self.first][k1 - k0 / self.d * self.d]
     }
 
-    /// `W_j(k0, k1)` from the block tables, `k1 ≤ k0 + h`, for a gap whose decay is `decay`.
+    /// `W_j(k0, k1)` from the block sums at the gap's start (`at`) and end (`hi`), `k1 ≤ k0 + h`,
+    /// for a gap whose decay is `decay`.
     #[inline(always)]
-    fn series_sums(&self, at: &AtStep, k0: usize, k1: usize, decay: f64) -> [f64; TERMS] {
-        let (lo, hi) = (&at.lo, self.block_at(k0, k1));
+    fn series_sums(&self, at: &AtStep, hi: &[f64; TERMS + 1], decay: f64) -> [f64; TERMS] {
+        let lo = &at.lo;
         let mut scale = decay * at.e;
         let mut w = [0.0f64; TERMS];
         for (j, wj) in w.iter_mut().enumerate() {
@@ -267,7 +317,8 @@ impl CatchUp {
             let tail = decay_between(k0 + self.h, k1);
             (at.full.map(|x| x * tail), 0.0)
         } else {
-            (self.series_sums(at, k0, k1, decay), (self.block_at(k0, k1)[TERMS] / at.lo[TERMS]) as f32)
+            let hi = self.block_at(k0, k1);
+            (self.series_sums(at, hi, decay), (hi[TERMS] / at.lo[TERMS]) as f32)
         };
         Gap { decay: decay as f32, m_scale, v_scale: self.b2_pow[k1 - k0] as f32, w: w.map(|x| x as f32) }
     }
@@ -309,7 +360,7 @@ impl CatchUp {
     #[inline(always)]
     fn near_eps(&self, k0: usize, k1: usize, p0: f64, m0: f64, v0: f64) -> f64 {
         let r = k0 / self.d * self.d;
-        let block = &self.near[k0 / self.d];
+        let block = self.near_block(k0 / self.d);
         let (from, to) = (k0 - r + 1, k1 - r + 1);
         let x = v0.sqrt() / self.at[k0].q;
         let (weight, scale) = (&block.weight[from..to], &block.scale[from..to]);
@@ -393,10 +444,19 @@ mod tests {
     }
 
     fn gaps_match_dense_steps(plan: &Plan) {
+        let n = plan.lr_mom.len();
+        let gaps = [(0, 1), (5, 6), (89, 90), (17, 400), (1000, 1001), (2000, 2700), (250, n - 1), (0, n)];
+        gaps_at_their_ends_match_dense_steps(plan, &gaps);
+    }
+
+    /// Applies each gap when the tables have advanced to its end (`gaps` in order of their ends, as
+    /// a fit meets them) and compares with dense float64 steps.
+    fn gaps_at_their_ends_match_dense_steps(plan: &Plan, gaps: &[(usize, usize)]) {
         let plan = plan.clone();
-        let c = CatchUp::new(&plan).expect("fastai's schedule is supported");
+        let mut c = CatchUp::new(&plan).expect("fastai's schedule is supported");
         let (mut worst, mut of_bound) = (0.0f64, 0.0f64);
-        for &(k0, k1) in &[(0, 1), (0, 3000), (5, 6), (17, 400), (250, 2999), (1000, 1001), (2000, 2700), (89, 90)] {
+        for &(k0, k1) in gaps {
+            c.advance(k1);
             for &(m, v) in &[(1e-3, 1e-6), (-2e-4, 4e-8), (1e-6, 1e-11), (3e-9, 1e-17), (1e-5, 0.0)] {
                 let (mut p, mut mm, mut vv) = ([0.01f32], [m as f32], [v as f32]);
                 c.apply(k0, k1, &mut p, &mut mm, &mut vv);
@@ -409,6 +469,19 @@ mod tests {
             }
         }
         eprintln!("worst absolute error {worst:.3e}, at most {:.1}% of its bound", 100.0 * of_bound);
+    }
+
+    /// A fit of 600,000 small batches: its blocks are built as it goes and dropped behind it, so the
+    /// tables stay small, and gaps late in the fit are as exact as early ones.
+    #[test]
+    fn long_fits_keep_a_window_of_blocks() {
+        let plan = one_cycle_plan(600_000);
+        let n = plan.lr_mom.len();
+        let gaps = [(3, 10), (100_000, 100_300), (400_000, 400_001), (12, 450_000), (599_000, n - 1), (0, n)];
+        gaps_at_their_ends_match_dense_steps(&plan, &gaps);
+        let mut c = CatchUp::new(&plan).unwrap();
+        c.advance(n);
+        assert!(c.blocks.len() <= (c.d + c.h) / c.d + 3, "{} blocks alive", c.blocks.len());
     }
 
     #[test]

@@ -40,8 +40,10 @@ pub(crate) struct CatchUpRows<'a> {
 }
 
 impl<'a> CatchUpRows<'a> {
-    /// The rules of step `k` for both halves of both sides.
-    pub fn all(catchup: &'a CatchUp, last: &'a mut [[Vec<u32>; 2]; 2], k: usize) -> [[Self; 2]; 2] {
+    /// The rules of step `k` for both halves of both sides (the catch-up's tables made ready for it).
+    pub fn all(catchup: &'a mut CatchUp, last: &'a mut [[Vec<u32>; 2]; 2], k: usize) -> [[Self; 2]; 2] {
+        catchup.advance(k);
+        let catchup = &*catchup;
         last.each_mut().map(|halves| halves.each_mut().map(|last| CatchUpRows { catchup, last, k }))
     }
 }
@@ -52,7 +54,8 @@ pub(crate) fn last_steps(sides: &[Side; 2]) -> [[Vec<u32>; 2]; 2] {
 }
 
 /// Brings every row of both sides up to step `k` (a synchronisation point).
-pub(crate) fn catch_up_sides(c: &CatchUp, last: &mut [[Vec<u32>; 2]; 2], sides: &mut [Side; 2], k: usize) {
+pub(crate) fn catch_up_sides(c: &mut CatchUp, last: &mut [[Vec<u32>; 2]; 2], sides: &mut [Side; 2], k: usize) {
+    c.advance(k);
     for (side, last) in sides.iter_mut().zip(last) {
         for (half, last) in side.halves.iter_mut().zip(last) {
             let rows: Vec<u32> = half.rows().collect();
@@ -113,12 +116,12 @@ impl Engine for Exact {
     }
 
     fn sync(&mut self, live: &mut Live<'_>, k: usize) -> Result<()> {
-        catch_up_sides(&self.catchup, &mut self.last, &mut self.tables.tables.sides, k);
+        catch_up_sides(&mut self.catchup, &mut self.last, &mut self.tables.tables.sides, k);
         self.tables.store(live.params, live.opt)
     }
 
     fn predict(&mut self, k: usize, users: &[u32], items: &[u32]) -> Option<Vec<f32>> {
-        catch_up_sides(&self.catchup, &mut self.last, &mut self.tables.tables.sides, k);
+        catch_up_sides(&mut self.catchup, &mut self.last, &mut self.tables.tables.sides, k);
         Some(self.tables.predict(users, items))
     }
 }

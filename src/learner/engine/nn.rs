@@ -113,7 +113,7 @@ impl Engine for NnExact {
     }
 
     fn sync(&mut self, live: &mut Live<'_>, k: usize) -> Result<()> {
-        catch_up_sides(&self.catchup, &mut self.last, &mut self.tables.sides, k);
+        catch_up_sides(&mut self.catchup, &mut self.last, &mut self.tables.sides, k);
         for (j, side) in self.tables.sides.iter().enumerate() {
             side.store(&parts(&[EMBEDS[j]], live.params, live.opt)?)?;
         }
