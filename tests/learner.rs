@@ -166,6 +166,22 @@ fn validation_between_epochs_is_the_same_bits_as_after_the_fit() {
 }
 
 #[test]
+fn metrics_name_the_path_that_trained() {
+    // ε above what the closed-form catch-up follows accurately: the dense path, with the same
+    // semantics, stands in for the exact one, and the metrics say so.
+    let (data, _) = common::low_rank(2);
+    let cfg = CollabLearnerConfig { eps: 1e-5, ..common::dot_bias_on_cpu(8, 0.01, TrainMode::Exact) };
+    let mut l = collab_learner(data, &cfg).unwrap();
+    l.verbose = false;
+    assert_eq!(l.metrics().mode, "exact", "before a fit: the mode asked for");
+    l.fit_one_cycle(1, 1e-2).unwrap();
+    assert_eq!((l.mode(), l.metrics().mode.as_str()), (TrainMode::Exact, "dense"));
+    let mut l = learner(TrainMode::Exact, Some((0.0, 5.5)), 2);
+    l.fit_one_cycle(1, 1e-2).unwrap();
+    assert_eq!(l.metrics().mode, "exact");
+}
+
+#[test]
 fn changing_dtype_between_fits_is_safe() {
     let mut l = learner(TrainMode::Auto, Some((0.0, 5.5)), 15);
     l.fit(1, 1e-3).unwrap();

@@ -280,7 +280,7 @@ impl Learner {
             seed: self.data.seed,
             split: self.data.provenance.split.clone(),
             sqr_mom: self.cfg.beta2,
-            mode: self.mode().name().into(),
+            mode: self.recorder.mode.unwrap_or_else(|| self.mode()).name().into(),
             device: format!("{:?}", self.device()).to_lowercase(),
             threads: crate::threads::current(),
             lr_suggestions: None,
@@ -385,8 +385,11 @@ impl Learner {
         // A fit's time includes building its engine; the first epoch's order is drawn meanwhile.
         let fit_start = Instant::now();
         let mut orders = EpochOrders::new(self.data.train.len(), &self.rng);
-        let mut engine = engine::build(mode, &live!())?;
-        self.recorder = Recorder::default();
+        let (mut engine, path) = engine::build(mode, &live!())?;
+        if path != mode && self.verbose {
+            eprintln!("the exact path's closed form cannot follow this schedule; training through {}", path.name());
+        }
+        self.recorder = Recorder { mode: Some(path), ..Recorder::default() };
         if self.verbose && validate {
             println!("{}", Recorder::header());
         }

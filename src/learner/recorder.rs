@@ -2,6 +2,7 @@
 use std::fmt::Write as _;
 
 use super::lr_find::LrSuggestions;
+use super::TrainMode;
 
 /// fastai's smoothed loss: an exponential moving average (β = 0.98) with debiasing.
 #[derive(Debug, Clone, Default)]
@@ -46,6 +47,9 @@ pub struct Recorder {
     pub epochs: Vec<EpochStats>,
     /// Wall time of the whole fit.
     pub fit_seconds: f64,
+    /// The path that computed the fit's steps: the one asked for, except where the exact path's
+    /// closed form cannot follow the schedule and the dense path (same semantics) stands in.
+    pub mode: Option<TrainMode>,
 }
 
 impl Recorder {
@@ -99,7 +103,9 @@ pub struct Metrics {
     pub split: String,
     /// Adam's β2 (fastai's name).
     pub sqr_mom: f64,
-    /// The training path (`exact`, `dense`, `autograd`, `lazy`).
+    /// The training path (`exact`, `dense`, `autograd`, `lazy`) that computed the last fit: `exact`
+    /// asked for is `dense` (or `autograd` for EmbeddingNN) where its closed form cannot follow
+    /// the schedule.
     pub mode: String,
     /// Where the model trained (`cpu`, `cuda(0)`).
     pub device: String,

@@ -97,8 +97,10 @@ fn parallel(bs: usize) -> bool {
 /// The smallest batch for which a step runs on two threads.
 const PARALLEL_FROM_BS: usize = 256;
 
-/// The engine for `mode` (already resolved), starting from the learner's state.
-pub(crate) fn build(mode: TrainMode, live: &Live<'_>) -> Result<Box<dyn Engine>> {
+/// The engine for `mode` (already resolved), starting from the learner's state, and the path it
+/// computes (`exact` falls back to `dense`, or to `autograd` for EmbeddingNN, where the closed form
+/// cannot follow the schedule).
+pub(crate) fn build(mode: TrainMode, live: &Live<'_>) -> Result<(Box<dyn Engine>, TrainMode)> {
     let tables = || match live.model {
         CollabModel::DotBias(m) => tables::DotTables::load(m, live.params, live.opt, live.data),
         CollabModel::Nn(_) => Err(Error::Unsupported("dense and lazy modes train EmbeddingDotBias only".into())),
@@ -108,17 +110,17 @@ pub(crate) fn build(mode: TrainMode, live: &Live<'_>) -> Result<Box<dyn Engine>>
     let embeddings_decay = live.params.iter().filter(|p| p.name.starts_with("embeds.")).all(|p| p.decay);
     let par = parallel(live.plan.bs);
     Ok(match mode {
-        TrainMode::Autograd | TrainMode::Auto => Box::new(autograd::Autograd),
-        TrainMode::Dense => Box::new(dense::Dense::new(tables()?, par)),
-        TrainMode::Lazy => Box::new(lazy::Lazy::new(tables()?, par)),
+        TrainMode::Autograd | TrainMode::Auto => (Box::new(autograd::Autograd), TrainMode::Autograd),
+        TrainMode::Dense => (Box::new(dense::Dense::new(tables()?, par)), mode),
+        TrainMode::Lazy => (Box::new(lazy::Lazy::new(tables()?, par)), mode),
         // A schedule the closed form cannot follow accurately is trained densely: same semantics.
         TrainMode::Exact if nn => match catchup::CatchUp::new(live.plan).filter(|_| embeddings_decay) {
-            Some(c) => Box::new(nn::NnExact::new(live, c)?),
-            None => Box::new(autograd::Autograd),
+            Some(c) => (Box::new(nn::NnExact::new(live, c)?), mode),
+            None => (Box::new(autograd::Autograd), TrainMode::Autograd),
         },
         TrainMode::Exact => match catchup::CatchUp::new(live.plan) {
-            Some(c) => Box::new(exact::Exact::new(tables()?, c, par)),
-            None => Box::new(dense::Dense::new(tables()?, par)),
+            Some(c) => (Box::new(exact::Exact::new(tables()?, c, par)), mode),
+            None => (Box::new(dense::Dense::new(tables()?, par)), TrainMode::Dense),
         },
     })
 }
