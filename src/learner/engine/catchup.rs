@@ -35,8 +35,8 @@ const CANCEL: f64 = 1e6;
 const MAX_EPS: f64 = 1e-7;
 /// Past this many f64 entries in the blocks alive at once, the schedule is left to the dense path.
 const MAX_WINDOW: usize = 32 << 20;
-/// Past this many steps in a fit (about 210 bytes of tables each), the schedule is left to the dense
-/// path.
+/// Past this many steps in a fit (about 210 bytes of tables each, and up to as much again for the
+/// near-ε tables of the blocks that need them), the schedule is left to the dense path.
 const MAX_STEPS: usize = 10_000_000;
 
 /// The optimizer's hyper-parameters for a whole fit: `(lr, β1)` of each step and the constants.
