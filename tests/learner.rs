@@ -182,6 +182,22 @@ fn metrics_name_the_path_that_trained() {
 }
 
 #[test]
+fn a_fit_of_half_a_million_steps_stays_on_the_exact_path() {
+    // Before the catch-up's blocks were built as a fit goes, a schedule this long exceeded their
+    // size limit and was trained densely (reported as exact).
+    let (mut data, _) = common::low_rank(3);
+    data.bs = 1;
+    let epochs = 470_000 / data.n_train_batches() + 1;
+    let mut l = collab_learner(data, &common::dot_bias_on_cpu(8, 0.01, TrainMode::Exact)).unwrap();
+    l.verbose = false;
+    l.fit_one_cycle(epochs, 1e-3).unwrap();
+    assert!(l.recorder.losses.len() > 470_000);
+    assert_eq!(l.metrics().mode, "exact");
+    let valid = l.recorder.epochs.iter().map(|e| e.valid_loss.unwrap()).collect::<Vec<_>>();
+    assert!(valid[valid.len() - 1] < 0.5 * valid[0], "it trained: {valid:?}");
+}
+
+#[test]
 fn changing_dtype_between_fits_is_safe() {
     let mut l = learner(TrainMode::Auto, Some((0.0, 5.5)), 15);
     l.fit(1, 1e-3).unwrap();
