@@ -50,14 +50,19 @@ pub(crate) fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
+/// fastai's `sigmoid_range` of a score when there is a `y_range`, else the score itself.
+#[inline(always)]
+pub(crate) fn sigmoid_range(x: f32, y_range: Option<(f32, f32)>) -> f32 {
+    match y_range {
+        Some((lo, hi)) => sigmoid(x) * (hi - lo) + lo,
+        None => x,
+    }
+}
+
 /// `EmbeddingDotBias`'s prediction from a user's and an item's factors and biases: the dot
 /// product plus both biases, through `sigmoid_range` when there is a `y_range`. Training engines
 /// and the model predict through this one function, so their predictions are the same bits.
 #[inline(always)]
 pub(crate) fn dot_bias_score(u: &[f32], i: &[f32], u_bias: f32, i_bias: f32, y_range: Option<(f32, f32)>) -> f32 {
-    let res = dot(u, i) + u_bias + i_bias;
-    match y_range {
-        Some((lo, hi)) => sigmoid(res) * (hi - lo) + lo,
-        None => res,
-    }
+    sigmoid_range(dot(u, i) + u_bias + i_bias, y_range)
 }

@@ -157,11 +157,7 @@ impl<'a> Bonus<'a> {
     /// The prediction for user bias `bu` and raw score `raw` (non-decreasing in `raw`).
     #[inline]
     fn predict(&self, bu: f32, raw: f32) -> f32 {
-        let x = bu + raw;
-        match self.y_range {
-            Some((lo, hi)) => crate::kernels::sigmoid(x) * (hi - lo) + lo,
-            None => x,
-        }
+        crate::kernels::sigmoid_range(bu + raw, self.y_range)
     }
 
     /// Replaces the raw scores of items `first..` of user `u` by what they are ranked by, in the

@@ -437,8 +437,9 @@ impl Learner {
             }
             if validate {
                 let valid = &self.data.valid;
-                let predicted = (!last && !valid.is_empty()).then(|| engine.predict(k, &valid.users, &valid.items));
-                let valid_loss = match predicted.flatten() {
+                let predicted =
+                    if last || valid.is_empty() { None } else { engine.predict(k, &valid.users, &valid.items) };
+                let valid_loss = match predicted {
                     Some(p) => Some(crate::metrics::mse(&p, &valid.ratings)),
                     None => {
                         if !last {
