@@ -1,6 +1,6 @@
 //! Lesson 5 of fastai's course-v3, collaborative filtering on MovieLens 100k, step by step.
 //!
-//! `scripts/lesson5 [--data DIR] [--out DIR] [--seed N] [--split seeded|fastai-v1]`
+//! `scripts/lesson5 [--data DIR] [--out DIR] [--seed N] [--split seeded|fastai-v1] [--mode MODE]`
 //! prints the lesson's tables and writes `metrics.json` and four PNG charts into `--out`.
 use std::path::PathBuf;
 
@@ -28,7 +28,7 @@ struct Args {
     /// `fastai-v1` (default: numpy's permutation, the lesson's exact validation rows) or `seeded`.
     #[arg(long, default_value = "fastai-v1")]
     split: SplitMethod,
-    /// `auto`, `exact`, `autograd` or `lazy`.
+    /// `auto` (the exact path on the CPU), `exact`, `dense`, `autograd` or `lazy`.
     #[arg(long, default_value = "auto")]
     mode: TrainMode,
 }

@@ -53,18 +53,20 @@ impl ModelConfig {
 /// How training steps are computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum TrainMode {
-    /// `exact` where it applies (EmbeddingDotBias, f32 on the CPU), else `autograd`.
+    /// `exact` where it applies (either model, f32 on the CPU), else `autograd`.
     #[default]
     Auto,
-    /// fastai's dense AdamW semantics at sparse cost: rows a batch does not touch are brought up
-    /// to date in closed form when next read. Same results as `dense`, up to rounding.
+    /// fastai's dense AdamW semantics at sparse cost: embedding rows a batch does not touch are
+    /// brought up to date in closed form when next read. Same results as `dense` (EmbeddingNN:
+    /// `autograd`), up to rounding.
     Exact,
-    /// fastai's math as written: AdamW over every row at every step, in Rust loops. The reference.
+    /// fastai's math as written: AdamW over every row at every step, in Rust loops
+    /// (EmbeddingDotBias). The reference.
     Dense,
     /// libtorch autograd and AdamW in tensor ops: any model, any device.
     Autograd,
-    /// AdamW updates only the rows in the batch. Not fastai's semantics (slightly worse validation
-    /// loss), so it is never chosen automatically.
+    /// AdamW updates only the rows in the batch (EmbeddingDotBias). Not fastai's semantics
+    /// (slightly worse validation loss), so it is never chosen automatically.
     Lazy,
 }
 
