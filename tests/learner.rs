@@ -148,6 +148,43 @@ fn exact_path_matches_dense_over_a_long_fit_with_and_without_decay() {
     }
 }
 
+/// The scale benchmark's settings (β2 0.99999, wd 0.001, one-cycle momentums 0.95–0.85, no output
+/// range, power-law popularity, bs 1024), at its default width and at 40 factors with the learning
+/// rate chosen for that width: the exact path is the dense one, up to rounding.
+#[test]
+fn exact_path_matches_dense_with_the_scale_benchmarks_settings() {
+    use fastcollab::data::synthetic::{generate, SyntheticConfig};
+    let data = generate(&SyntheticConfig::movielens_25m(200_000), 0.1, 1024).unwrap();
+    for (n_factors, lr) in [(10, 3e-3), (40, 1.5e-3)] {
+        let run = |mode| {
+            let cfg = CollabLearnerConfig {
+                model: ModelConfig::DotBias(DotBiasConfig { n_factors, y_range: None }),
+                wd: 0.001,
+                beta2: 0.99999,
+                eps: 1e-8,
+                mode,
+                device: DeviceChoice::Cpu,
+                ..Default::default()
+            };
+            let mut l = collab_learner(data.clone(), &cfg).unwrap();
+            l.verbose = false;
+            l.fit_one_cycle_with(5, &OneCycle { moms: (0.95, 0.85), ..OneCycle::new(lr) }).unwrap();
+            assert_eq!(l.recorder.mode, Some(mode), "the path that trained");
+            (l.recorder.epochs.clone(), weights(&l))
+        };
+        let ((exact, we), (dense, wdense)) = (run(TrainMode::Exact), run(TrainMode::Dense));
+        for (a, b) in exact.iter().zip(&dense) {
+            let (va, vb) = (a.valid_loss.unwrap(), b.valid_loss.unwrap());
+            assert!((a.train_loss - b.train_loss).abs() <= 1e-5 * b.train_loss, "{n_factors} factors: {a:?} vs {b:?}");
+            assert!((va - vb).abs() <= 1e-5 * vb, "{n_factors} factors: {a:?} vs {b:?}");
+        }
+        for ((n, a), (_, b)) in we.iter().zip(&wdense) {
+            let diff = (a - b).abs().max().double_value(&[]);
+            assert!(diff < 1e-4, "{n_factors} factors: {n} differs by {diff}");
+        }
+    }
+}
+
 #[test]
 fn validation_between_epochs_is_the_same_bits_as_after_the_fit() {
     // Between epochs the CPU engines validate from their own tables; after the last epoch the
