@@ -223,6 +223,16 @@ fn bench_writes_its_json_contract() {
         assert!(v["variants"][variant]["fit_seconds"].as_f64().unwrap() > 0.0, "{variant}");
         assert!(v["variants"][variant]["valid_mse"].as_f64().unwrap() < 0.9, "{variant}");
     }
+    // The sub-second paths are fitted before and after the one fit that takes seconds here
+    // (autograd), and their row gives the mean.
+    for variant in ["exact", "dense", "lazy"] {
+        let runs: Vec<f64> =
+            v["variants"][variant]["runs"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        assert_eq!(runs.len(), 2, "{variant}");
+        let mean = v["variants"][variant]["fit_seconds"].as_f64().unwrap();
+        assert!((mean - (runs[0] + runs[1]) / 2.0).abs() < 1e-12, "{variant}");
+    }
+    assert!(v["variants"]["autograd"].get("runs").is_none());
     let (exact, autograd) = (
         v["variants"]["exact"]["valid_mse"].as_f64().unwrap(),
         v["variants"]["autograd"]["valid_mse"].as_f64().unwrap(),

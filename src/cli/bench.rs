@@ -94,6 +94,10 @@ fn print_lesson(r: &LessonReport) {
     for (name, v) in &r.variants {
         println!("{name:<10}{:>10.3}{:>12.6}{:>15.1}x", v.fit_seconds, v.valid_mse, slowest / v.fit_seconds);
     }
+    for (name, v) in r.variants.iter().filter(|(_, v)| !v.runs.is_empty()) {
+        let runs: Vec<String> = v.runs.iter().map(|s| format!("{s:.3}")).collect();
+        println!("{name}: the mean of {} fits spread through the run: {}", v.runs.len(), runs.join(", "));
+    }
     for note in &r.notes {
         println!("({note})");
     }
