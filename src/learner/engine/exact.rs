@@ -15,8 +15,8 @@ pub(crate) struct Exact {
     tables: DotTables,
     scratch: Scratch,
     catchup: CatchUp,
-    /// Per side and half, the local step each row is up to date with.
-    last: [[Vec<u32>; 2]; 2],
+    /// Per side and half, where each row stands.
+    last: [[Vec<RowMark>; 2]; 2],
     par: Option<Pair>,
 }
 
@@ -30,31 +30,39 @@ impl Exact {
     }
 }
 
+/// Where a row stands: the local step it is up to date with, and a lower bound of its second
+/// moments (0 when unknown), which spares most catch-ups the search for elements near ε.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RowMark {
+    step: u32,
+    v_floor: f32,
+}
+
 /// Step `k` on one half of a side: rows are caught up to step `k − 1` when opened, then the touched
 /// ones step.
 pub(crate) struct CatchUpRows<'a> {
     pub catchup: &'a CatchUp,
-    /// The half's rows' steps (row `r` at `r / 2`).
-    pub last: &'a mut [u32],
+    /// Where the half's rows stand (row `r` at `r / 2`).
+    pub last: &'a mut [RowMark],
     pub k: usize,
 }
 
 impl<'a> CatchUpRows<'a> {
     /// The rules of step `k` for both halves of both sides (the catch-up's tables made ready for it).
-    pub fn all(catchup: &'a mut CatchUp, last: &'a mut [[Vec<u32>; 2]; 2], k: usize) -> [[Self; 2]; 2] {
+    pub fn all(catchup: &'a mut CatchUp, last: &'a mut [[Vec<RowMark>; 2]; 2], k: usize) -> [[Self; 2]; 2] {
         catchup.advance(k);
         let catchup = &*catchup;
         last.each_mut().map(|halves| halves.each_mut().map(|last| CatchUpRows { catchup, last, k }))
     }
 }
 
-/// Per side and half, the step each row is up to date with, for a fit that starts now.
-pub(crate) fn last_steps(sides: &[Side; 2]) -> [[Vec<u32>; 2]; 2] {
-    sides.each_ref().map(|side| side.halves.each_ref().map(|h| vec![0u32; h.rows().len()]))
+/// Per side and half, where each row stands for a fit that starts now.
+pub(crate) fn last_steps(sides: &[Side; 2]) -> [[Vec<RowMark>; 2]; 2] {
+    sides.each_ref().map(|side| side.halves.each_ref().map(|h| vec![RowMark::default(); h.rows().len()]))
 }
 
 /// Brings every row of both sides up to step `k` (a synchronisation point).
-pub(crate) fn catch_up_sides(c: &mut CatchUp, last: &mut [[Vec<u32>; 2]; 2], sides: &mut [Side; 2], k: usize) {
+pub(crate) fn catch_up_sides(c: &mut CatchUp, last: &mut [[Vec<RowMark>; 2]; 2], sides: &mut [Side; 2], k: usize) {
     c.advance(k);
     for (side, last) in sides.iter_mut().zip(last) {
         for (half, last) in side.halves.iter_mut().zip(last) {
@@ -73,7 +81,9 @@ impl SideRule for CatchUpRows<'_> {
         let (rows, grads) = touched.of_parity(half.parity, grads, half.w);
         adamw_rows(half, rows, grads, self.catchup.scalars(self.k));
         for &row in rows {
-            self.last[row as usize / 2] = self.k as u32;
+            let v = half.state(row as usize).2;
+            let v_floor = v.iter().fold(f32::INFINITY, |low, &x| if x < low { x } else { low });
+            self.last[row as usize / 2] = RowMark { step: self.k as u32, v_floor };
         }
     }
 }
@@ -81,11 +91,11 @@ impl SideRule for CatchUpRows<'_> {
 vectorized! {
     /// Brings every row of `rows` (all in `half`) from `last[row / 2]` up to step `k`, prefetching
     /// ahead.
-    fn catch_up_rows => catch_up_rows_impl(c: &CatchUp, last: &mut [u32], half: &mut Half, rows: &[u32], k: usize)
+    fn catch_up_rows => catch_up_rows_impl(c: &CatchUp, last: &mut [RowMark], half: &mut Half, rows: &[u32], k: usize)
 }
 
 #[inline(always)]
-fn catch_up_rows_impl(c: &CatchUp, last: &mut [u32], half: &mut Half, rows: &[u32], k: usize) {
+fn catch_up_rows_impl(c: &CatchUp, last: &mut [RowMark], half: &mut Half, rows: &[u32], k: usize) {
     for (j, &row) in rows.iter().enumerate() {
         if let Some(&far) = rows.get(j + 2 * AHEAD) {
             prefetch(last, far as usize / 2, 1);
@@ -93,17 +103,17 @@ fn catch_up_rows_impl(c: &CatchUp, last: &mut [u32], half: &mut Half, rows: &[u3
         if let Some(&ahead) = rows.get(j + AHEAD) {
             let ahead = ahead as usize;
             half.prefetch(ahead);
-            let k0 = last[ahead / 2] as usize;
+            let k0 = last[ahead / 2].step as usize;
             if k0 < k {
                 c.prefetch(k0, k);
             }
         }
         let row = row as usize;
-        let k0 = last[row / 2] as usize;
-        if k0 < k {
+        let RowMark { step, v_floor } = last[row / 2];
+        if (step as usize) < k {
             let (p, m, v) = half.state(row);
-            c.apply(k0, k, p, m, v);
-            last[row / 2] = k as u32;
+            let v_floor = c.apply(step as usize, k, p, m, v, v_floor);
+            last[row / 2] = RowMark { step: k as u32, v_floor };
         }
     }
 }

@@ -7,7 +7,7 @@
 use tch::Tensor;
 
 use super::catchup::CatchUp;
-use super::exact::{catch_up_sides, last_steps, CatchUpRows};
+use super::exact::{catch_up_sides, last_steps, CatchUpRows, RowMark};
 use super::tables::{adamw, halves, parts, Scratch, Side, SideRule, Tables};
 use super::{Engine, Live};
 use crate::error::Result;
@@ -31,7 +31,7 @@ pub(crate) struct NnExact {
     tables: Tables,
     scratch: Scratch,
     catchup: CatchUp,
-    last: [[Vec<u32>; 2]; 2],
+    last: [[Vec<RowMark>; 2]; 2],
     layers: Vec<Layer>,
 }
 
