@@ -315,7 +315,7 @@ const SCALE_BS: usize = 1024;
 
 /// Steps the dense path's epoch is estimated from: at 25M ratings 2–6 s of steps (10 to 40
 /// factors), long enough to average over this VM's swings in speed (from 100 steps, four runs
-/// at 40 factors estimated between 198 and 338 s an epoch; from 500, three gave 158–173 s).
+/// at 40 factors estimated between 198 and 338 s an epoch; from 500, six gave 135–173 s).
 const DENSE_STEPS: usize = 500;
 
 /// Trains `cfg.mode` fully on the synthetic set and estimates the dense path's epoch from
