@@ -103,16 +103,18 @@ pub fn lesson(dir: &Path, cfg: &LessonBench) -> Result<LessonReport> {
     if !fastai {
         notes.push(format!("fastai not found for {python}: skipping its rows; pass --fastai-python PATH"));
     }
+    // The lesson's fit through `mode` on `device`, quietly.
+    let lesson_fit = |mode: TrainMode, device: DeviceChoice| -> Result<Learner> {
+        let mut learn = recipe.learner(data.clone(), &Run { mode, device, seed: 42 }, 42)?;
+        learn.verbose = false;
+        recipe.fit(&mut learn)?;
+        Ok(learn)
+    };
     // The fits that take seconds, each once, named by their row; the sub-second paths
     // (`SHORT_PATHS`) are fitted before each of them and after the last.
     type Long<'a> = Box<dyn Fn() -> Result<(String, Fit)> + 'a>;
-    let mut long: Vec<Long<'_>> = vec![Box::new(|| {
-        let run = Run { mode: TrainMode::Autograd, device: cfg.device, seed: 42 };
-        let mut learn = recipe.learner(data.clone(), &run, 42)?;
-        learn.verbose = false;
-        recipe.fit(&mut learn)?;
-        Ok(("autograd".into(), fitted(&learn)))
-    })];
+    let mut long: Vec<Long<'_>> =
+        vec![Box::new(|| Ok(("autograd".into(), fitted(&lesson_fit(TrainMode::Autograd, cfg.device)?))))];
     if fastai {
         long.push(Box::new(|| Ok(("fastai".into(), run_fastai(&ml, python, false)?))));
     }
@@ -134,9 +136,7 @@ pub fn lesson(dir: &Path, cfg: &LessonBench) -> Result<LessonReport> {
     let mut timings = None;
     for round in 0..=long.len() {
         for mode in SHORT_PATHS {
-            let mut learn = recipe.learner(data.clone(), &Run { mode, device: DeviceChoice::Cpu, seed: 42 }, 42)?;
-            learn.verbose = false;
-            recipe.fit(&mut learn)?;
+            let learn = lesson_fit(mode, DeviceChoice::Cpu)?;
             short.entry(mode.name()).or_default().push(fitted(&learn));
             if mode == TrainMode::Exact && timings.is_none() {
                 let (recommend, seen) = recommend_all(&learn);

@@ -342,10 +342,8 @@ impl CatchUp {
         let below = threshold * threshold;
         let slow = v_floor < below && m.iter().zip(v.iter()).fold(false, |any, (&m, &v)| any | (m != 0.0 && v < below));
         if slow {
-            let near: Vec<(usize, [f32; 3])> = (0..p.len())
-                .filter(|&e| m[e] != 0.0 && v[e] < threshold * threshold)
-                .map(|e| (e, [p[e], m[e], v[e]]))
-                .collect();
+            let near: Vec<(usize, [f32; 3])> =
+                (0..p.len()).filter(|&e| m[e] != 0.0 && v[e] < below).map(|e| (e, [p[e], m[e], v[e]])).collect();
             series_row_impl(p, m, v, &gap);
             let end = k1.min(k0 + self.h);
             let tail = (self.log_a[k1] - self.log_a[end]).exp();
