@@ -90,9 +90,12 @@ pub(crate) struct CatchUp {
     log_a: Vec<f64>,
     /// β2^n for every gap length n.
     b2_pow: Vec<f64>,
-    /// Per step, what a gap starting there needs (one cache line per step); `lo` and `full` are
-    /// filled when the step's block is built.
+    /// Per step, what a gap starting there needs when it ends within the horizon (one cache line
+    /// per step; `lo` is filled when the step's block is built).
     at: Vec<AtStep>,
+    /// Per step, what a gap starting there needs when it ends past the horizon (one cache line per
+    /// step, filled when the step's block is built).
+    far: Vec<FarStep>,
     /// Per step `u`: `step = lr/bc1` and `sbc2 = sqrt(1 − β2^t)`.
     step: Vec<f64>,
     sbc2: Vec<f64>,
@@ -119,8 +122,8 @@ struct NearBlock {
     scale: Vec<f64>,
 }
 
-/// The per-step tables of [`CatchUp`], for a gap starting at step `k`: all that a catch-up reads at
-/// random, in two cache lines (prefetched ahead of the row).
+/// The per-step table of [`CatchUp`] for a gap starting at step `k` and ending within the horizon:
+/// all that such a catch-up reads at random, in one cache line (prefetched ahead of the row).
 #[derive(Debug, Clone, Copy, Default)]
 #[repr(align(64))]
 struct AtStep {
@@ -130,10 +133,20 @@ struct AtStep {
     q: f64,
     /// `Π (1 − lr·wd)` over steps `1..=k` (when `decay_prefix`).
     a: f64,
-    /// `W_j(k, k + h)`: a gap longer than the horizon is this, decayed to its end.
-    full: [f64; TERMS],
     /// The block's prefix sums and `Π β1` at `k` (the gap's start, read from `blocks` in advance).
     lo: [f64; TERMS + 1],
+}
+
+/// The per-step table of [`CatchUp`] for a gap starting at step `k` and ending past the horizon
+/// `h`, in one cache line: such a gap is its first `h` steps, decayed to its end.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(align(64))]
+struct FarStep {
+    /// `Π (1 − lr·wd)` over steps `1..=k` and `1..=k + h` (when `decay_prefix`).
+    a: f64,
+    a_h: f64,
+    /// `W_j(k, k + h)`.
+    full: [f64; TERMS],
 }
 
 impl CatchUp {
@@ -196,14 +209,30 @@ impl CatchUp {
                     e: (log_a[k] - log_a[r] - log_gamma(0, r, k)).exp(),
                     q: ((k - r) as f64 * ln_b2 / 2.0).exp(),
                     a: if decay_prefix { log_a[k].exp() } else { f64::NAN },
-                    full: [0.0; TERMS],
                     lo: [0.0; TERMS + 1],
                 }
             })
             .collect();
+        let far = vec![FarStep::default(); n + 1];
         let near = (0..=n / d).map(|_| OnceLock::new()).collect();
         let (blocks, plan) = (VecDeque::new(), plan.clone());
-        Some(CatchUp { d, h, eps, plan, log_a, b2_pow, at, step, sbc2, blocks, first: 0, near, scalars, decay_prefix })
+        Some(CatchUp {
+            d,
+            h,
+            eps,
+            plan,
+            log_a,
+            b2_pow,
+            at,
+            far,
+            step,
+            sbc2,
+            blocks,
+            first: 0,
+            near,
+            scalars,
+            decay_prefix,
+        })
     }
 
     /// Makes the tables ready for gaps ending at step `k` (a step's catch-up, or a synchronisation
@@ -218,7 +247,8 @@ impl CatchUp {
                 self.at[k0].lo = sums[k0 - r];
                 if k0 + h <= n {
                     let decay = (self.log_a[k0 + h] - self.log_a[k0]).exp();
-                    self.at[k0].full = self.series_sums(&self.at[k0], &sums[k0 + h - r], decay);
+                    let full = self.series_sums(&self.at[k0], &sums[k0 + h - r], decay);
+                    self.far[k0] = FarStep { a: self.at[k0].a, a_h: self.at[k0 + h].a, full };
                 }
             }
             self.blocks.push_back(sums);
@@ -302,23 +332,24 @@ impl CatchUp {
 
     /// The scalars of the gap from local step `k0` to `k1` (`k0 < k1`).
     pub fn gap(&self, k0: usize, k1: usize) -> Gap {
-        let at = &self.at[k0];
-        let decay_between = |from: usize, to: usize| {
+        // The decay from a step `from` whose product is `a_from` (when `decay_prefix`) to `to`.
+        let decay_between = |from: usize, a_from: f64, to: usize| {
             if self.decay_prefix {
-                self.at[to].a / self.at[from].a
+                self.at[to].a / a_from
             } else {
                 (self.log_a[to] - self.log_a[from]).exp()
             }
         };
-        let decay = decay_between(k0, k1);
-        let (w, m_scale) = if k1 - k0 > self.h {
+        let (decay, w, m_scale) = if k1 - k0 > self.h {
             // Past the horizon: the updates are those of the first h steps, decayed since; the
             // momentum left weighs less than 1e-12 of what it was and is dropped with them.
-            let tail = decay_between(k0 + self.h, k1);
-            (at.full.map(|x| x * tail), 0.0)
+            let far = &self.far[k0];
+            let tail = decay_between(k0 + self.h, far.a_h, k1);
+            (decay_between(k0, far.a, k1), far.full.map(|x| x * tail), 0.0)
         } else {
-            let hi = self.block_at(k0, k1);
-            (self.series_sums(at, hi, decay), (hi[TERMS] / at.lo[TERMS]) as f32)
+            let (at, hi) = (&self.at[k0], self.block_at(k0, k1));
+            let decay = decay_between(k0, at.a, k1);
+            (decay, self.series_sums(at, hi, decay), (hi[TERMS] / at.lo[TERMS]) as f32)
         };
         Gap { decay: decay as f32, m_scale, v_scale: self.b2_pow[k1 - k0] as f32, w: w.map(|x| x as f32) }
     }
@@ -326,7 +357,11 @@ impl CatchUp {
     /// Hints the CPU to fetch what [`CatchUp::gap`]`(k0, k1)` reads at random.
     #[inline(always)]
     pub fn prefetch(&self, k0: usize, k1: usize) {
-        prefetch(&self.at, k0, 1);
+        if k1 - k0 > self.h {
+            prefetch(&self.far, k0, 1);
+        } else {
+            prefetch(&self.at, k0, 1);
+        }
         prefetch(&self.b2_pow, k1 - k0, 1);
     }
 

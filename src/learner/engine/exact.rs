@@ -80,12 +80,34 @@ impl SideRule for CatchUpRows<'_> {
     fn update(&mut self, half: &mut Half, touched: &Touched, grads: &[f32]) {
         let (rows, grads) = touched.of_parity(half.parity, grads, half.w);
         adamw_rows(half, rows, grads, self.catchup.scalars(self.k));
-        for &row in rows {
-            let v = half.state(row as usize).2;
-            let v_floor = v.iter().fold(f32::INFINITY, |low, &x| if x < low { x } else { low });
-            self.last[row as usize / 2] = RowMark { step: self.k as u32, v_floor };
-        }
+        mark_rows(half, rows, self.last, self.k);
     }
+}
+
+vectorized! {
+    /// Marks `rows` (all in `half`, just stepped) as up to date with step `k`, each with the smallest
+    /// of its second moments.
+    fn mark_rows => mark_rows_impl(half: &mut Half, rows: &[u32], last: &mut [RowMark], k: usize)
+}
+
+#[inline(always)]
+fn mark_rows_impl(half: &mut Half, rows: &[u32], last: &mut [RowMark], k: usize) {
+    for &row in rows {
+        let v_floor = smallest(half.state(row as usize).2);
+        last[row as usize / 2] = RowMark { step: k as u32, v_floor };
+    }
+}
+
+/// The smallest element of `x` (∞ for none; a NaN is never chosen), eight lanes at a time: a
+/// minimum is exact, so the order in which elements are compared changes nothing.
+#[inline(always)]
+fn smallest(x: &[f32]) -> f32 {
+    let min = |low: f32, x: f32| if x < low { x } else { low };
+    let groups = x.chunks_exact(8);
+    let rest = groups.remainder().iter().fold(f32::INFINITY, |low, &x| min(low, x));
+    let low = groups.fold([f32::INFINITY; 8], |low, group| std::array::from_fn(|l| min(low[l], group[l])));
+    let low: [f32; 4] = std::array::from_fn(|l| min(low[l], low[l + 4]));
+    min(min(min(low[0], low[2]), min(low[1], low[3])), rest)
 }
 
 vectorized! {
@@ -133,5 +155,23 @@ impl Engine for Exact {
     fn predict(&mut self, k: usize, users: &[u32], items: &[u32]) -> Option<Vec<f32>> {
         catch_up_sides(&mut self.catchup, &mut self.last, &mut self.tables.tables.sides, k);
         Some(self.tables.predict(users, items))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::smallest;
+
+    /// Eight lanes, any remainder, and NaNs (never chosen) give what a plain scan gives.
+    #[test]
+    fn smallest_is_the_plain_minimum_at_any_length() {
+        for n in 0..50 {
+            let mut x: Vec<f32> = (0..n).map(|e| ((e * 37 % 23) as f32 - 3.0) * 1e-3).collect();
+            if n > 5 {
+                x[5] = f32::NAN;
+            }
+            let plain = x.iter().fold(f32::INFINITY, |low, &x| if x < low { x } else { low });
+            assert_eq!(smallest(&x).to_bits(), plain.to_bits(), "n {n}");
+        }
     }
 }
