@@ -276,6 +276,20 @@ fn lr_find_restores_the_learner_bit_exactly() {
     }
 }
 
+/// The same seed gives the same model file, byte for byte (the write goes through a temporary
+/// folder, so the archive is named after the file, not after a random temporary name).
+#[test]
+fn the_same_fit_saves_the_same_bytes() {
+    let files: Vec<Vec<u8>> = (0..2)
+        .map(|_| {
+            let mut l = learner(TrainMode::Auto, Some((0.0, 5.5)), 8);
+            l.fit(1, 1e-2).unwrap();
+            std::fs::read(l.save("m").unwrap()).unwrap()
+        })
+        .collect();
+    assert!(files[0] == files[1], "two saves of the same fit differ");
+}
+
 #[test]
 fn save_load_round_trip_and_refusals() {
     let mut a = learner(TrainMode::Auto, Some((0.0, 5.5)), 8);
