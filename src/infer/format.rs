@@ -195,7 +195,29 @@ pub(crate) fn write(path: &Path, meta: &ExportMeta, blobs: &[Blob]) -> Result<()
         .collect::<Result<Vec<_>>>()?;
     let header = meta.to_header().map_err(|e| failed(format!("metadata: {e}")))?;
     let bytes = safetensors::tensor::serialize(views, Some(header)).map_err(|e| failed(format!("safetensors: {e}")))?;
+    let bytes = with_sorted_metadata(bytes).map_err(|e| failed(format!("safetensors header: {e}")))?;
     crate::fsutil::write_bytes_atomically(path, &bytes)
+}
+
+/// `bytes` (a safetensors file) with its metadata's keys in sorted order. safetensors writes the
+/// metadata map in hash order, which changes from one process to the next; sorted, the same model
+/// exports to the same bytes. The tensors' entries and data are unchanged (their offsets count
+/// from the end of the header, whose length is recomputed and padded to eight bytes as before).
+fn with_sorted_metadata(bytes: Vec<u8>) -> serde_json::Result<Vec<u8>> {
+    const LEN: usize = std::mem::size_of::<u64>();
+    let n = u64::from_le_bytes(bytes[..LEN].try_into().expect("eight bytes")) as usize;
+    let mut header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes[LEN..LEN + n])?;
+    if let Some(serde_json::Value::Object(meta)) = header.get_mut("__metadata__") {
+        let sorted: std::collections::BTreeMap<String, serde_json::Value> = std::mem::take(meta).into_iter().collect();
+        meta.extend(sorted);
+    }
+    let mut text = serde_json::to_vec(&header)?;
+    text.resize(text.len().next_multiple_of(LEN), b' ');
+    let mut out = Vec::with_capacity(LEN + text.len() + bytes.len() - LEN - n);
+    out.extend((text.len() as u64).to_le_bytes());
+    out.extend(text);
+    out.extend(&bytes[LEN + n..]);
+    Ok(out)
 }
 
 /// A read export: its metadata and its tensors by name (element type, shape, bytes).
