@@ -81,9 +81,9 @@ impl Engine for NnExact {
         let [[mut r00, mut r01], [mut r10, mut r11]] = CatchUpRows::all(catchup, last, k);
         tables.open(batch, scratch, None, [[&mut r00, &mut r01], [&mut r10, &mut r11]]);
         let [t0, t1] = scratch.touched();
-        let (w0, w1) = (tables.sides[0].w, tables.sides[1].w);
-        let (u_rows, u_index) = batch_rows(t0.snap(), t0.of_rating(), w0);
-        let (i_rows, i_index) = batch_rows(t1.snap(), t1.of_rating(), w1);
+        let [us, is] = &tables.sides;
+        let (u_rows, u_index) = batch_rows(&t0.params_of(us), t0.of_rating(), us.w);
+        let (i_rows, i_index) = batch_rows(&t1.params_of(is), t1.of_rating(), is.w);
         let y: Vec<f32> = scratch.batch().iter().map(|r| r.2).collect();
         live.params.zero_grad();
         let out = model.forward_embedded(&u_rows.index_select(0, &u_index), &i_rows.index_select(0, &i_index), true);

@@ -212,17 +212,16 @@ impl Tables {
         both(par.as_deref_mut(), || s0.assign(b, 0), || s1.assign(b, 1));
         let [[r00, r01], [r10, r11]] = rules;
         let [[u0, u1], [i0, i1]] = halves(&mut self.sides);
-        let ([ur0, ur1], [us0, us1]) = s0.for_open(u0.w);
-        let ([ir0, ir1], [is0, is1]) = s1.for_open(i0.w);
+        let ([ur0, ur1], [ir0, ir1]) = (s0.of_parities(), s1.of_parities());
         both(
             par,
             || {
-                open_half(u0, ur0, us0, r00);
-                open_half(i0, ir0, is0, r10);
+                r00.open(u0, ur0);
+                r10.open(i0, ir0);
             },
             || {
-                open_half(u1, ur1, us1, r01);
-                open_half(i1, ir1, is1, r11);
+                r01.open(u1, ur1);
+                r11.open(i1, ir1);
             },
         );
     }
@@ -278,8 +277,9 @@ impl DotTables {
 
     /// One step over `batch` (numbers of training ratings): the rows the batch touches are opened
     /// (`rules[side][parity].open`, before anything reads them), the batch's predictions and
-    /// gradients are computed from copies of the opened rows, and each half of each side applies
-    /// its own (`rules[side][parity].update`). With `par`, the two parities (and for the
+    /// gradients are computed from the opened rows (read in place; every update waits for the
+    /// whole backward pass), and each half of each side applies its own
+    /// (`rules[side][parity].update`). With `par`, the two parities (and for the
     /// gradients, the two sides) run on two threads: each row belongs to one thread and every sum
     /// runs in batch order, so the results are the same bits either way. Returns the batch's mean
     /// squared error.
@@ -299,16 +299,20 @@ impl DotTables {
         s.sq.resize(n, 0.0);
         let (d0, d1) = s.d.split_at_mut(n / 2);
         let (q0, q1) = s.sq.split_at_mut(n / 2);
-        let b = &s.batch;
+        let (b, sides) = (&s.batch, &self.tables.sides);
         both(
             par.as_deref_mut(),
-            || forward(d0, q0, s0, s1, b, 0..n / 2, nf, y_range),
-            || forward(d1, q1, s0, s1, b, n / 2..n, nf, y_range),
+            || forward(d0, q0, sides, b, 0..n / 2, nf, y_range),
+            || forward(d1, q1, sides, b, n / 2..n, nf, y_range),
         );
         let loss = s.sq.iter().fold(0.0f32, |sum, &q| sum + q);
         let [g0, g1] = &mut s.grads;
         let d = &s.d;
-        both(par.as_deref_mut(), || grads_side(g0, s0, s1, d, nf), || grads_side(g1, s1, s0, d, nf));
+        both(
+            par.as_deref_mut(),
+            || grads_side(g0, s0, &sides[1], b, 0, d, nf),
+            || grads_side(g1, s1, &sides[0], b, 1, d, nf),
+        );
         let (g0, g1) = (&*g0, &*g1);
         let [[u0, u1], [i0, i1]] = halves(&mut self.tables.sides);
         both(
@@ -327,9 +331,8 @@ impl DotTables {
     }
 }
 
-/// The rows of one side that a batch touches: slot `k` holds the `k`-th such row (even rows first)
-/// and a copy of its parameters as the batch reads them, so the backward pass and sparse
-/// updates stay in cache however large the tables are.
+/// The rows of one side that a batch touches: slot `k` holds the `k`-th such row (even rows
+/// first), and its gradient is accumulated in row `k` of a compact buffer.
 #[derive(Default)]
 pub(crate) struct Touched {
     /// Per row of the side: its slot, or `NO_SLOT`.
@@ -343,8 +346,6 @@ pub(crate) struct Touched {
     odd: Vec<u32>,
     /// The slot of each rating's row, in batch order.
     of_rating: Vec<u32>,
-    /// `rows × w` parameters, read after the row was opened.
-    snap: Vec<f32>,
 }
 
 /// Both sides' touched rows and gradients (`rows × w` per side), the batch's packed ratings, and
@@ -392,9 +393,13 @@ impl Touched {
         &self.of_rating
     }
 
-    /// The touched rows' parameters as the batch reads them, `rows × w`.
-    pub fn snap(&self) -> &[f32] {
-        &self.snap
+    /// The touched rows' parameters as they stand in `side`, in slot order (`rows × w`).
+    pub fn params_of(&self, side: &Side) -> Vec<f32> {
+        let mut out = Vec::with_capacity(self.rows.len() * side.w);
+        for &row in &self.rows {
+            out.extend_from_slice(side.params(row as usize));
+        }
+        out
     }
 
     /// The slot of `row`, if the batch touches it.
@@ -453,12 +458,10 @@ impl Touched {
         self.n0 = n[0];
     }
 
-    /// Each parity's rows, and room for copies of their parameters (`w` per row).
-    fn for_open(&mut self, w: usize) -> ([&[u32]; 2], [&mut [f32]; 2]) {
-        self.snap.resize(self.rows.len() * w, 0.0);
+    /// Each parity's rows.
+    fn of_parities(&self) -> [&[u32]; 2] {
         let (r0, r1) = self.rows.split_at(self.n0);
-        let (s0, s1) = self.snap.split_at_mut(self.n0 * w);
-        ([r0, r1], [s0, s1])
+        [r0, r1]
     }
 
     /// Forgets the batch.
@@ -528,15 +531,6 @@ fn pack(ratings: &[(u32, u32, f32)], batch: &[u32], out: &mut [(u32, u32, f32)])
     }
 }
 
-/// Opens `rows` of `half` and copies their parameters into `snap`.
-#[inline(always)]
-fn open_half<R: SideRule>(half: &mut Half, rows: &[u32], snap: &mut [f32], rule: &mut R) {
-    rule.open(half, rows);
-    for (&row, out) in rows.iter().zip(snap.chunks_exact_mut(half.w)) {
-        out.copy_from_slice(half.params(row as usize));
-    }
-}
-
 vectorized! {
     /// [`DotTables::predict`] into `out`.
     fn predict_pairs => predict_pairs_impl(out: &mut [f32], t: &DotTables, users: &[u32], items: &[u32])
@@ -552,15 +546,14 @@ fn predict_pairs_impl(out: &mut [f32], t: &DotTables, users: &[u32], items: &[u3
 }
 
 vectorized! {
-    /// The forward pass over the ratings `part` of the batch from both sides' opened rows
-    /// (`users`, `items`): the derivative of the batch's mean squared error with respect to each
-    /// rating's raw score into `d`, its squared error into `sq`.
+    /// The forward pass over the ratings `part` of the batch, reading both sides' opened rows in
+    /// place: the derivative of the batch's mean squared error with respect to each rating's raw
+    /// score into `d`, its squared error into `sq`.
     #[allow(clippy::too_many_arguments)]
     fn forward => forward_impl(
         d: &mut [f32],
         sq: &mut [f32],
-        users: &Touched,
-        items: &Touched,
+        sides: &[Side; 2],
         batch: &[(u32, u32, f32)],
         part: std::ops::Range<usize>,
         nf: usize,
@@ -573,19 +566,16 @@ vectorized! {
 fn forward_impl(
     d: &mut [f32],
     sq: &mut [f32],
-    users: &Touched,
-    items: &Touched,
+    sides: &[Side; 2],
     batch: &[(u32, u32, f32)],
     part: std::ops::Range<usize>,
     nf: usize,
     y_range: Option<(f32, f32)>,
 ) {
-    let w = nf + 1;
     let scale = 2.0 / batch.len() as f32;
     for ((k, d), sq) in part.zip(d).zip(sq) {
-        let y = batch[k].2;
-        let (su, si) = (users.of_rating[k] as usize, items.of_rating[k] as usize);
-        let (ur, ir) = (&users.snap[su * w..(su + 1) * w], &items.snap[si * w..(si + 1) * w]);
+        let (u, i, y) = batch[k];
+        let (ur, ir) = (sides[0].params(u as usize), sides[1].params(i as usize));
         let res = dot(&ur[..nf], &ir[..nf]) + ur[nf] + ir[nf];
         let (pred, dpred) = match y_range {
             Some((lo, hi)) => {
@@ -602,19 +592,38 @@ fn forward_impl(
 }
 
 vectorized! {
-    /// The backward pass for one side: each rating adds `d` times the other side's row to its own
-    /// row's gradient (factors; the bias gets `d`), in batch order.
-    fn grads_side => grads_side_impl(grads: &mut Vec<f32>, own: &Touched, other: &Touched, d: &[f32], nf: usize)
+    /// The backward pass for side `j`: each rating adds `d` times the other side's row (read in
+    /// `other`) to its own row's gradient (factors; the bias gets `d`), in batch order.
+    #[allow(clippy::too_many_arguments)]
+    fn grads_side => grads_side_impl(
+        grads: &mut Vec<f32>,
+        own: &Touched,
+        other: &Side,
+        batch: &[(u32, u32, f32)],
+        j: usize,
+        d: &[f32],
+        nf: usize
+    )
 }
 
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn grads_side_impl(grads: &mut Vec<f32>, own: &Touched, other: &Touched, d: &[f32], nf: usize) {
+fn grads_side_impl(
+    grads: &mut Vec<f32>,
+    own: &Touched,
+    other: &Side,
+    batch: &[(u32, u32, f32)],
+    j: usize,
+    d: &[f32],
+    nf: usize,
+) {
     let w = nf + 1;
     grads.clear();
     grads.resize(own.rows.len() * w, 0.0);
     for (k, &d) in d.iter().enumerate() {
-        let (so, sx) = (own.of_rating[k] as usize, other.of_rating[k] as usize);
-        let xrow = &other.snap[sx * w..(sx + 1) * w];
+        let so = own.of_rating[k] as usize;
+        let x = if j == 0 { batch[k].1 } else { batch[k].0 };
+        let xrow = other.params(x as usize);
         let g = &mut grads[so * w..(so + 1) * w];
         for (g, x) in g[..nf].iter_mut().zip(&xrow[..nf]) {
             *g += d * x;
