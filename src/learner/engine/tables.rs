@@ -308,11 +308,7 @@ impl DotTables {
         let loss = s.sq.iter().fold(0.0f32, |sum, &q| sum + q);
         let [g0, g1] = &mut s.grads;
         let d = &s.d;
-        both(
-            par.as_deref_mut(),
-            || grads_side(g0, s0, &sides[1], b, 0, d, nf),
-            || grads_side(g1, s1, &sides[0], b, 1, d, nf),
-        );
+        both(par.as_deref_mut(), || grads_side(g0, s0, &sides[1], b, 0, d), || grads_side(g1, s1, &sides[0], b, 1, d));
         let (g0, g1) = (&*g0, &*g1);
         let [[u0, u1], [i0, i1]] = halves(&mut self.tables.sides);
         both(
@@ -593,31 +589,16 @@ fn forward_impl(
 
 vectorized! {
     /// The backward pass for side `j`: each rating adds `d` times the other side's row (read in
-    /// `other`) to its own row's gradient (factors; the bias gets `d`), in batch order.
-    #[allow(clippy::too_many_arguments)]
+    /// `other`) to its own row's gradient (factors; the bias, last in a row, gets `d`), in batch
+    /// order.
     fn grads_side => grads_side_impl(
-        grads: &mut Vec<f32>,
-        own: &Touched,
-        other: &Side,
-        batch: &[(u32, u32, f32)],
-        j: usize,
-        d: &[f32],
-        nf: usize
+        grads: &mut Vec<f32>, own: &Touched, other: &Side, batch: &[(u32, u32, f32)], j: usize, d: &[f32]
     )
 }
 
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn grads_side_impl(
-    grads: &mut Vec<f32>,
-    own: &Touched,
-    other: &Side,
-    batch: &[(u32, u32, f32)],
-    j: usize,
-    d: &[f32],
-    nf: usize,
-) {
-    let w = nf + 1;
+fn grads_side_impl(grads: &mut Vec<f32>, own: &Touched, other: &Side, batch: &[(u32, u32, f32)], j: usize, d: &[f32]) {
+    let (w, nf) = (other.w, other.w - 1);
     grads.clear();
     grads.resize(own.rows.len() * w, 0.0);
     for (k, &d) in d.iter().enumerate() {
