@@ -322,10 +322,10 @@ const DENSE_STEPS: usize = 500;
 /// `DENSE_STEPS` of its steps on the same tables.
 pub fn scale(cfg: &ScaleBench) -> Result<ScaleReport> {
     if !matches!(cfg.mode, TrainMode::Exact | TrainMode::Lazy) {
-        return Err(Error::InvalidConfig(
-            "the scale benchmark trains the exact or lazy path (the dense one is estimated from some of its steps)"
-                .into(),
-        ));
+        return Err(Error::InvalidConfig(format!(
+            "the scale benchmark trains the exact or lazy path (the dense one is estimated from {DENSE_STEPS} of its \
+             steps)"
+        )));
     }
     let synth = SyntheticConfig { seed: cfg.seed, ..SyntheticConfig::movielens_25m(cfg.n_ratings) };
     let start = Instant::now();
