@@ -188,6 +188,8 @@ fn bench_writes_its_json_contract() {
         assert!(v["exact"][key].is_number(), "exact.{key}");
     }
     assert!(v["dense"]["seconds_per_epoch_estimated"].is_number() && v["dense"]["from_steps"].is_number());
+    // One dense window after each epoch of the trained fit.
+    assert_eq!(v["dense"]["windows"].as_array().map(Vec::len), Some(1));
     assert_eq!((v["n_ratings"].as_u64(), v["mode"].as_str()), (Some(20000), Some("exact")));
     assert_eq!(v["settings"]["moms"].as_array().map(Vec::len), Some(2));
     assert!(v["settings"]["lr"].is_number() && v["recommend"]["all_users_top10_seconds"].is_number());

@@ -70,6 +70,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
             let (seed, epochs, mode) = (a.seed, a.epochs, a.mode);
             let (lr, wd, n_factors, sqr_mom, eps) = (a.lr, a.wd, a.n_factors, a.sqr_mom, a.eps);
             let cfg = ScaleBench { n_ratings, seed, epochs, mode, lr, wd, n_factors, moms: [lo, hi], sqr_mom, eps };
+            println!(
+                "{} path, {epochs} epochs; the dense path is timed after each epoch (the table's times include it)",
+                mode.name()
+            );
             let report = bench::scale(&cfg)?;
             print_scale(&report);
             serde_json::to_string_pretty(&report)?
@@ -126,11 +130,14 @@ fn print_scale(r: &ScaleReport) {
             r.noise_floor,
             fit.valid_mse / r.noise_floor
         );
+        let windows: Vec<String> = r.dense.windows.iter().map(|s| format!("{s:.1}")).collect();
         println!(
-            "dense path, bs {}: {:.1}s per epoch (estimated from {} steps): {:.1}x the {name} path",
+            "dense path, bs {}: {:.1}s per epoch (estimated from {} steps; windows between epochs: {}s): {:.1}x the \
+             {name} path",
             r.bs,
             r.dense.seconds_per_epoch_estimated,
             r.dense.from_steps,
+            windows.join(", "),
             r.dense.seconds_per_epoch_estimated / fit.seconds_per_epoch
         );
     }

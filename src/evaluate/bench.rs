@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
+use std::ops::ControlFlow;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -268,10 +269,13 @@ pub struct ScaleFit {
 /// The dense path's epoch, estimated from steps of the same tables.
 #[derive(Debug, Clone, Serialize)]
 pub struct DenseEstimate {
-    /// One epoch's steps at the measured cost per step.
+    /// One epoch's steps at the measured cost per step (all windows together).
     pub seconds_per_epoch_estimated: f64,
-    /// Steps timed (the difference between two fits, so the setup is left out).
+    /// Steps timed, over all windows.
     pub from_steps: usize,
+    /// Each window's own estimate, in the order they ran: one after each epoch of the trained fit,
+    /// so that a slower or faster phase of the machine weighs on both paths alike.
+    pub windows: Vec<f64>,
 }
 
 /// What [`scale`] measured.
@@ -318,8 +322,11 @@ const SCALE_BS: usize = 1024;
 /// at 40 factors estimated between 198 and 338 s an epoch; from 500, six gave 135–173 s).
 const DENSE_STEPS: usize = 500;
 
+/// Dense steps before each window's timing starts (the first step faults in the tables' pages).
+const DENSE_WARMUP: usize = 10;
+
 /// Trains `cfg.mode` fully on the synthetic set and estimates the dense path's epoch from
-/// `DENSE_STEPS` of its steps on the same tables.
+/// `DENSE_STEPS` of its steps on the same tables, timed in windows between the fit's epochs.
 pub fn scale(cfg: &ScaleBench) -> Result<ScaleReport> {
     if !matches!(cfg.mode, TrainMode::Exact | TrainMode::Lazy) {
         return Err(Error::InvalidConfig(format!(
@@ -332,10 +339,11 @@ pub fn scale(cfg: &ScaleBench) -> Result<ScaleReport> {
     let data = generate(&synth, 0.1, SCALE_BS)?;
     let load_seconds = start.elapsed().as_secs_f64();
     let n_batches = data.n_train_batches();
-    if n_batches < 3 {
+    if n_batches < 3 || cfg.epochs == 0 {
         return Err(Error::InvalidConfig(format!(
-            "{} ratings make {n_batches} training batches of {SCALE_BS}; the scale benchmark needs at least 3",
-            cfg.n_ratings
+            "{} ratings make {n_batches} training batches of {SCALE_BS} over {} epochs; the scale benchmark needs at \
+             least 3 batches and 1 epoch",
+            cfg.n_ratings, cfg.epochs
         )));
     }
     let lcfg = |mode| CollabLearnerConfig {
@@ -347,9 +355,48 @@ pub fn scale(cfg: &ScaleBench) -> Result<ScaleReport> {
         device: DeviceChoice::Cpu,
         ..Default::default()
     };
-    let mut learn = collab_learner(data.clone(), &lcfg(cfg.mode))?;
-    learn.fit_one_cycle_with(cfg.epochs, &OneCycle { moms: (cfg.moms[0], cfg.moms[1]), ..OneCycle::new(cfg.lr) })?;
-    let fit_seconds = learn.recorder.fit_seconds;
+    // The dense path on the same tables (so the same cost per step), on the first batches.
+    let warmup = DENSE_WARMUP.min(n_batches / 3);
+    let per_window = (DENSE_STEPS.min(n_batches * 2 / 3) / cfg.epochs).max(1);
+    let mut dense = {
+        let mut slice = data.clone();
+        let k = (warmup + per_window) * SCALE_BS;
+        slice.train.users.truncate(k);
+        slice.train.items.truncate(k);
+        slice.train.ratings.truncate(k);
+        slice.valid = Default::default();
+        collab_learner(slice, &lcfg(TrainMode::Dense))?
+    };
+    dense.verbose = false;
+
+    let mut learn = collab_learner(data, &lcfg(cfg.mode))?;
+    let cycle = OneCycle { moms: (cfg.moms[0], cfg.moms[1]), ..OneCycle::new(cfg.lr) };
+    let n_steps = cfg.epochs * n_batches;
+    let (mut windows, mut paused, mut failed) = (Vec::new(), 0.0, None);
+    let mut batches = 0;
+    learn.run(cfg.epochs, n_steps, |i| cycle.at(i, n_steps), true, |_| {
+        batches += 1;
+        if batches % n_batches != 0 {
+            return ControlFlow::Continue(());
+        }
+        let start = Instant::now();
+        match dense_window(&mut dense, warmup, per_window) {
+            Ok(seconds) => windows.push(seconds),
+            Err(e) => failed = Some(e),
+        }
+        paused += start.elapsed().as_secs_f64();
+        if failed.is_some() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    drop(dense);
+    // The fit's time, building its engine and validation included, the dense windows left out.
+    let fit_seconds = learn.recorder.fit_seconds - paused;
     let trained = ScaleFit {
         fit_seconds,
         seconds_per_epoch: fit_seconds / cfg.epochs as f64,
@@ -358,27 +405,11 @@ pub fn scale(cfg: &ScaleBench) -> Result<ScaleReport> {
     let (recommend, _) = recommend_all(&learn);
     drop(learn);
 
-    // The dense path on the same tables (so the same cost per step) over the first `short` and
-    // `short + steps` batches: the difference is the time of `steps` steps without the setup.
-    let dense_fit = |steps: usize| -> Result<f64> {
-        let mut slice = data.clone();
-        let k = steps * SCALE_BS;
-        slice.train.users.truncate(k);
-        slice.train.items.truncate(k);
-        slice.train.ratings.truncate(k);
-        slice.valid = Default::default();
-        let mut dense = collab_learner(slice, &lcfg(TrainMode::Dense))?;
-        dense.verbose = false;
-        dense.fit(1, 1e-3)?;
-        Ok(dense.recorder.fit_seconds)
-    };
-    let (short, steps) = (50.min(n_batches / 3), DENSE_STEPS.min(n_batches * 2 / 3));
-    let (long_fit, short_fit) = (dense_fit(short + steps)?, dense_fit(short)?);
-    // On small tables the difference can drown in timing noise; then the longer fit, setup
-    // included, is the estimate.
-    let per_step = match long_fit - short_fit {
-        d if d > 0.0 => d / steps as f64,
-        _ => long_fit / (short + steps) as f64,
+    let per_epoch = |seconds: f64, steps: usize| seconds / steps as f64 * n_batches as f64;
+    let dense = DenseEstimate {
+        seconds_per_epoch_estimated: per_epoch(windows.iter().sum(), windows.len() * per_window),
+        from_steps: windows.len() * per_window,
+        windows: windows.iter().map(|&s| per_epoch(s, per_window)).collect(),
     };
     Ok(ScaleReport {
         n_ratings: cfg.n_ratings,
@@ -391,12 +422,30 @@ pub fn scale(cfg: &ScaleBench) -> Result<ScaleReport> {
         mode: cfg.mode.name().into(),
         settings: cfg.clone(),
         trained: BTreeMap::from([(cfg.mode.name().to_string(), trained)]),
-        dense: DenseEstimate { seconds_per_epoch_estimated: per_step * n_batches as f64, from_steps: steps },
+        dense,
         recommend,
         peak_mib: peak_mib(),
         threads: crate::threads::current(),
         loadavg: loadavg(),
     })
+}
+
+/// Times `steps` dense steps after `warmup` more: one window of the dense path's estimate (its
+/// setup and first steps left out).
+fn dense_window(dense: &mut Learner, warmup: usize, steps: usize) -> Result<f64> {
+    let (mut batches, mut from) = (0, None);
+    let mut seconds = 0.0;
+    dense.run(1, warmup + steps, |_| (1e-3, 0.9), false, |_| {
+        batches += 1;
+        if batches == warmup {
+            from = Some(Instant::now());
+        }
+        if batches == warmup + steps {
+            seconds = from.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        }
+        ControlFlow::Continue(())
+    })?;
+    Ok(seconds)
 }
 
 /// The load average over 1, 5 and 15 minutes (empty where `/proc` has none).
