@@ -3,9 +3,9 @@
 //! synthetic MovieLens-25M-shaped dataset against the dense path's estimated epoch. Every report
 //! serialises to the JSON the README documents (its keys are a contract).
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::process::Command;
-use std::ops::ControlFlow;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -374,23 +374,29 @@ pub fn scale(cfg: &ScaleBench) -> Result<ScaleReport> {
     let n_steps = cfg.epochs * n_batches;
     let (mut windows, mut paused, mut failed) = (Vec::new(), 0.0, None);
     let mut batches = 0;
-    learn.run(cfg.epochs, n_steps, |i| cycle.at(i, n_steps), true, |_| {
-        batches += 1;
-        if batches % n_batches != 0 {
-            return ControlFlow::Continue(());
-        }
-        let start = Instant::now();
-        match dense_window(&mut dense, warmup, per_window) {
-            Ok(seconds) => windows.push(seconds),
-            Err(e) => failed = Some(e),
-        }
-        paused += start.elapsed().as_secs_f64();
-        if failed.is_some() {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
-    })?;
+    learn.run(
+        cfg.epochs,
+        n_steps,
+        |i| cycle.at(i, n_steps),
+        true,
+        |_| {
+            batches += 1;
+            if batches % n_batches != 0 {
+                return ControlFlow::Continue(());
+            }
+            let start = Instant::now();
+            match dense_window(&mut dense, warmup, per_window) {
+                Ok(seconds) => windows.push(seconds),
+                Err(e) => failed = Some(e),
+            }
+            paused += start.elapsed().as_secs_f64();
+            if failed.is_some() {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        },
+    )?;
     if let Some(e) = failed {
         return Err(e);
     }
@@ -435,16 +441,22 @@ pub fn scale(cfg: &ScaleBench) -> Result<ScaleReport> {
 fn dense_window(dense: &mut Learner, warmup: usize, steps: usize) -> Result<f64> {
     let (mut batches, mut from) = (0, None);
     let mut seconds = 0.0;
-    dense.run(1, warmup + steps, |_| (1e-3, 0.9), false, |_| {
-        batches += 1;
-        if batches == warmup {
-            from = Some(Instant::now());
-        }
-        if batches == warmup + steps {
-            seconds = from.map_or(0.0, |t| t.elapsed().as_secs_f64());
-        }
-        ControlFlow::Continue(())
-    })?;
+    dense.run(
+        1,
+        warmup + steps,
+        |_| (1e-3, 0.9),
+        false,
+        |_| {
+            batches += 1;
+            if batches == warmup {
+                from = Some(Instant::now());
+            }
+            if batches == warmup + steps {
+                seconds = from.map_or(0.0, |t| t.elapsed().as_secs_f64());
+            }
+            ControlFlow::Continue(())
+        },
+    )?;
     Ok(seconds)
 }
 

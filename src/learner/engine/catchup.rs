@@ -17,7 +17,7 @@
 //! (a vectorised sum), not a chain of dense steps.
 use super::super::optim::AdamHyper;
 use super::lanes::elementwise;
-use super::tables::prefetch;
+use super::tables::{prefetch, Level};
 use std::collections::VecDeque;
 use std::sync::OnceLock;
 
@@ -356,13 +356,13 @@ impl CatchUp {
 
     /// Hints the CPU to fetch what [`CatchUp::gap`]`(k0, k1)` reads at random.
     #[inline(always)]
-    pub fn prefetch(&self, k0: usize, k1: usize) {
+    pub fn prefetch(&self, k0: usize, k1: usize, level: Level) {
         if k1 - k0 > self.h {
-            prefetch(&self.far, k0, 1);
+            prefetch(&self.far, k0, 1, level);
         } else {
-            prefetch(&self.at, k0, 1);
+            prefetch(&self.at, k0, 1, level);
         }
-        prefetch(&self.b2_pow, k1 - k0, 1);
+        prefetch(&self.b2_pow, k1 - k0, 1, level);
     }
 
     /// Applies the gap `k0 → k1` to one row's parameters, first and second moments, given a lower

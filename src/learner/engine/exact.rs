@@ -120,14 +120,14 @@ vectorized! {
 fn catch_up_rows_impl(c: &CatchUp, last: &mut [RowMark], half: &mut Half, rows: &[u32], k: usize) {
     for (j, &row) in rows.iter().enumerate() {
         if let Some(&far) = rows.get(j + 2 * AHEAD) {
-            prefetch(last, far as usize / 2, 1);
+            prefetch(last, far as usize / 2, 1, half.level);
         }
         if let Some(&ahead) = rows.get(j + AHEAD) {
             let ahead = ahead as usize;
             half.prefetch(ahead);
             let k0 = last[ahead / 2].step as usize;
             if k0 < k {
-                c.prefetch(k0, k);
+                c.prefetch(k0, k, half.level);
             }
         }
         let row = row as usize;
