@@ -514,7 +514,7 @@ pub(crate) const AHEAD: usize = 8;
 /// The cache level a prefetch brings its lines into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Level {
-    /// The first level: for tables the lower levels hold, so a prefetched line is at hand.
+    /// The first level: for tables that the outer caches hold, so a prefetched line is at hand.
     L1,
     /// The second level: for tables larger than the caches, whose lines mostly come from memory.
     L2,
