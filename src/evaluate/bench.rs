@@ -358,7 +358,7 @@ pub fn scale(cfg: &ScaleBench) -> Result<ScaleReport> {
     // The dense path on the same tables (so the same cost per step), on the first batches.
     let warmup = DENSE_WARMUP.min(n_batches / 3);
     let per_window = (DENSE_STEPS.min(n_batches * 2 / 3) / cfg.epochs).max(1);
-    let mut dense = {
+    let mut dense_learner = {
         let mut slice = data.clone();
         let k = (warmup + per_window) * SCALE_BS;
         slice.train.users.truncate(k);
@@ -367,7 +367,7 @@ pub fn scale(cfg: &ScaleBench) -> Result<ScaleReport> {
         slice.valid = Default::default();
         collab_learner(slice, &lcfg(TrainMode::Dense))?
     };
-    dense.verbose = false;
+    dense_learner.verbose = false;
 
     let mut learn = collab_learner(data, &lcfg(cfg.mode))?;
     let cycle = OneCycle { moms: (cfg.moms[0], cfg.moms[1]), ..OneCycle::new(cfg.lr) };
@@ -385,7 +385,7 @@ pub fn scale(cfg: &ScaleBench) -> Result<ScaleReport> {
                 return ControlFlow::Continue(());
             }
             let start = Instant::now();
-            match dense_window(&mut dense, warmup, per_window) {
+            match dense_window(&mut dense_learner, warmup, per_window) {
                 Ok(seconds) => windows.push(seconds),
                 Err(e) => failed = Some(e),
             }
@@ -400,7 +400,7 @@ pub fn scale(cfg: &ScaleBench) -> Result<ScaleReport> {
     if let Some(e) = failed {
         return Err(e);
     }
-    drop(dense);
+    drop(dense_learner);
     // The fit's time, building its engine and validation included, the dense windows left out.
     let fit_seconds = learn.recorder.fit_seconds - paused;
     let trained = ScaleFit {

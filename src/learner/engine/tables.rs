@@ -178,7 +178,6 @@ pub(crate) fn huge_zeroed<T: Copy + Default>(n: usize) -> Vec<T> {
 pub(crate) struct Tables {
     pub sides: [Side; 2],
     ratings: Vec<(u32, u32, f32)>,
-    level: Level,
 }
 
 impl Tables {
@@ -203,7 +202,7 @@ impl Tables {
         for half in sides.iter_mut().flat_map(|s| &mut s.halves) {
             half.level = level;
         }
-        Ok(Tables { sides, ratings, level })
+        Ok(Tables { sides, ratings })
     }
 
     /// Packs `batch` (numbers of training ratings) into `s` and opens its rows on both sides
@@ -219,7 +218,8 @@ impl Tables {
         s.batch.resize(batch.len(), (0, 0, 0.0));
         let (b0, b1) = s.batch.split_at_mut(batch.len() / 2);
         let (n0, n1) = batch.split_at(batch.len() / 2);
-        let (ratings, level) = (&self.ratings, self.level);
+        // Every half holds the level chosen for the whole fit.
+        let (ratings, level) = (&self.ratings, self.sides[0].halves[0].level);
         both(par.as_deref_mut(), || pack(ratings, n0, b0, level), || pack(ratings, n1, b1, level));
         let b = &s.batch;
         let [s0, s1] = &mut s.touched;
