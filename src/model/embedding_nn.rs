@@ -163,7 +163,13 @@ impl EmbeddingNN {
     /// The model after the embedding look-ups, from the user and item embedding rows `u` `[bs, eu]`
     /// and `i` `[bs, ei]`; output `[bs]`.
     pub fn forward_embedded(&self, u: &Tensor, i: &Tensor, train: bool) -> Tensor {
-        let mut x = Tensor::cat(&[u, i], 1).dropout(self.emb_drop, train);
+        self.forward_joined(&Tensor::cat(&[u, i], 1), train)
+    }
+
+    /// The model from the user and item embedding rows side by side, `[bs, eu + ei]` (what
+    /// [`EmbeddingNN::forward_embedded`] concatenates); output `[bs]`.
+    pub fn forward_joined(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut x = x.dropout(self.emb_drop, train);
         for layer in &self.layers {
             x = match layer {
                 Layer::BatchNorm(bn, _) => bn.forward_t(&x, train),

@@ -1,14 +1,15 @@
 //! The exact path for `EmbeddingNN` on the CPU: fastai's dense AdamW semantics, at the cost of the
 //! rows a batch touches for the embedding tables (which hold nearly all the parameters). The
-//! batch's embedding rows are caught up in closed form ([`CatchUp`]) and copied into two small
-//! tensors; libtorch's autograd runs the network on them, so their gradients come back compact,
-//! one row per touched user or item; AdamW then updates those rows and the network's (small)
-//! layers in Rust loops. Results are the autograd path's up to rounding.
+//! batch's embedding rows are caught up in closed form ([`CatchUp`]) and copied, user and item side
+//! by side for each rating, into one small tensor; libtorch's autograd runs the network from it
+//! (no look-up, concatenation or scatter of gradients in the graph), and its gradient, one row
+//! per rating, is summed per touched user or item in batch order; AdamW then updates those rows
+//! and the network's (small) layers in Rust loops. Results are the autograd path's up to rounding.
 use tch::Tensor;
 
 use super::catchup::CatchUp;
 use super::exact::{catch_up_sides, last_steps, CatchUpRows, RowMark};
-use super::tables::{adamw, halves, parts, Scratch, Side, SideRule, Tables};
+use super::tables::{adamw, halves, parts, Scratch, Side, SideRule, Tables, Touched};
 use super::{Engine, Live};
 use crate::error::Result;
 use crate::model::CollabModel;
@@ -66,12 +67,30 @@ impl NnExact {
     }
 }
 
-/// The rows of a side's table that a batch touched, as a leaf tensor `[rows, w]` that collects
-/// their gradients, and the index of each rating's row in it.
-fn batch_rows(snap: &[f32], of_rating: &[u32], w: usize) -> (Tensor, Tensor) {
-    let rows = Tensor::from_slice(snap).view([(snap.len() / w) as i64, w as i64]).set_requires_grad(true);
-    let index: Vec<i64> = of_rating.iter().map(|&s| s as i64).collect();
-    (rows, Tensor::from_slice(&index))
+/// The batch's user and item embedding rows side by side, one row per rating (`[bs, wu + wi]`),
+/// as a leaf tensor that collects their gradients.
+fn joined_rows(sides: &[Side; 2], batch: &[(u32, u32, f32)]) -> Tensor {
+    let [us, is] = sides;
+    let mut x = Vec::with_capacity(batch.len() * (us.w + is.w));
+    for &(u, i, _) in batch {
+        x.extend_from_slice(us.params(u as usize));
+        x.extend_from_slice(is.params(i as usize));
+    }
+    Tensor::from_slice(&x).view([batch.len() as i64, (us.w + is.w) as i64]).set_requires_grad(true)
+}
+
+/// One side's columns of the joined gradient `g` (`w` from column `from`, of `width`), summed per
+/// touched row in batch order (as autograd's backward of a row look-up sums them): one row of
+/// `w` per slot of `touched`.
+fn per_slot(g: &[f32], touched: &Touched, from: usize, w: usize, width: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; touched.rows.len() * w];
+    for (k, &slot) in touched.of_rating().iter().enumerate() {
+        let row = &g[k * width + from..k * width + from + w];
+        for (o, x) in out[slot as usize * w..(slot as usize + 1) * w].iter_mut().zip(row) {
+            *o += x;
+        }
+    }
+    out
 }
 
 impl Engine for NnExact {
@@ -81,15 +100,15 @@ impl Engine for NnExact {
         let [[mut r00, mut r01], [mut r10, mut r11]] = CatchUpRows::all(catchup, last, k);
         tables.open(batch, scratch, None, [[&mut r00, &mut r01], [&mut r10, &mut r11]]);
         let [t0, t1] = scratch.touched();
-        let [us, is] = &tables.sides;
-        let (u_rows, u_index) = batch_rows(&t0.params_of(us), t0.of_rating(), us.w);
-        let (i_rows, i_index) = batch_rows(&t1.params_of(is), t1.of_rating(), is.w);
+        let x = joined_rows(&tables.sides, scratch.batch());
         let y: Vec<f32> = scratch.batch().iter().map(|r| r.2).collect();
         live.params.zero_grad();
-        let out = model.forward_embedded(&u_rows.index_select(0, &u_index), &i_rows.index_select(0, &i_index), true);
+        let out = model.forward_joined(&x, true);
         let loss = out.mse_loss(&Tensor::from_slice(&y), tch::Reduction::Mean);
         loss.backward();
-        let grads = [&u_rows, &i_rows].map(|t| floats(&t.grad()).expect("f32 gradients"));
+        let g = floats(&x.grad()).expect("f32 gradients");
+        let (wu, wi) = (tables.sides[0].w, tables.sides[1].w);
+        let grads = [per_slot(&g, t0, 0, wu, wu + wi), per_slot(&g, t1, wu, wi, wu + wi)];
         let [[u0, u1], [i0, i1]] = halves(&mut tables.sides);
         r00.update(u0, t0, &grads[0]);
         r01.update(u1, t0, &grads[0]);

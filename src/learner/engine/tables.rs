@@ -403,15 +403,6 @@ impl Touched {
         &self.of_rating
     }
 
-    /// The touched rows' parameters as they stand in `side`, in slot order (`rows × w`).
-    pub fn params_of(&self, side: &Side) -> Vec<f32> {
-        let mut out = Vec::with_capacity(self.rows.len() * side.w);
-        for &row in &self.rows {
-            out.extend_from_slice(side.params(row as usize));
-        }
-        out
-    }
-
     /// The slot of `row`, if the batch touches it.
     #[inline(always)]
     pub fn slot(&self, row: usize) -> Option<usize> {
