@@ -2,7 +2,7 @@
 //! `TabularModel` with no continuous inputs), in fastai v2's layout or v1's.
 use std::fmt;
 
-use tch::nn::{self, ModuleT};
+use tch::nn;
 use tch::Tensor;
 
 use super::init::{emb_sz_rule, embedding, linear, sigmoid_range, InitRng};
@@ -54,6 +54,10 @@ impl Default for EmbeddingNNConfig {
     }
 }
 
+/// BatchNorm1d's running-statistics momentum and ε (PyTorch's defaults, as fastai uses them).
+const BN_MOMENTUM: f64 = 0.1;
+const BN_EPS: f64 = 1e-5;
+
 enum Layer {
     BatchNorm(nn::BatchNorm, usize),
     Dropout(f64),
@@ -94,7 +98,8 @@ impl EmbeddingNN {
         for k in 0..n_blocks {
             let (n_in, n_out, last) = (sizes[k], sizes[k + 1], k + 1 == n_blocks);
             let bn = |layers: &Vec<Layer>, n: usize| {
-                Layer::BatchNorm(nn::batch_norm1d(&lp / layers.len(), n as i64, Default::default()), n)
+                let cfg = nn::BatchNormConfig { momentum: BN_MOMENTUM, eps: BN_EPS, ..Default::default() };
+                Layer::BatchNorm(nn::batch_norm1d(&lp / layers.len(), n as i64, cfg), n)
             };
             match cfg.layout {
                 NnLayout::V1 => {
@@ -169,12 +174,49 @@ impl EmbeddingNN {
     /// The model from the user and item embedding rows side by side, `[bs, eu + ei]` (what
     /// [`EmbeddingNN::forward_embedded`] concatenates); output `[bs]`.
     pub fn forward_joined(&self, x: &Tensor, train: bool) -> Tensor {
+        let params: Vec<Tensor> = self.layer_params().into_iter().map(|(_, t)| t).collect();
+        self.forward_joined_with(x, &params, train)
+    }
+
+    /// The parameters of the layers after the embeddings with their state-dict names, in the order
+    /// [`EmbeddingNN::forward_joined_with`] takes them (tensors sharing the model's storage).
+    pub fn layer_params(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for (k, layer) in self.layers.iter().enumerate() {
+            let (weight, bias) = match layer {
+                Layer::Linear(l, ..) => (Some(&l.ws), l.bs.as_ref()),
+                Layer::BatchNorm(bn, _) => (bn.ws.as_ref(), bn.bs.as_ref()),
+                Layer::Dropout(_) | Layer::Relu => continue,
+            };
+            for (what, t) in [("weight", weight), ("bias", bias)] {
+                if let Some(t) = t {
+                    out.push((format!("layers.{k}.{what}"), t.shallow_clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// [`EmbeddingNN::forward_joined`] with the layers' parameters taken from `params` (in the
+    /// order of [`EmbeddingNN::layer_params`]) instead of the model's own: a training engine that
+    /// keeps the parameters itself passes fresh leaf tensors, whose gradients need no zeroing.
+    /// BatchNorm's running statistics are still the model's.
+    pub fn forward_joined_with(&self, x: &Tensor, params: &[Tensor], train: bool) -> Tensor {
+        let mut params = params.iter();
+        let mut next = |has: bool| has.then(|| params.next().expect("one tensor per layer parameter"));
         let mut x = x.dropout(self.emb_drop, train);
         for layer in &self.layers {
             x = match layer {
-                Layer::BatchNorm(bn, _) => bn.forward_t(&x, train),
+                Layer::BatchNorm(bn, _) => {
+                    let (weight, bias) = (next(bn.ws.is_some()), next(bn.bs.is_some()));
+                    let (mean, var) = (Some(&bn.running_mean), Some(&bn.running_var));
+                    Tensor::batch_norm(&x, weight, bias, mean, var, train, BN_MOMENTUM, BN_EPS, true)
+                }
                 Layer::Dropout(p) => x.dropout(*p, train),
-                Layer::Linear(l, ..) => x.apply(l),
+                Layer::Linear(l, ..) => {
+                    let weight = next(true).unwrap();
+                    x.linear(weight, next(l.bs.is_some()))
+                }
                 Layer::Relu => x.relu(),
             };
         }

@@ -11,7 +11,7 @@ use super::catchup::CatchUp;
 use super::exact::{catch_up_sides, last_steps, CatchUpRows, RowMark};
 use super::tables::{adamw, halves, parts, Scratch, Side, SideRule, Tables, Touched};
 use super::{Engine, Live};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::CollabModel;
 
 /// The embedding tables' names, users then items.
@@ -21,6 +21,7 @@ const EMBEDS: [&str; 2] = ["embeds.0.weight", "embeds.1.weight"];
 struct Layer {
     index: usize,
     decay: bool,
+    shape: Vec<i64>,
     p: Vec<f32>,
     m: Vec<f32>,
     v: Vec<f32>,
@@ -45,23 +46,31 @@ impl NnExact {
     pub fn new(live: &Live<'_>, catchup: CatchUp) -> Result<Self> {
         let side = |j: usize| Side::load(&parts(&[EMBEDS[j]], live.params, live.opt)?);
         let tables = Tables::new([side(0)?, side(1)?], live.data)?;
-        let layers = live
-            .params
+        let CollabModel::Nn(model) = live.model else { unreachable!("built for EmbeddingNN only") };
+        let layers = model
+            .layer_params()
             .iter()
-            .enumerate()
-            .filter(|(_, p)| !EMBEDS.contains(&p.name.as_str()))
-            .map(|(index, p)| {
-                let p_values = floats(&p.tensor)?;
+            .map(|(name, tensor)| {
+                let index = live.params.index(name)?;
+                let p = floats(tensor)?;
                 Ok(Layer {
                     index,
-                    decay: p.decay,
-                    g: vec![0.0; p_values.len()],
-                    p: p_values,
+                    decay: live.params.iter().nth(index).is_some_and(|p| p.decay),
+                    shape: tensor.size(),
+                    g: vec![0.0; p.len()],
+                    p,
                     m: floats(&live.opt.exp_avg[index])?,
                     v: floats(&live.opt.exp_avg_sq[index])?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        if layers.len() + EMBEDS.len() != live.params.len() {
+            return Err(Error::InvalidConfig(format!(
+                "EmbeddingNN has {} parameters, its layers and embeddings {}",
+                live.params.len(),
+                layers.len() + EMBEDS.len()
+            )));
+        }
         let last = last_steps(&tables.sides);
         Ok(NnExact { scratch: Scratch::new(&tables), tables, catchup, last, layers })
     }
@@ -102,8 +111,9 @@ impl Engine for NnExact {
         let [t0, t1] = scratch.touched();
         let x = joined_rows(&tables.sides, scratch.batch());
         let y: Vec<f32> = scratch.batch().iter().map(|r| r.2).collect();
-        live.params.zero_grad();
-        let out = model.forward_joined(&x, true);
+        let leaves: Vec<Tensor> =
+            layers.iter().map(|l| Tensor::from_slice(&l.p).view(l.shape.as_slice()).set_requires_grad(true)).collect();
+        let out = model.forward_joined_with(&x, &leaves, true);
         let loss = out.mse_loss(&Tensor::from_slice(&y), tch::Reduction::Mean);
         loss.backward();
         let g = floats(&x.grad()).expect("f32 gradients");
@@ -120,12 +130,10 @@ impl Engine for NnExact {
             s[0] = 1.0;
             s
         };
-        for layer in layers.iter_mut() {
-            let tensor = live.params.tensor(layer.index);
+        for (layer, leaf) in layers.iter_mut().zip(&leaves) {
             let n = layer.g.len();
-            tensor.grad().f_copy_data(&mut layer.g, n).expect("f32 gradient");
+            leaf.grad().f_copy_data(&mut layer.g, n).expect("f32 gradient");
             adamw(&mut layer.p, &mut layer.m, &mut layer.v, &layer.g, if layer.decay { scalars } else { &no_decay });
-            tch::no_grad(|| tensor.shallow_clone().copy_(&Tensor::from_slice(&layer.p).view(tensor.size().as_slice())));
         }
         scratch.clear();
         loss.double_value(&[])
@@ -137,9 +145,11 @@ impl Engine for NnExact {
             side.store(&parts(&[EMBEDS[j]], live.params, live.opt)?)?;
         }
         for layer in &self.layers {
-            for (t, values) in
-                [(&live.opt.exp_avg[layer.index], &layer.m), (&live.opt.exp_avg_sq[layer.index], &layer.v)]
-            {
+            for (t, values) in [
+                (live.params.tensor(layer.index), &layer.p),
+                (&live.opt.exp_avg[layer.index], &layer.m),
+                (&live.opt.exp_avg_sq[layer.index], &layer.v),
+            ] {
                 tch::no_grad(|| t.shallow_clone().f_copy_(&Tensor::from_slice(values).view(t.size().as_slice())))?;
             }
         }
