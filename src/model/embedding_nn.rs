@@ -54,6 +54,33 @@ impl Default for EmbeddingNNConfig {
     }
 }
 
+/// One layer after the embeddings, as [`EmbeddingNN::layer_specs`] describes it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LayerSpec {
+    /// `y = x·Wᵀ (+ b)`.
+    Linear {
+        /// Input features.
+        n_in: usize,
+        /// Output features (`W` has shape `[n_out, n_in]`).
+        n_out: usize,
+        /// Whether there is a bias `b`.
+        bias: bool,
+    },
+    /// `max(x, 0)`.
+    Relu,
+    /// BatchNorm1d: batch statistics in training, running ones in evaluation.
+    BatchNorm {
+        /// Features.
+        n: usize,
+        /// Weight of a batch's statistics in the running ones.
+        momentum: f64,
+        /// Added to the variance inside the square root.
+        eps: f64,
+    },
+    /// Dropout with this probability in training.
+    Dropout(f64),
+}
+
 /// BatchNorm1d's running-statistics momentum and ε (PyTorch's defaults, as fastai uses them).
 const BN_MOMENTUM: f64 = 0.1;
 const BN_EPS: f64 = 1e-5;
@@ -155,6 +182,34 @@ impl EmbeddingNN {
     /// Linear biases) with the V2 layout; none with V1, which decays everything (`bn_wd=True`).
     pub fn no_decay(&self) -> &[String] {
         &self.no_decay
+    }
+
+    /// The layers after the embeddings, in order, as plain descriptions (for engines that compute
+    /// them without libtorch), and the embedding dropout and output range around them.
+    pub fn layer_specs(&self) -> (f64, Vec<LayerSpec>, Option<(f64, f64)>) {
+        let specs = self
+            .layers
+            .iter()
+            .map(|layer| match *layer {
+                Layer::BatchNorm(_, n) => LayerSpec::BatchNorm { n, momentum: BN_MOMENTUM, eps: BN_EPS },
+                Layer::Dropout(p) => LayerSpec::Dropout(p),
+                Layer::Linear(_, n_in, n_out, bias) => LayerSpec::Linear { n_in, n_out, bias },
+                Layer::Relu => LayerSpec::Relu,
+            })
+            .collect();
+        (self.emb_drop, specs, self.y_range)
+    }
+
+    /// The BatchNorm layers' running means and variances, in layer order (tensors sharing the
+    /// model's storage).
+    pub fn batch_norm_stats(&self) -> Vec<(Tensor, Tensor)> {
+        self.layers
+            .iter()
+            .filter_map(|layer| match layer {
+                Layer::BatchNorm(bn, _) => Some((bn.running_mean.shallow_clone(), bn.running_var.shallow_clone())),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Predicted ratings for (`users`, `items`), both int64 `[bs]`; output `[bs]`.

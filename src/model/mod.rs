@@ -8,7 +8,7 @@ use std::fmt;
 use tch::{Kind, Tensor};
 
 pub use dot_bias::{DotBiasConfig, EmbeddingDotBias};
-pub use embedding_nn::{EmbeddingNN, EmbeddingNNConfig, NnLayout};
+pub use embedding_nn::{EmbeddingNN, EmbeddingNNConfig, LayerSpec, NnLayout};
 
 /// The two collaborative-filtering models of fastai.
 #[derive(Debug)]

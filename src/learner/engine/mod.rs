@@ -9,6 +9,7 @@ mod dense;
 mod exact;
 mod lanes;
 mod lazy;
+mod mlp;
 mod nn;
 mod pair;
 mod plain;

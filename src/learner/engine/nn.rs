@@ -9,10 +9,11 @@ use tch::Tensor;
 
 use super::catchup::CatchUp;
 use super::exact::{catch_up_sides, last_steps, CatchUpRows, RowMark};
+use super::mlp::Mlp;
 use super::tables::{adamw, halves, parts, Scratch, Side, SideRule, Tables, Touched};
 use super::{Engine, Live};
 use crate::error::{Error, Result};
-use crate::model::CollabModel;
+use crate::model::{CollabModel, EmbeddingNN};
 
 /// The embedding tables' names, users then items.
 const EMBEDS: [&str; 2] = ["embeds.0.weight", "embeds.1.weight"];
@@ -35,6 +36,14 @@ pub(crate) struct NnExact {
     catchup: CatchUp,
     last: [[Vec<RowMark>; 2]; 2],
     layers: Vec<Layer>,
+    /// The layers in Rust (`None` for a model with dropout: libtorch's autograd runs them).
+    mlp: Option<Mlp>,
+}
+
+/// Overwrites the tensor `t` with `values` (as many as it has elements).
+fn write(t: &Tensor, values: &[f32]) -> Result<()> {
+    tch::no_grad(|| t.shallow_clone().f_copy_(&Tensor::from_slice(values).view(t.size().as_slice())))?;
+    Ok(())
 }
 
 fn floats(t: &Tensor) -> Result<Vec<f32>> {
@@ -71,21 +80,61 @@ impl NnExact {
                 layers.len() + EMBEDS.len()
             )));
         }
+        let (emb_drop, specs, y_range) = model.layer_specs();
+        let stats =
+            model.batch_norm_stats().iter().map(|(m, v)| Ok((floats(m)?, floats(v)?))).collect::<Result<_>>()?;
+        let mlp = Mlp::new(emb_drop, specs, y_range, stats);
         let last = last_steps(&tables.sides);
-        Ok(NnExact { scratch: Scratch::new(&tables), tables, catchup, last, layers })
+        Ok(NnExact { scratch: Scratch::new(&tables), tables, catchup, last, layers, mlp })
     }
 }
 
-/// The batch's user and item embedding rows side by side, one row per rating (`[bs, wu + wi]`),
-/// as a leaf tensor that collects their gradients.
-fn joined_rows(sides: &[Side; 2], batch: &[(u32, u32, f32)]) -> Tensor {
+/// The batch's user and item embedding rows side by side, one row per rating (`[bs, wu + wi]`).
+fn joined_rows(sides: &[Side; 2], batch: &[(u32, u32, f32)]) -> Vec<f32> {
     let [us, is] = sides;
     let mut x = Vec::with_capacity(batch.len() * (us.w + is.w));
     for &(u, i, _) in batch {
         x.extend_from_slice(us.params(u as usize));
         x.extend_from_slice(is.params(i as usize));
     }
-    Tensor::from_slice(&x).view([batch.len() as i64, (us.w + is.w) as i64]).set_requires_grad(true)
+    x
+}
+
+/// The batch `x` (joined embedding rows, `width` each) with targets `y` through the layers in Rust:
+/// the mean squared error and its gradient with respect to `x`; each layer's gradient in its `g`.
+fn through_mlp(mlp: &mut Mlp, x: Vec<f32>, y: &[f32], layers: &mut [Layer]) -> (f64, Vec<f32>) {
+    let (params, mut grads): (Vec<&[f32]>, Vec<&mut Vec<f32>>) = layers
+        .iter_mut()
+        .map(|l| {
+            let Layer { p, g, .. } = l;
+            (&p[..], g)
+        })
+        .unzip();
+    let mut dx = Vec::new();
+    let loss = mlp.train_step(x, y, &params, &mut grads, &mut dx);
+    (loss as f64, dx)
+}
+
+/// [`through_mlp`] through libtorch's autograd, from fresh leaf tensors of the layers' parameters
+/// (models with dropout, whose masks come from libtorch's generator).
+fn through_autograd(
+    model: &EmbeddingNN,
+    x: Vec<f32>,
+    y: &[f32],
+    width: usize,
+    layers: &mut [Layer],
+) -> (f64, Vec<f32>) {
+    let x = Tensor::from_slice(&x).view([y.len() as i64, width as i64]).set_requires_grad(true);
+    let leaves: Vec<Tensor> =
+        layers.iter().map(|l| Tensor::from_slice(&l.p).view(l.shape.as_slice()).set_requires_grad(true)).collect();
+    let out = model.forward_joined_with(&x, &leaves, true);
+    let loss = out.mse_loss(&Tensor::from_slice(y), tch::Reduction::Mean);
+    loss.backward();
+    for (layer, leaf) in layers.iter_mut().zip(&leaves) {
+        let n = layer.g.len();
+        leaf.grad().f_copy_data(&mut layer.g, n).expect("f32 gradient");
+    }
+    (loss.double_value(&[]), floats(&x.grad()).expect("f32 gradients"))
 }
 
 /// One side's columns of the joined gradient `g` (`w` from column `from`, of `width`), summed per
@@ -105,19 +154,17 @@ fn per_slot(g: &[f32], touched: &Touched, from: usize, w: usize, width: usize) -
 impl Engine for NnExact {
     fn step(&mut self, live: &mut Live<'_>, batch: &[u32], k: usize) -> f64 {
         let CollabModel::Nn(model) = live.model else { unreachable!("built for EmbeddingNN only") };
-        let NnExact { tables, scratch, catchup, last, layers } = self;
+        let NnExact { tables, scratch, catchup, last, layers, mlp } = self;
         let [[mut r00, mut r01], [mut r10, mut r11]] = CatchUpRows::all(catchup, last, k);
         tables.open(batch, scratch, None, [[&mut r00, &mut r01], [&mut r10, &mut r11]]);
         let [t0, t1] = scratch.touched();
         let x = joined_rows(&tables.sides, scratch.batch());
         let y: Vec<f32> = scratch.batch().iter().map(|r| r.2).collect();
-        let leaves: Vec<Tensor> =
-            layers.iter().map(|l| Tensor::from_slice(&l.p).view(l.shape.as_slice()).set_requires_grad(true)).collect();
-        let out = model.forward_joined_with(&x, &leaves, true);
-        let loss = out.mse_loss(&Tensor::from_slice(&y), tch::Reduction::Mean);
-        loss.backward();
-        let g = floats(&x.grad()).expect("f32 gradients");
         let (wu, wi) = (tables.sides[0].w, tables.sides[1].w);
+        let (loss, g) = match mlp {
+            Some(mlp) => through_mlp(mlp, x, &y, layers),
+            None => through_autograd(model, x, &y, wu + wi, layers),
+        };
         let grads = [per_slot(&g, t0, 0, wu, wu + wi), per_slot(&g, t1, wu, wi, wu + wi)];
         let [[u0, u1], [i0, i1]] = halves(&mut tables.sides);
         r00.update(u0, t0, &grads[0]);
@@ -130,13 +177,11 @@ impl Engine for NnExact {
             s[0] = 1.0;
             s
         };
-        for (layer, leaf) in layers.iter_mut().zip(&leaves) {
-            let n = layer.g.len();
-            leaf.grad().f_copy_data(&mut layer.g, n).expect("f32 gradient");
+        for layer in layers.iter_mut() {
             adamw(&mut layer.p, &mut layer.m, &mut layer.v, &layer.g, if layer.decay { scalars } else { &no_decay });
         }
         scratch.clear();
-        loss.double_value(&[])
+        loss
     }
 
     fn sync(&mut self, live: &mut Live<'_>, k: usize) -> Result<()> {
@@ -150,7 +195,13 @@ impl Engine for NnExact {
                 (&live.opt.exp_avg[layer.index], &layer.m),
                 (&live.opt.exp_avg_sq[layer.index], &layer.v),
             ] {
-                tch::no_grad(|| t.shallow_clone().f_copy_(&Tensor::from_slice(values).view(t.size().as_slice())))?;
+                write(t, values)?;
+            }
+        }
+        if let (Some(mlp), CollabModel::Nn(model)) = (&self.mlp, live.model) {
+            for ((mean, var), (m, v)) in model.batch_norm_stats().iter().zip(&mlp.stats) {
+                write(mean, m)?;
+                write(var, v)?;
             }
         }
         Ok(())
