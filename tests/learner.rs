@@ -92,9 +92,34 @@ fn lazy_mode_trains_but_is_not_the_default() {
 
 #[test]
 fn embedding_nn_trains_on_the_exact_path_like_autograd() {
+    let nn = EmbeddingNNConfig { layers: vec![16, 8], ..Default::default() };
+    nn_exact_matches_autograd(nn.clone(), usize::MAX);
+    // dense and lazy are EmbeddingDotBias kernels.
+    let (data, _) = common::low_rank(6);
+    for mode in [TrainMode::Lazy, TrainMode::Dense] {
+        let model = ModelConfig::Nn(nn.clone());
+        let cfg = CollabLearnerConfig { model, mode, device: DeviceChoice::Cpu, ..Default::default() };
+        assert!(matches!(collab_learner(data.clone(), &cfg), Err(Error::Unsupported(_))));
+    }
+}
+
+/// With dropout the exact path runs the layers through libtorch (its masks come from libtorch's
+/// generator), drawn in the same order as the autograd path draws them: the first 100 steps agree
+/// to 1e-5 (measured 3e-8). Near step 130 rounding flips a unit across ReLU's kink and the paths
+/// part (measured 1.9e-3 at worst after, 7.5e-4 in valid MSE; the same before the layers were
+/// computed in Rust), so the rest is held to 1e-2.
+#[test]
+fn embedding_nn_with_dropout_trains_on_the_exact_path_like_autograd() {
+    let nn = EmbeddingNNConfig { layers: vec![16, 8], ps: vec![0.2], emb_drop: 0.1, ..Default::default() };
+    nn_exact_matches_autograd(nn, 100);
+}
+
+/// Trains `nn` on a toy set through the exact path and through autograd: smoothed losses agree to
+/// 1e-5 over the first `exact_steps` steps (then to 1e-2), valid MSE to 1e-5 when every step does.
+fn nn_exact_matches_autograd(nn: EmbeddingNNConfig, exact_steps: usize) {
     let run = |mode| {
         let (data, _) = common::low_rank(6);
-        let model = ModelConfig::Nn(EmbeddingNNConfig { layers: vec![16, 8], ..Default::default() });
+        let model = ModelConfig::Nn(nn.clone());
         let cfg = CollabLearnerConfig { model, mode, wd: 0.1, device: DeviceChoice::Cpu, ..Default::default() };
         let mut l = collab_learner(data, &cfg).unwrap();
         l.verbose = false;
@@ -109,16 +134,11 @@ fn embedding_nn_trains_on_the_exact_path_like_autograd() {
     let (_, auto, va, _) = run(TrainMode::Autograd);
     assert!(exact.len() > 250);
     for (k, (a, b)) in exact.iter().zip(&auto).enumerate() {
-        assert!((a - b).abs() <= 1e-5 * b.abs(), "step {k}: smoothed losses {a} vs {b}");
+        let tol = if k < exact_steps { 1e-5 } else { 1e-2 };
+        assert!((a - b).abs() <= tol * b.abs(), "step {k}: smoothed losses {a} vs {b}");
     }
-    assert!((ve - va).abs() < 1e-5, "valid {ve} vs {va}");
-    // dense and lazy are EmbeddingDotBias kernels.
-    let (data, _) = common::low_rank(6);
-    let model = ModelConfig::Nn(EmbeddingNNConfig { layers: vec![16, 8], ..Default::default() });
-    for mode in [TrainMode::Lazy, TrainMode::Dense] {
-        let cfg = CollabLearnerConfig { model: model.clone(), mode, device: DeviceChoice::Cpu, ..Default::default() };
-        assert!(matches!(collab_learner(data.clone(), &cfg), Err(Error::Unsupported(_))));
-    }
+    let tol = if exact_steps == usize::MAX { 1e-5 } else { 5e-3 };
+    assert!((ve - va).abs() < tol, "valid {ve} vs {va}");
 }
 
 #[test]

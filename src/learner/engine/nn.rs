@@ -1,9 +1,9 @@
 //! The exact path for `EmbeddingNN` on the CPU: fastai's dense AdamW semantics, at the cost of the
 //! rows a batch touches for the embedding tables (which hold nearly all the parameters). The
 //! batch's embedding rows are caught up in closed form ([`CatchUp`]) and copied, user and item side
-//! by side for each rating, into one small tensor; libtorch's autograd runs the network from it
-//! (no look-up, concatenation or scatter of gradients in the graph), and its gradient, one row
-//! per rating, is summed per touched user or item in batch order; AdamW then updates those rows
+//! by side for each rating, into one small matrix; the layers after them run forward and backward
+//! in Rust ([`Mlp`]; through libtorch's autograd for a model with dropout), and the gradient of each
+//! rating's row is summed per touched user or item in batch order; AdamW then updates those rows
 //! and the network's (small) layers in Rust loops. Results are the autograd path's up to rounding.
 use tch::Tensor;
 
