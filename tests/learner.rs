@@ -101,6 +101,12 @@ fn embedding_nn_trains_on_the_exact_path_like_autograd() {
         let cfg = CollabLearnerConfig { model, mode, device: DeviceChoice::Cpu, ..Default::default() };
         assert!(matches!(collab_learner(data.clone(), &cfg), Err(Error::Unsupported(_))));
     }
+    // BatchNorm's batch statistics need two ratings: a batch of one is refused up front.
+    let mut one = data;
+    one.bs = 1;
+    let cfg = CollabLearnerConfig { model: ModelConfig::Nn(nn), device: DeviceChoice::Cpu, ..Default::default() };
+    let err = collab_learner(one, &cfg).err().expect("refused").to_string();
+    assert!(err.contains("BatchNorm needs training batches of at least 2"), "{err}");
 }
 
 /// With dropout the exact path runs the layers through libtorch (its masks come from libtorch's

@@ -204,6 +204,15 @@ pub fn collab_learner(data: CollabDataBunch, cfg: &CollabLearnerConfig) -> Resul
             )));
         }
     }
+    if let ModelConfig::Nn(c) = &cfg.model {
+        if c.use_bn && !c.layers.is_empty() && data.bs < 2 {
+            return Err(Error::InvalidConfig(format!(
+                "EmbeddingNN's BatchNorm needs training batches of at least 2 ratings (bs is {}): raise bs, \
+                 or build the model without BatchNorm (`use_bn: false`)",
+                data.bs
+            )));
+        }
+    }
     let device = cfg.device.resolve(&cfg.model)?;
     let vs = nn::VarStore::new(device);
     let mut rng = InitRng::new(cfg.seed.unwrap_or(data.seed));

@@ -120,7 +120,8 @@ impl Mlp {
                     }
                     out
                 }
-                LayerSpec::Relu => input.iter().map(|&x| if x > 0.0 { x } else { 0.0 }).collect(),
+                // NaN passes, as in libtorch (a diverging fit must show in the loss).
+                LayerSpec::Relu => input.iter().map(|&x| if x < 0.0 { 0.0 } else { x }).collect(),
                 LayerSpec::BatchNorm { n: c, momentum, eps } => {
                     let (running, batch) = (&mut self.stats[bn], &mut self.batch_stats[bn]);
                     bn += 1;
