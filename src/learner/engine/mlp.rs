@@ -61,16 +61,15 @@ impl Mlp {
     /// One training batch: `x` (`[n, d]`, the joined embedding rows) and targets `y` (`n`) through
     /// the layers with parameters `params` (in [`crate::model::EmbeddingNN::layer_params`]'s order),
     /// BatchNorm in training mode (its running statistics updated); each parameter's gradient of
-    /// the batch's mean squared error into `grads`, the gradient with respect to `x` into `dx`.
-    /// Returns the mean squared error.
+    /// the batch's mean squared error into `grads`. Returns the mean squared error and its gradient
+    /// with respect to `x`.
     pub fn train_step(
         &mut self,
         x: Vec<f32>,
         y: &[f32],
         params: &[&[f32]],
         grads: &mut [&mut Vec<f32>],
-        dx: &mut Vec<f32>,
-    ) -> f32 {
+    ) -> (f32, Vec<f32>) {
         let n = y.len();
         let out = self.forward(x, n, params);
         let (loss, mut d) = self.loss(&out, y);
@@ -97,8 +96,7 @@ impl Mlp {
                 LayerSpec::Dropout(_) => d,
             };
         }
-        *dx = d;
-        loss
+        (loss, d)
     }
 
     /// The forward pass in training mode, keeping each layer's input; returns the last layer's
@@ -315,8 +313,8 @@ mod tests {
                 let stats = model.batch_norm_stats().iter().map(|(m, v)| (floats(m), floats(v))).collect();
                 let mut mlp = Mlp::new(emb_drop, specs, range, stats).expect("no dropout");
                 let mut grads: Vec<Vec<f32>> = values.iter().map(|p| vec![f32::NAN; p.len()]).collect();
-                let (mut dx, refs) = (Vec::new(), values.iter().map(|p| &p[..]).collect::<Vec<_>>());
-                let loss = mlp.train_step(x.clone(), &y, &refs, &mut grads.iter_mut().collect::<Vec<_>>(), &mut dx);
+                let refs: Vec<&[f32]> = values.iter().map(|p| &p[..]).collect();
+                let (loss, dx) = mlp.train_step(x.clone(), &y, &refs, &mut grads.iter_mut().collect::<Vec<_>>());
 
                 let xt = Tensor::from_slice(&x).view([n as i64, width as i64]).set_requires_grad(true);
                 let leaves: Vec<Tensor> =

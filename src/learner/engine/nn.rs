@@ -110,8 +110,7 @@ fn through_mlp(mlp: &mut Mlp, x: Vec<f32>, y: &[f32], layers: &mut [Layer]) -> (
             (&p[..], g)
         })
         .unzip();
-    let mut dx = Vec::new();
-    let loss = mlp.train_step(x, y, &params, &mut grads, &mut dx);
+    let (loss, dx) = mlp.train_step(x, y, &params, &mut grads);
     (loss as f64, dx)
 }
 
