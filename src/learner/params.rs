@@ -54,6 +54,11 @@ impl Params {
             .ok_or_else(|| Error::InvalidConfig(format!("the model has no parameter {name:?}")))
     }
 
+    /// The parameter at position `i`.
+    pub fn get(&self, i: usize) -> &Param {
+        &self.0[i]
+    }
+
     /// The tensor at position `i`.
     pub fn tensor(&self, i: usize) -> &Tensor {
         &self.0[i].tensor

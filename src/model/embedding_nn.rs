@@ -229,27 +229,27 @@ impl EmbeddingNN {
     /// The model from the user and item embedding rows side by side, `[bs, eu + ei]` (what
     /// [`EmbeddingNN::forward_embedded`] concatenates); output `[bs]`.
     pub fn forward_joined(&self, x: &Tensor, train: bool) -> Tensor {
-        let params: Vec<Tensor> = self.layer_params().into_iter().map(|(_, t)| t).collect();
+        let params: Vec<Tensor> = self.layer_tensors().map(|(.., t)| t.shallow_clone()).collect();
         self.forward_joined_with(x, &params, train)
     }
 
     /// The parameters of the layers after the embeddings with their state-dict names, in the order
     /// [`EmbeddingNN::forward_joined_with`] takes them (tensors sharing the model's storage).
     pub fn layer_params(&self) -> Vec<(String, Tensor)> {
-        let mut out = Vec::new();
-        for (k, layer) in self.layers.iter().enumerate() {
+        self.layer_tensors().map(|(k, what, t)| (format!("layers.{k}.{what}"), t.shallow_clone())).collect()
+    }
+
+    /// Each parameter of the layers after the embeddings, in order, with its layer's number and
+    /// whether it is the `weight` or the `bias`.
+    fn layer_tensors(&self) -> impl Iterator<Item = (usize, &'static str, &Tensor)> {
+        self.layers.iter().enumerate().flat_map(|(k, layer)| {
             let (weight, bias) = match layer {
                 Layer::Linear(l, ..) => (Some(&l.ws), l.bs.as_ref()),
                 Layer::BatchNorm(bn, _) => (bn.ws.as_ref(), bn.bs.as_ref()),
-                Layer::Dropout(_) | Layer::Relu => continue,
+                Layer::Dropout(_) | Layer::Relu => (None, None),
             };
-            for (what, t) in [("weight", weight), ("bias", bias)] {
-                if let Some(t) = t {
-                    out.push((format!("layers.{k}.{what}"), t.shallow_clone()));
-                }
-            }
-        }
-        out
+            [("weight", weight), ("bias", bias)].into_iter().filter_map(move |(what, t)| t.map(|t| (k, what, t)))
+        })
     }
 
     /// [`EmbeddingNN::forward_joined`] with the layers' parameters taken from `params` (in the

@@ -10,7 +10,7 @@ use tch::Tensor;
 use super::catchup::CatchUp;
 use super::exact::{catch_up_sides, last_steps, CatchUpRows, RowMark};
 use super::mlp::Mlp;
-use super::tables::{adamw, halves, parts, Scratch, Side, SideRule, Tables, Touched};
+use super::tables::{adamw, floats, halves, parts, write, Scratch, Side, SideRule, Tables, Touched};
 use super::{Engine, Live};
 use crate::error::{Error, Result};
 use crate::model::{CollabModel, EmbeddingNN};
@@ -40,16 +40,6 @@ pub(crate) struct NnExact {
     mlp: Option<Mlp>,
 }
 
-/// Overwrites the tensor `t` with `values` (as many as it has elements).
-fn write(t: &Tensor, values: &[f32]) -> Result<()> {
-    tch::no_grad(|| t.shallow_clone().f_copy_(&Tensor::from_slice(values).view(t.size().as_slice())))?;
-    Ok(())
-}
-
-fn floats(t: &Tensor) -> Result<Vec<f32>> {
-    Ok(Vec::<f32>::try_from(&t.contiguous().view([-1]))?)
-}
-
 impl NnExact {
     /// An engine starting from the learner's state, for a fit whose schedule `catchup` follows.
     pub fn new(live: &Live<'_>, catchup: CatchUp) -> Result<Self> {
@@ -64,7 +54,7 @@ impl NnExact {
                 let p = floats(tensor)?;
                 Ok(Layer {
                     index,
-                    decay: live.params.iter().nth(index).is_some_and(|p| p.decay),
+                    decay: live.params.get(index).decay,
                     shape: tensor.size(),
                     g: vec![0.0; p.len()],
                     p,

@@ -44,8 +44,15 @@ pub(crate) struct Half {
 /// A `[rows, k]` parameter with its first and second moments: one part of a side's rows.
 pub(crate) type Part<'a> = (&'a Tensor, &'a Tensor, &'a Tensor);
 
-fn floats(t: &Tensor) -> Result<Vec<f32>> {
+/// The elements of `t` as f32 on the CPU, in row-major order.
+pub(crate) fn floats(t: &Tensor) -> Result<Vec<f32>> {
     Ok(Vec::<f32>::try_from(&t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous().view([-1]))?)
+}
+
+/// Overwrites the tensor `t` with `values` (as many as it has elements, row-major).
+pub(crate) fn write(t: &Tensor, values: &[f32]) -> Result<()> {
+    tch::no_grad(|| t.shallow_clone().f_copy_(&Tensor::from_slice(values).view(t.size().as_slice())))?;
+    Ok(())
 }
 
 impl Side {
@@ -83,15 +90,14 @@ impl Side {
         let (w, rows) = (self.w, self.rows);
         let mut col = 0;
         for part in parts {
-            let shape = part.0.size();
-            let k = shape.get(1).copied().unwrap_or(1) as usize;
+            let k = part.0.size().get(1).copied().unwrap_or(1) as usize;
             for (j, t) in [part.0, part.1, part.2].into_iter().enumerate() {
                 let mut values = Vec::with_capacity(rows * k);
                 for r in 0..rows {
                     let at = self.halves[r % 2].at(r) + j * w + col;
                     values.extend_from_slice(&self.halves[r % 2].data[at..at + k]);
                 }
-                tch::no_grad(|| t.shallow_clone().f_copy_(&Tensor::from_slice(&values).view(shape.as_slice())))?;
+                write(t, &values)?;
             }
             col += k;
         }
