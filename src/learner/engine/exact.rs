@@ -99,13 +99,23 @@ fn mark_rows_impl(half: &mut Half, rows: &[u32], last: &mut [RowMark], k: usize)
 }
 
 /// The smallest element of `x` (∞ for none; a NaN is never chosen), eight lanes at a time: a
-/// minimum is exact, so the order in which elements are compared changes nothing.
+/// minimum is exact, so the order in which elements are compared changes nothing. Plain loops: with
+/// `Iterator::fold` the compiler kept the loop out of line, in SSE code called per row from the
+/// AVX2 loop: 6.6% of the lesson's profile, against 4.5% inlined (its fits 4–9% faster).
 #[inline(always)]
 fn smallest(x: &[f32]) -> f32 {
     let min = |low: f32, x: f32| if x < low { x } else { low };
     let groups = x.chunks_exact(8);
-    let rest = groups.remainder().iter().fold(f32::INFINITY, |low, &x| min(low, x));
-    let low = groups.fold([f32::INFINITY; 8], |low, group| std::array::from_fn(|l| min(low[l], group[l])));
+    let mut rest = f32::INFINITY;
+    for &x in groups.remainder() {
+        rest = min(rest, x);
+    }
+    let mut low = [f32::INFINITY; 8];
+    for group in groups {
+        for l in 0..8 {
+            low[l] = min(low[l], group[l]);
+        }
+    }
     let low: [f32; 4] = std::array::from_fn(|l| min(low[l], low[l + 4]));
     min(min(min(low[0], low[2]), min(low[1], low[3])), rest)
 }
