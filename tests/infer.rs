@@ -122,7 +122,8 @@ fn export_then_load_learner_predicts_the_same_bits_without_the_data() {
 fn truncated_corrupt_foreign_and_newer_files_are_refused() {
     let dir = common::temp_dir("infer-bad");
     let (data, _) = common::low_rank(32);
-    let learn = collab_learner(data, &CollabLearnerConfig { device: DeviceChoice::Cpu, ..Default::default() }).unwrap();
+    let cfg = CollabLearnerConfig { device: DeviceChoice::Cpu, path: dir.clone(), ..Default::default() };
+    let learn = collab_learner(data, &cfg).unwrap();
     let good = dir.join("good.safetensors");
     learn.export(&good).unwrap();
     let bytes = std::fs::read(&good).unwrap();
@@ -148,7 +149,9 @@ fn truncated_corrupt_foreign_and_newer_files_are_refused() {
         let view = TensorView::new(Dtype::F32, vec![2], &data).unwrap();
         write("foreign.safetensors", &serialize([("w", view)], None).unwrap())
     };
+    let checkpoint = learn.save("checkpoint").unwrap();
     for (path, expected) in [
+        (&checkpoint, "is a training checkpoint"),
         (&truncated, "truncated or corrupt"),
         (&header_cut, "not a safetensors file"),
         (&random, "not a safetensors file"),

@@ -231,6 +231,12 @@ pub(crate) fn read(path: &Path) -> Result<Read> {
     let bad = |message: String| Error::Model { path: path.to_path_buf(), message };
     crate::data::read::check_regular_file(path)?;
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    // `Learner::save` writes libtorch's archive, a zip file: the likeliest wrong file to be given.
+    if bytes.starts_with(b"PK\x03\x04") {
+        return Err(bad("is a training checkpoint (`Learner::save`, `train`'s models/NAME.pth), not an exported \
+                        model: export one with `fastcollab train --export FILE` or `Learner::export`"
+            .into()));
+    }
     let (_, header) = SafeTensors::read_metadata(&bytes)
         .map_err(|e| bad(format!("is not a safetensors file, or is truncated or corrupt ({e})")))?;
     let meta = ExportMeta::from_header(header.metadata().as_ref().unwrap_or(&HashMap::new()), &bad)?;
