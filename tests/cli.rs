@@ -329,6 +329,13 @@ fn exported_model_commands_and_their_csv_columns() {
     assert!(out.status.success());
     let r = read("r.csv");
     assert!(r.starts_with("user,rank,item,score\n5,1,") && r.lines().count() == 4, "{r}");
+    // The table shows four decimals of the scores the CSV holds in full.
+    let out = fastcollab(&["recommend", "--model", "m.safetensors", "--user", "5", "-n", "3"], &dir);
+    let table = String::from_utf8_lossy(&out.stdout);
+    let shown: Vec<&str> = table.lines().skip(1).filter_map(|l| l.split_whitespace().last()).collect();
+    let full: Vec<String> =
+        r.lines().skip(1).map(|l| format!("{:.4}", l.rsplit(',').next().unwrap().parse::<f32>().unwrap())).collect();
+    assert!(out.status.success() && shown == full, "{table}\n{r}");
     let out = fastcollab(&["recommend", "--model", "m.safetensors", "--user", "5", "--popularity", "1.5"], &dir);
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).lines().count() == 11);
     let out = fastcollab(&["recommend", "--model", "m.safetensors", "--all", "--output", "all.csv"], &dir);

@@ -4,6 +4,15 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+/// A score or prediction as a cell: every digit the value needs for CSV (`output` set), four
+/// decimals for the table on the terminal.
+pub fn number(x: f32, output: Option<&Path>) -> String {
+    match output {
+        Some(_) => x.to_string(),
+        None => format!("{x:.4}"),
+    }
+}
+
 /// Prints `rows` under `header` as an aligned table, or writes them as CSV to `output`.
 pub fn emit(header: &[&str], rows: &[Vec<String>], output: Option<&Path>) -> Result<()> {
     match output {

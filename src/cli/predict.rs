@@ -40,7 +40,8 @@ pub fn run(a: PredictArgs) -> Result<()> {
             pairs.len()
         );
     }
+    let cell = |p: f32| super::output::number(p, a.output.as_deref());
     let rows: Vec<Vec<String>> =
-        pairs.iter().zip(&preds).map(|((u, i), p)| vec![u.to_string(), i.to_string(), p.to_string()]).collect();
+        pairs.iter().zip(&preds).map(|((u, i), &p)| vec![u.to_string(), i.to_string(), cell(p)]).collect();
     super::output::emit(&["user", "item", "prediction"], &rows, a.output.as_deref())
 }

@@ -1,12 +1,14 @@
 //! `fastcollab recommend`: the best items for a user, for every user, or for a new user folded
 //! in from their ratings.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Result};
 use clap::Args;
 use fastcollab::infer::Scored;
 use fastcollab::{load_learner, read_delimited, ReadOptions};
+
+use super::output::number;
 
 #[derive(Args)]
 pub struct RecommendArgs {
@@ -39,11 +41,12 @@ pub struct RecommendArgs {
     output: Option<PathBuf>,
 }
 
-fn rows<'a>(user: &str, recs: &'a [Scored]) -> impl Iterator<Item = Vec<String>> + 'a {
+/// One user's recommendations as rows (scores in full for CSV into `output`).
+fn rows<'a>(user: &str, recs: &'a [Scored], output: Option<&'a Path>) -> impl Iterator<Item = Vec<String>> + 'a {
     let user = user.to_string();
     recs.iter()
         .enumerate()
-        .map(move |(k, s)| vec![user.clone(), (k + 1).to_string(), s.item.clone(), s.score.to_string()])
+        .map(move |(k, s)| vec![user.clone(), (k + 1).to_string(), s.item.clone(), number(s.score, output)])
 }
 
 pub fn run(a: RecommendArgs) -> Result<()> {
@@ -54,7 +57,7 @@ pub fn run(a: RecommendArgs) -> Result<()> {
         let start = Instant::now();
         let users: Vec<u32> = (1..rec.users().len() as u32).collect();
         for (u, recs) in users.iter().zip(rec.recommend_rows(&users, a.n, a.include_seen, a.popularity)) {
-            out.extend(rows(rec.users().name(*u as usize), &recs));
+            out.extend(rows(rec.users().name(*u as usize), &recs, a.output.as_deref()));
         }
         eprintln!("top {} for {} users in {:.2}s", a.n, users.len(), start.elapsed().as_secs_f64());
     } else if let Some(path) = &a.ratings {
@@ -87,11 +90,11 @@ pub fn run(a: RecommendArgs) -> Result<()> {
         if a.include_seen {
             rated.clear();
         }
-        out.extend(rows(&name, &rec.recommend_folded(&folded, a.n, &rated)));
+        out.extend(rows(&name, &rec.recommend_folded(&folded, a.n, &rated), a.output.as_deref()));
     } else if let Some(user) = &a.user {
         let u = rec.recommended_user(user)?;
         let recs = rec.recommend_rows(&[u], a.n, a.include_seen, a.popularity).pop().unwrap_or_default();
-        out.extend(rows(user, &recs));
+        out.extend(rows(user, &recs, a.output.as_deref()));
     } else {
         bail!("say whom to recommend for: --user ID, --all, or --ratings new_user.csv");
     }

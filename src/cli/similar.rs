@@ -5,6 +5,8 @@ use anyhow::Result;
 use clap::Args;
 use fastcollab::load_learner;
 
+use super::output::number;
+
 #[derive(Args)]
 pub struct SimilarArgs {
     /// The exported model (`train --export FILE`).
@@ -27,7 +29,7 @@ pub fn run(a: SimilarArgs) -> Result<()> {
         .similar_items(&a.item, a.n)?
         .into_iter()
         .enumerate()
-        .map(|(k, s)| vec![a.item.clone(), (k + 1).to_string(), s.item, s.score.to_string()])
+        .map(|(k, s)| vec![a.item.clone(), (k + 1).to_string(), s.item, number(s.score, a.output.as_deref())])
         .collect();
     super::output::emit(&["item", "rank", "similar", "score"], &rows, a.output.as_deref())
 }
