@@ -277,8 +277,14 @@ fn bad_input_battery_fails_clearly_and_loses_nothing() {
     // Divergence stops at once and never overwrites the previous model.
     let out = fastcollab(&["train", "--ratings", csv, "--epochs", "2", "--lr", "1e10", "--out", "run"], &dir);
     fails_clearly(&out, "training diverged at epoch 0");
-    fails_clearly(&fastcollab(&["train", "--ratings", csv, "--lr", "NaN", "--out", "run"], &dir), "finite lr");
-    fails_clearly(&fastcollab(&["train", "--ratings", csv, "--lr=-1", "--out", "run"], &dir), "finite lr ≥ 0");
+    fails_clearly(
+        &fastcollab(&["train", "--ratings", csv, "--lr", "NaN", "--out", "run"], &dir),
+        "lr_max (--lr) must be finite and ≥ 0, got NaN",
+    );
+    fails_clearly(
+        &fastcollab(&["train", "--ratings", csv, "--lr=-1", "--out", "run"], &dir),
+        "must be finite and ≥ 0, got -1",
+    );
     assert_eq!(std::fs::read(&model).unwrap(), before, "a failed run changed the saved model");
 
     // A rating far outside y_range names its file, line and field.

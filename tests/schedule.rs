@@ -25,6 +25,22 @@ fn one_cycle_matches_fastai_v1_at_start_peak_and_end() {
     assert!(close(c.at(n, n).0, 5e-3 / 25e4));
 }
 
+/// Settings that cannot make a schedule are refused with the setting and its value (the generic
+/// check of every step's rate would report the first step's `lr_max / div` instead).
+#[test]
+fn one_cycle_refuses_impossible_settings_by_name() {
+    assert!(OneCycle::new(5e-3).check().is_ok() && OneCycle::new(0.0).check().is_ok());
+    let refused = |c: OneCycle, expected: &str| {
+        let msg = c.check().unwrap_err().to_string();
+        assert!(msg.contains(expected), "{msg}");
+    };
+    refused(OneCycle::new(-1.0), "lr_max (--lr) must be finite and ≥ 0, got -1");
+    refused(OneCycle::new(f64::INFINITY), "got inf");
+    refused(OneCycle { div: 0.0, ..OneCycle::new(5e-3) }, "div and div_final must be finite and > 0, got 0 and");
+    refused(OneCycle { pct_start: 1.5, ..OneCycle::new(5e-3) }, "pct_start must be in [0, 1], got 1.5");
+    refused(OneCycle { moms: (1.0, 0.85), ..OneCycle::new(5e-3) }, "moms must be in [0, 1), got (1, 0.85)");
+}
+
 #[test]
 fn lr_find_sweep_is_exponential() {
     assert!(close(exp_sweep(1e-7, 10.0, 0, 100), 1e-7));

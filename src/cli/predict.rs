@@ -5,6 +5,8 @@ use anyhow::{bail, Result};
 use clap::Args;
 use fastcollab::{load_learner, read_delimited, ReadOptions};
 
+use super::output::number;
+
 #[derive(Args)]
 pub struct PredictArgs {
     /// The exported model (`train --export FILE`).
@@ -40,8 +42,10 @@ pub fn run(a: PredictArgs) -> Result<()> {
             pairs.len()
         );
     }
-    let cell = |p: f32| super::output::number(p, a.output.as_deref());
-    let rows: Vec<Vec<String>> =
-        pairs.iter().zip(&preds).map(|((u, i), &p)| vec![u.to_string(), i.to_string(), cell(p)]).collect();
+    let rows: Vec<Vec<String>> = pairs
+        .iter()
+        .zip(&preds)
+        .map(|((u, i), &p)| vec![u.to_string(), i.to_string(), number(p, a.output.as_deref())])
+        .collect();
     super::output::emit(&["user", "item", "prediction"], &rows, a.output.as_deref())
 }

@@ -305,6 +305,7 @@ impl Learner {
 
     /// One-cycle training with an explicit policy.
     pub fn fit_one_cycle_with(&mut self, n_epochs: usize, cycle: &OneCycle) -> Result<()> {
+        cycle.check()?;
         let n = n_epochs * self.data.n_train_batches();
         let record = FitRecord { schedule: "one_cycle".into(), epochs: n_epochs, lr: Some(cycle.lr_max) };
         self.fit_recorded(n_epochs, |i| cycle.at(i, n), record)

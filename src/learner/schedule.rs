@@ -29,6 +29,30 @@ impl OneCycle {
         OneCycle { lr_max, div: 25.0, div_final: 25e4, pct_start: 0.3, moms: (0.95, 0.85) }
     }
 
+    /// Refuses settings that cannot make a schedule, naming the setting and its value: a peak rate
+    /// that is negative or not finite, divisors that are not positive, `pct_start` outside [0, 1],
+    /// momentums outside [0, 1).
+    pub fn check(&self) -> crate::error::Result<()> {
+        let bad = |what: &str, need: &str, got: String| {
+            Err(crate::error::Error::InvalidConfig(format!("one-cycle {what} must be {need}, got {got}")))
+        };
+        let finite = |x: f64| x.is_finite();
+        if !(finite(self.lr_max) && self.lr_max >= 0.0) {
+            return bad("lr_max (--lr)", "finite and ≥ 0", self.lr_max.to_string());
+        }
+        if !(finite(self.div) && self.div > 0.0 && finite(self.div_final) && self.div_final > 0.0) {
+            return bad("div and div_final", "finite and > 0", format!("{} and {}", self.div, self.div_final));
+        }
+        if !(0.0..=1.0).contains(&self.pct_start) {
+            return bad("pct_start", "in [0, 1]", self.pct_start.to_string());
+        }
+        let (m0, m1) = self.moms;
+        if !((0.0..1.0).contains(&m0) && (0.0..1.0).contains(&m1)) {
+            return bad("moms", "in [0, 1)", format!("({m0}, {m1})"));
+        }
+        Ok(())
+    }
+
     /// `(lr, mom)` for batch `i` of `n` with fastai v1's integer phases: `a1 = int(n · pct_start)`
     /// warm-up batches (batch `a1` has exactly `lr_max`), the rest annealing; the final value
     /// `lr_max / div_final` would be batch `n`, which never runs.
