@@ -102,10 +102,15 @@ fn embedding_nn_trains_on_the_exact_path_like_autograd() {
         assert!(matches!(collab_learner(data.clone(), &cfg), Err(Error::Unsupported(_))));
     }
     // BatchNorm's batch statistics need two ratings: a batch of one is refused up front.
-    let mut one = data;
+    let mut one = data.clone();
     one.bs = 1;
     let cfg = CollabLearnerConfig { model: ModelConfig::Nn(nn), device: DeviceChoice::Cpu, ..Default::default() };
     let err = collab_learner(one, &cfg).err().expect("refused").to_string();
+    assert!(err.contains("BatchNorm needs training batches of at least 2"), "{err}");
+    // The same when bs is lowered after the learner was built.
+    let mut learn = collab_learner(data, &cfg).unwrap();
+    learn.data.bs = 1;
+    let err = learn.fit_one_cycle(1, 5e-3).expect_err("refused").to_string();
     assert!(err.contains("BatchNorm needs training batches of at least 2"), "{err}");
 }
 

@@ -204,15 +204,6 @@ pub fn collab_learner(data: CollabDataBunch, cfg: &CollabLearnerConfig) -> Resul
             )));
         }
     }
-    if let ModelConfig::Nn(c) = &cfg.model {
-        if c.use_bn && !c.layers.is_empty() && data.bs < 2 {
-            return Err(Error::InvalidConfig(format!(
-                "EmbeddingNN's BatchNorm needs training batches of at least 2 ratings (bs is {}): raise bs, \
-                 or build the model without BatchNorm (`use_bn: false`)",
-                data.bs
-            )));
-        }
-    }
     let device = cfg.device.resolve(&cfg.model)?;
     let vs = nn::VarStore::new(device);
     let mut rng = InitRng::new(cfg.seed.unwrap_or(data.seed));
@@ -224,6 +215,7 @@ pub fn collab_learner(data: CollabDataBunch, cfg: &CollabLearnerConfig) -> Resul
         ModelConfig::Nn(c) => CollabModel::Nn(EmbeddingNN::new(&vs.root(), n_users, n_items, c, &mut rng)),
     };
     drop(rng);
+    check_batch_norm_bs(&model, data.bs)?;
     let params = Params::new(&vs, model.no_decay());
     engine::resolve(cfg.mode, &model, &params)?;
     let opt = AdamState::new(&params);
@@ -241,6 +233,18 @@ pub fn collab_learner(data: CollabDataBunch, cfg: &CollabLearnerConfig) -> Resul
         rng,
         fits: Vec::new(),
     })
+}
+
+/// Refuses training batches of one rating for an EmbeddingNN with BatchNorm, whose batch
+/// statistics need two (checked when the learner is built and at each fit, as `data.bs` can change).
+fn check_batch_norm_bs(model: &CollabModel, bs: usize) -> Result<()> {
+    match model {
+        CollabModel::Nn(m) if bs < 2 && !m.batch_norm_stats().is_empty() => Err(Error::InvalidConfig(format!(
+            "EmbeddingNN's BatchNorm needs training batches of at least 2 ratings (bs is {bs}): raise bs, or \
+             build the model without BatchNorm (`use_bn: false`)"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// The tensors of `rows` of `data` on `device`: users and items (int64) and ratings (f32).
@@ -362,6 +366,7 @@ impl Learner {
                 self.data.bs
             )));
         }
+        check_batch_norm_bs(&self.model, self.data.bs)?;
         let lr_mom: Vec<(f64, f64)> = (0..n_steps).map(&schedule).collect();
         if let Some((lr, mom)) =
             lr_mom.iter().find(|(lr, mom)| !(lr.is_finite() && *lr >= 0.0 && (0.0..1.0).contains(mom)))

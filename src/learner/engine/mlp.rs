@@ -277,7 +277,7 @@ mod tests {
     use tch::{nn, Device, Reduction, Tensor};
 
     fn floats(t: &Tensor) -> Vec<f32> {
-        Vec::<f32>::try_from(&t.contiguous().view([-1])).unwrap()
+        super::super::tables::floats(t).unwrap()
     }
 
     /// The largest difference between `a` and `b`, relative to the largest magnitude in `b`.
