@@ -2,15 +2,18 @@
 mod common;
 
 use fastcollab::interpret::{ranked, Extremes};
+use fastcollab::model::init::InitRng;
 use fastcollab::{collab_learner, pca, CollabLearnerConfig, DeviceChoice, EmbeddingNNConfig, Error, ModelConfig};
 use tch::{Device, Kind, Tensor};
 
 #[test]
 fn pca_recovers_known_components() {
     // Points spread along (1, 1, 0)/√2 with sd 3 and along (0, 0, 1) with sd 1, centred at (5, 5, 5).
-    tch::manual_seed(0);
+    // Seeded and drawn under the lock every draw from libtorch's generator takes in this crate.
+    let rng = InitRng::new(0);
     let a = Tensor::randn([2000, 1], (Kind::Double, Device::Cpu)) * 3.0;
     let b = Tensor::randn([2000, 1], (Kind::Double, Device::Cpu));
+    drop(rng);
     let dir1 = Tensor::from_slice(&[1.0f64, 1.0, 0.0]).view([1, 3]) / 2f64.sqrt();
     let dir2 = Tensor::from_slice(&[0.0f64, 0.0, 1.0]).view([1, 3]);
     let x = (a.matmul(&dir1) + b.matmul(&dir2) + 5.0).to_kind(Kind::Float);

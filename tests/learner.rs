@@ -126,6 +126,43 @@ fn embedding_nn_with_dropout_trains_on_the_exact_path_like_autograd() {
     nn_exact_matches_autograd(nn, 20);
 }
 
+/// A learner's dropout masks are its own: they follow from its seed and its own draws, not from
+/// other learners built or trained meanwhile, on this thread or another (libtorch has a single
+/// global generator, which every learner would otherwise share).
+#[test]
+fn dropout_masks_belong_to_their_learner() {
+    let nn = EmbeddingNNConfig { layers: vec![16, 8], ps: vec![0.2], emb_drop: 0.1, ..Default::default() };
+    let build = |seed| {
+        let (data, _) = common::low_rank(6);
+        let model = ModelConfig::Nn(nn.clone());
+        let cfg = CollabLearnerConfig { model, seed: Some(seed), device: DeviceChoice::Cpu, ..Default::default() };
+        let mut l = collab_learner(data, &cfg).unwrap();
+        l.verbose = false;
+        l
+    };
+    let fit = |l: &mut Learner| {
+        l.fit_one_cycle(2, 1e-2).unwrap();
+        l.recorder.losses.clone()
+    };
+    let alone = fit(&mut build(1));
+    let mut first = build(1);
+    let mut second = build(2);
+    assert!(fit(&mut first) == alone, "another learner built in between changed the masks");
+    let other = fit(&mut second);
+    assert!(other != alone, "the seed draws the masks");
+    let mut swept = build(1);
+    swept.lr_find(&LrFindConfig { num_it: 40, ..Default::default() }).unwrap();
+    assert!(fit(&mut swept) == alone, "lr_find's masks were not given back");
+    for _ in 0..2 {
+        let (a, b) = std::thread::scope(|s| {
+            let a = s.spawn(|| fit(&mut build(1)));
+            let b = s.spawn(|| fit(&mut build(2)));
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        assert_eq!((a == alone, b == other), (true, true), "learners trained on two threads at once");
+    }
+}
+
 /// Trains `nn` on a toy set through the exact path and through autograd: smoothed losses agree to
 /// 1e-5 over the first `exact_steps` steps (then to 1e-2), valid MSE to 1e-5 when every step does.
 fn nn_exact_matches_autograd(nn: EmbeddingNNConfig, exact_steps: usize) {

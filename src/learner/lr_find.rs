@@ -75,8 +75,8 @@ impl Learner {
     /// Sweeps the learning rate exponentially over `cfg.num_it` batches (momentum and weight decay
     /// as they are) through the one training loop, stopping early once the smoothed loss exceeds
     /// 4× its minimum or is NaN (`stop_div`), then restores weights, optimizer state, momentum,
-    /// the shuffling RNG and the recorder, so that training afterwards is exactly what it would
-    /// have been without the sweep.
+    /// the shuffling RNG, the dropout masks' stream and the recorder, so that training afterwards
+    /// is exactly what it would have been without the sweep.
     pub fn lr_find(&mut self, cfg: &LrFindConfig) -> Result<LrFind> {
         if cfg.num_it < 2 || !(cfg.start_lr > 0.0 && cfg.end_lr > cfg.start_lr && cfg.end_lr.is_finite()) {
             return Err(Error::InvalidConfig(format!(

@@ -177,6 +177,7 @@ struct Snapshot {
     vars: Vec<(String, Tensor)>,
     opt: AdamState,
     rng: ChaCha8Rng,
+    dropout: Option<u64>,
     mom: f64,
 }
 
@@ -511,10 +512,11 @@ impl Learner {
     /// Everything training changes: variables (BatchNorm statistics too), optimizer, RNG, momentum.
     fn snapshot(&self) -> Snapshot {
         let vars = self.vs.variables().into_iter().map(|(n, t)| (n, t.copy())).collect();
-        Snapshot { vars, opt: self.opt.snapshot(), rng: self.rng.clone(), mom: self.mom }
+        let dropout = self.model.dropout_rng().map(|d| d.position());
+        Snapshot { vars, opt: self.opt.snapshot(), rng: self.rng.clone(), dropout, mom: self.mom }
     }
 
-    fn restore(&mut self, Snapshot { vars, opt, rng, mom }: Snapshot) {
+    fn restore(&mut self, Snapshot { vars, opt, rng, dropout, mom }: Snapshot) {
         let live = self.vs.variables();
         tch::no_grad(|| {
             for (name, saved) in &vars {
@@ -523,6 +525,9 @@ impl Learner {
         });
         self.opt = opt;
         self.rng = rng;
+        if let (Some(stream), Some(position)) = (self.model.dropout_rng(), dropout) {
+            stream.rewind(position);
+        }
         self.mom = mom;
     }
 }

@@ -150,8 +150,11 @@ mod tests {
     fn cpu_predictions_are_the_same_bits_for_few_and_many_pairs_and_match_libtorch() {
         let vs = nn::VarStore::new(Device::Cpu);
         let cfg = DotBiasConfig { n_factors: 11, y_range: Some((0.0, 5.5)) };
-        let m = EmbeddingDotBias::new(&vs.root(), 50, 30, &cfg, &mut InitRng::new(3));
+        // Drawn under the generator's lock, which `rng` holds while it lives.
+        let mut rng = InitRng::new(3);
+        let m = EmbeddingDotBias::new(&vs.root(), 50, 30, &cfg, &mut rng);
         let _ = tch::no_grad(|| m.u_weight.shallow_clone().normal_(0.0, 0.5));
+        drop(rng);
         let users: Vec<u32> = (0..400).map(|k| k * 7 % 50).collect();
         let items: Vec<u32> = (0..400).map(|k| k * 11 % 30).collect();
         let many = m.predict_rows_cpu(&users, &items).unwrap();

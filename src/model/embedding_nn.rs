@@ -5,7 +5,7 @@ use std::fmt;
 use tch::nn;
 use tch::Tensor;
 
-use super::init::{emb_sz_rule, embedding, linear, sigmoid_range, InitRng};
+use super::init::{emb_sz_rule, embedding, linear, sigmoid_range, DropoutRng, InitRng};
 
 /// Shape of an [`EmbeddingNN`].
 #[derive(Debug, Clone, PartialEq)]
@@ -102,6 +102,7 @@ pub struct EmbeddingNN {
     layers: Vec<Layer>,
     y_range: Option<(f64, f64)>,
     no_decay: Vec<String>,
+    dropout: DropoutRng,
 }
 
 impl fmt::Debug for EmbeddingNN {
@@ -175,7 +176,8 @@ impl EmbeddingNN {
                 })
                 .collect(),
         };
-        EmbeddingNN { u_embed, i_embed, emb_drop: cfg.emb_drop, layers, y_range: cfg.y_range, no_decay }
+        let dropout = rng.dropout();
+        EmbeddingNN { u_embed, i_embed, emb_drop: cfg.emb_drop, layers, y_range: cfg.y_range, no_decay, dropout }
     }
 
     /// Names of the parameters fastai v2 exempts from weight decay (BatchNorm weights and biases,
@@ -259,7 +261,7 @@ impl EmbeddingNN {
     pub fn forward_joined_with(&self, x: &Tensor, params: &[Tensor], train: bool) -> Tensor {
         let mut params = params.iter();
         let mut next = |has: bool| has.then(|| params.next().expect("one tensor per layer parameter"));
-        let mut x = x.dropout(self.emb_drop, train);
+        let mut x = self.dropout(x, self.emb_drop, train);
         for layer in &self.layers {
             x = match layer {
                 Layer::BatchNorm(bn, _) => {
@@ -267,7 +269,7 @@ impl EmbeddingNN {
                     let (mean, var) = (Some(&bn.running_mean), Some(&bn.running_var));
                     Tensor::batch_norm(&x, weight, bias, mean, var, train, BN_MOMENTUM, BN_EPS, true)
                 }
-                Layer::Dropout(p) => x.dropout(*p, train),
+                Layer::Dropout(p) => self.dropout(&x, *p, train),
                 Layer::Linear(l, ..) => {
                     let weight = next(true).unwrap();
                     x.linear(weight, next(l.bs.is_some()))
@@ -279,6 +281,20 @@ impl EmbeddingNN {
         match self.y_range {
             Some(range) => sigmoid_range(&x, range),
             None => x,
+        }
+    }
+
+    /// The stream this model's dropout masks are drawn from.
+    pub fn dropout_rng(&self) -> &DropoutRng {
+        &self.dropout
+    }
+
+    /// Dropout of `p` when training, its mask drawn from this model's own stream.
+    fn dropout(&self, x: &Tensor, p: f64, train: bool) -> Tensor {
+        if train && p > 0.0 {
+            self.dropout.draw(|| x.dropout(p, true))
+        } else {
+            x.shallow_clone()
         }
     }
 }

@@ -1,24 +1,39 @@
-//! fastai's initialisations and sizing rules.
+//! fastai's initialisations and sizing rules, and the streams of random numbers models draw from
+//! libtorch's one global generator.
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use tch::{nn, Device, Kind, Tensor};
 
+/// Held by whoever seeds libtorch's global generator and draws from it: every draw in this crate
+/// happens under it, so no learner's draws land between another's seeding and its draws.
 static TORCH_RNG: Mutex<()> = Mutex::new(());
+
+fn torch_rng() -> MutexGuard<'static, ()> {
+    TORCH_RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// The random numbers a model is initialised from: libtorch's CPU generator after
 /// `manual_seed(seed)`, the stream PyTorch's `torch.manual_seed(seed); torch.randn(…)` gives, so
 /// the same seed gives the same weights on every device. It holds a process-wide lock while it
-/// lives, so learners built on several threads at once cannot disturb each other's stream.
+/// lives, so learners built on several threads at once cannot disturb each other's stream; drop it
+/// before training, since dropout masks are drawn under the same lock.
 pub struct InitRng {
+    seed: u64,
     _lock: MutexGuard<'static, ()>,
 }
 
 impl InitRng {
     /// Seeds libtorch's generator with `seed` and takes the initialisation lock.
     pub fn new(seed: u64) -> Self {
-        let lock = TORCH_RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let lock = torch_rng();
         tch::manual_seed(seed as i64);
-        InitRng { _lock: lock }
+        InitRng { seed, _lock: lock }
+    }
+
+    /// The dropout masks of a model initialised from this stream.
+    pub fn dropout(&self) -> DropoutRng {
+        DropoutRng { seed: self.seed, draws: AtomicU64::new(0) }
     }
 
     fn randn(&mut self, shape: [usize; 2]) -> Tensor {
@@ -28,6 +43,45 @@ impl InitRng {
     fn uniform(&mut self, shape: [usize; 2], bound: f64) -> Tensor {
         Tensor::empty([shape[0] as i64, shape[1] as i64], (Kind::Float, Device::Cpu)).uniform_(-bound, bound)
     }
+}
+
+/// A model's own stream of dropout masks. libtorch has one global generator, shared by every
+/// learner in the process: each draw takes the process-wide lock and seeds that generator from
+/// this stream's seed and its number of draws so far, so a learner's masks follow from its seed
+/// and its own draws, not from other learners built or trained meanwhile, on any thread.
+#[derive(Debug)]
+pub struct DropoutRng {
+    seed: u64,
+    draws: AtomicU64,
+}
+
+impl DropoutRng {
+    /// Runs `draw`, which draws from libtorch's generator, on this stream's next seed.
+    pub(crate) fn draw<T>(&self, draw: impl FnOnce() -> T) -> T {
+        let n = self.draws.fetch_add(1, Ordering::Relaxed);
+        let _lock = torch_rng();
+        tch::manual_seed((split_mix(self.seed ^ split_mix(n)) >> 1) as i64);
+        draw()
+    }
+
+    /// How many masks this stream has drawn: where it stands.
+    pub fn position(&self) -> u64 {
+        self.draws.load(Ordering::Relaxed)
+    }
+
+    /// Puts the stream back where [`DropoutRng::position`] said it stood, so the masks drawn next
+    /// are those drawn from there before (a learner restored after `lr_find` or a failed fit).
+    pub fn rewind(&self, position: u64) {
+        self.draws.store(position, Ordering::Relaxed);
+    }
+}
+
+/// SplitMix64's output function: nearby inputs (seeds 1, 2, 3; draws 0, 1, 2) give unrelated seeds.
+fn split_mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// An embedding table `[n, nf]` initialised as fastai does: `0.01 · fmod(N(0, 1), 2)`, values in

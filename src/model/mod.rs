@@ -59,6 +59,15 @@ impl CollabModel {
         }
     }
 
+    /// The stream the model's dropout masks are drawn from (`None` for a model without dropout
+    /// layers of its kind).
+    pub fn dropout_rng(&self) -> Option<&init::DropoutRng> {
+        match self {
+            CollabModel::DotBias(_) => None,
+            CollabModel::Nn(m) => Some(m.dropout_rng()),
+        }
+    }
+
     /// `EmbeddingDotBias` or `EmbeddingNN`.
     pub fn kind_name(&self) -> &'static str {
         match self {
