@@ -325,6 +325,23 @@ fn changing_dtype_between_fits_is_safe() {
     assert!(err.contains("needs f32 parameters on the CPU"), "{err}");
 }
 
+/// A fit flushes subnormal floats to zero on its thread (Adam's decaying moments would be slow),
+/// and puts the thread's floating-point mode back when it ends, fails or is refused: code that
+/// runs after it on the caller's thread computes as it did before.
+#[test]
+fn a_fit_leaves_the_callers_floating_point_mode_as_it_found_it() {
+    let subnormal = || std::hint::black_box(1e-30f32) * std::hint::black_box(1e-10f32);
+    assert!(subnormal() > 0.0, "this thread keeps subnormals to start with");
+    for mode in [TrainMode::Exact, TrainMode::Dense, TrainMode::Lazy, TrainMode::Autograd] {
+        let mut l = learner(mode, None, 3);
+        l.fit_one_cycle(1, 1e-2).unwrap();
+        assert!(subnormal() > 0.0, "{mode:?}: the fit left subnormals flushed on the caller's thread");
+        let err = l.fit(1, 1e30).expect_err("diverges");
+        assert!(matches!(err, Error::Diverged { .. }), "{err}");
+        assert!(subnormal() > 0.0, "{mode:?}: the failed fit left subnormals flushed");
+    }
+}
+
 #[test]
 fn lr_find_restores_the_learner_bit_exactly() {
     for mode in [TrainMode::Exact, TrainMode::Autograd] {

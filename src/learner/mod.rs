@@ -387,7 +387,7 @@ impl Learner {
         let mode = engine::resolve(self.cfg.mode, &self.model, &self.params)?;
         self.opt.align(&self.params);
         let before = self.snapshot();
-        engine::tables::flush_denormals();
+        let _flush = engine::tables::FlushDenormals::new();
         // The engine's view of the learner, built afresh at each call (disjoint borrows of fields).
         macro_rules! live {
             () => {

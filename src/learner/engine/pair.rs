@@ -86,7 +86,7 @@ impl Drop for Wait<'_> {
 }
 
 fn helper(shared: &Shared) {
-    super::tables::flush_denormals();
+    let _flush = super::tables::FlushDenormals::new();
     loop {
         let since = Instant::now();
         let mut spins = 0u32;

@@ -695,15 +695,40 @@ fn adamw_zero_impl(p: &mut [f32], m: &mut [f32], v: &mut [f32], k: &[f32; 8]) {
     });
 }
 
-/// Sets the FTZ and DAZ bits of this thread's MXCSR (what `torch.set_flush_denormal(True)` does):
-/// Adam's moments for rarely seen rows decay into subnormals, which are ~40× slower to compute
-/// with; flushing them to zero changes no reported figure.
-pub fn flush_denormals() {
+/// While it lives, this thread flushes subnormal floats to zero (the FTZ and DAZ bits of its
+/// MXCSR, what `torch.set_flush_denormal(True)` sets): Adam's moments for rarely seen rows decay
+/// into subnormals, which are ~40× slower to compute with; flushing them changes no reported
+/// figure. Dropping it puts the thread's previous mode back, so a fit leaves its caller's
+/// floating-point mode as it found it.
+pub(crate) struct FlushDenormals {
     #[cfg(target_arch = "x86_64")]
-    #[allow(deprecated)]
-    // SAFETY: only floating-point control bits of the current thread change.
-    unsafe {
-        use std::arch::x86_64::{_mm_getcsr, _mm_setcsr};
-        _mm_setcsr(_mm_getcsr() | 0x8040);
+    saved: u32,
+}
+
+impl FlushDenormals {
+    /// Flushes subnormals on this thread until dropped.
+    pub fn new() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        #[allow(deprecated)]
+        // SAFETY: only floating-point control bits of the current thread change.
+        unsafe {
+            use std::arch::x86_64::{_mm_getcsr, _mm_setcsr};
+            let saved = _mm_getcsr();
+            _mm_setcsr(saved | 0x8040);
+            FlushDenormals { saved }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        FlushDenormals {}
+    }
+}
+
+impl Drop for FlushDenormals {
+    fn drop(&mut self) {
+        #[cfg(target_arch = "x86_64")]
+        #[allow(deprecated)]
+        // SAFETY: puts back the control bits this thread had when the guard was made.
+        unsafe {
+            std::arch::x86_64::_mm_setcsr(self.saved);
+        }
     }
 }
