@@ -310,6 +310,33 @@ fn bad_input_battery_fails_clearly_and_loses_nothing() {
     assert_eq!(std::fs::read(&model).unwrap(), before);
 }
 
+/// A practitioner's own ratings with text ids train, export and serve by those names.
+#[test]
+fn text_ids_train_and_serve_by_name() {
+    let dir = common::temp_dir("cli-text-ids");
+    let (data, _) = common::low_rank(21);
+    let mut csv = String::from("userId,movieId,rating\n");
+    for k in 0..3000 {
+        let (u, i) = (data.train.users[k], data.train.items[k]);
+        csv += &format!("user-{u},\"film {i}, part {}\",{:.1}\n", i % 3, data.train.ratings[k].clamp(0.5, 5.0));
+    }
+    std::fs::write(dir.join("mine.csv"), csv).unwrap();
+    let out = fastcollab(
+        &["train", "--ratings", "mine.csv", "--epochs", "2", "--out", "run", "--export", "m.safetensors"],
+        &dir,
+    );
+    assert!(out.status.success());
+    let user = format!("user-{}", data.train.users[0]);
+    let out =
+        fastcollab(&["recommend", "--model", "m.safetensors", "--user", &user, "-n", "3", "--output", "r.csv"], &dir);
+    assert!(out.status.success());
+    let r = std::fs::read_to_string(dir.join("r.csv")).unwrap();
+    assert!(r.starts_with(&format!("user,rank,item,score\n{user},1,\"film ")) && r.lines().count() == 4, "{r}");
+    let item = format!("film {}, part {}", data.train.items[0], data.train.items[0] % 3);
+    let out = fastcollab(&["similar", "--model", "m.safetensors", "--item", &item, "-n", "2"], &dir);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).lines().count() == 3);
+}
+
 #[test]
 fn exported_model_commands_and_their_csv_columns() {
     let dir = common::temp_dir("cli-infer");

@@ -148,6 +148,51 @@ fn streaming_loader_matches_the_table_path() {
     assert!(msg.contains("field \"userId\": no such column"), "{msg}");
 }
 
+/// Ids need not be numbers: a column whose first id is text is read as text, numbers and all,
+/// sorted as strings in its vocabulary (as pandas' object columns are), `#na#` first; an id only the
+/// validation rows have maps to `#na#`. A numeric column stays numeric (sorted by value) and a text
+/// id later in it is an error naming the line.
+#[test]
+fn ratings_csv_ids_may_be_text() {
+    use fastcollab::data::stream::load_ratings_csv;
+    let dir = common::temp_dir("text-ids");
+    let path = dir.join("ratings.csv");
+    let names = ["alice", "bob", "Carol", "10", "9", "dave smith"];
+    let items = ["The Matrix", "Alien", "item-7", "42"];
+    let mut csv = String::from("userId,movieId,rating\n");
+    for k in 0..400 {
+        csv += &format!("{},\"{}\",{}\n", names[k % 6], items[k * 7 % 4], 1 + k % 5);
+    }
+    fs::write(&path, &csv).unwrap();
+    let data = load_ratings_csv(&path, &CollabConfig { bs: 16, valid_pct: 0.2, ..Default::default() }).unwrap();
+    assert_eq!(data.user_vocab.names(), ["#na#", "10", "9", "Carol", "alice", "bob", "dave smith"]);
+    assert_eq!(data.item_vocab.names(), ["#na#", "42", "Alien", "The Matrix", "item-7"]);
+    assert!(!data.user_vocab.is_numeric());
+    // Every rating's row names its own id.
+    let rows = data.train.users.iter().zip(&data.train.items);
+    let lines: Vec<(&str, &str)> = csv.lines().skip(1).map(|l| (l.split(',').next().unwrap(), l)).collect();
+    for (u, i) in rows {
+        let (user, item) = (&data.user_vocab.names()[*u as usize], &data.item_vocab.names()[*i as usize]);
+        assert!(lines.iter().any(|(n, l)| n == user && l.contains(&format!("\"{item}\""))), "{user} {item}");
+    }
+    // An id that only validation rows have is #na# (a seed whose split puts erin's one rating there).
+    csv += "erin,Alien,4\n";
+    fs::write(&path, &csv).unwrap();
+    let held_out = (0..50)
+        .map(|seed| load_ratings_csv(&path, &CollabConfig { valid_pct: 0.2, seed, ..Default::default() }).unwrap())
+        .find(|d| !d.user_vocab.names().iter().any(|n| n == "erin"))
+        .expect("some split holds erin out");
+    assert_eq!(held_out.valid.users.iter().filter(|&&u| u == 0).count(), 1);
+    assert!(held_out.train.users.iter().all(|&u| u != 0));
+
+    fs::write(&path, "userId,movieId,rating\n1,2,4.5\nu3,2,5\n").unwrap();
+    let msg = load_ratings_csv(&path, &CollabConfig::default()).unwrap_err().to_string();
+    assert!(msg.contains("ratings.csv:3: field \"userId\": \"u3\" is not a whole number"), "{msg}");
+    fs::write(&path, "userId,movieId,rating\nu1,2,4.5\n ,2,5\n").unwrap();
+    let msg = load_ratings_csv(&path, &CollabConfig::default()).unwrap_err().to_string();
+    assert!(msg.contains("ratings.csv:3: field \"userId\": empty id"), "{msg}");
+}
+
 /// A few hundred mutated ratings files (bytes flipped, inserted, deleted, truncated): every one
 /// loads or fails with an error, never a panic (a hang would stop the suite).
 #[test]

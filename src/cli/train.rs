@@ -16,7 +16,8 @@ use fastcollab::{
 pub struct TrainArgs {
     #[command(flatten)]
     split: super::SplitArgs,
-    /// Train on this ml-latest style ratings.csv (userId,movieId,rating,timestamp) instead.
+    /// Train on this ml-latest style ratings.csv (userId,movieId,rating,timestamp) instead; ids may
+    /// be numbers or text.
     #[arg(long)]
     ratings: Option<PathBuf>,
     /// Item column for ml-100k: `title` (the lesson) or `movieId`.

@@ -1,7 +1,9 @@
 //! Lean loading of large ratings files in the ml-latest layout (`ratings.csv` of MovieLens 25M and
-//! friends): records are streamed, ids parsed straight into `u32` and ratings into `f32`, other
-//! columns skipped, and the split and vocabularies built on those compact arrays. Memory stays
-//! close to twice the numbers themselves (12 bytes a rating), whatever the file's size.
+//! friends, or a practitioner's own): records are streamed, numeric ids parsed straight into `u32`
+//! (text ids into a number per distinct id) and ratings into `f32`, other columns skipped, and the
+//! split and vocabularies built on those compact arrays. Memory stays close to twice the numbers
+//! themselves (12 bytes a rating), whatever the file's size.
+use std::collections::HashMap;
 use std::path::Path;
 
 use super::databunch::{CollabConfig, CollabDataBunch, Encoded};
@@ -13,9 +15,98 @@ use crate::error::{Error, Result};
 
 /// The user, item and rating columns of a file, compact.
 struct Raw {
-    users: Vec<u32>,
-    items: Vec<u32>,
+    users: Ids,
+    items: Ids,
     ratings: Vec<f32>,
+}
+
+/// One id column as read. Its first id decides its kind: whole numbers (`u32`, sorted by value in
+/// the vocabulary, as pandas' int64 columns are) or text (any other first id: every id is then
+/// taken as text, numbers too, and sorted as strings, as pandas' object columns are).
+enum Ids {
+    Numbers(Vec<u32>),
+    Names {
+        /// Each rating's id, as its number in `names` (order of first appearance).
+        codes: Vec<u32>,
+        names: Vec<String>,
+        index: HashMap<String, u32>,
+    },
+}
+
+impl Ids {
+    /// An empty column whose kind `first` (its first id) decides.
+    fn for_first(first: &str) -> Ids {
+        match first.parse::<u32>() {
+            Ok(_) => Ids::Numbers(Vec::new()),
+            Err(_) => Ids::Names { codes: Vec::new(), names: Vec::new(), index: HashMap::new() },
+        }
+    }
+
+    /// Appends `id` (trimmed, not empty), or says why it does not fit the column.
+    fn push(&mut self, id: &str) -> std::result::Result<(), String> {
+        match self {
+            Ids::Numbers(ids) => ids.push(id.parse().map_err(|_| {
+                format!("{id:?} is not a whole number (the column's first id is one: ids are all numbers or all text)")
+            })?),
+            Ids::Names { codes, names, index } => {
+                let code = match index.get(id) {
+                    Some(&code) => code,
+                    None => {
+                        names.push(id.to_string());
+                        index.insert(id.to_string(), names.len() as u32 - 1);
+                        names.len() as u32 - 1
+                    }
+                };
+                codes.push(code);
+            }
+        }
+        Ok(())
+    }
+
+    /// The vocabulary of the ids at `train` (sorted, `#na#` first) and each rating's row in it (0,
+    /// `#na#`, for an id no training rating has).
+    fn encode(&self, train: &[usize]) -> (Vocab, Rows) {
+        match self {
+            Ids::Numbers(ids) => {
+                let mut seen: Vec<u32> = train.iter().map(|&r| ids[r]).collect();
+                seen.sort_unstable();
+                seen.dedup();
+                let names = std::iter::once(NA.to_string()).chain(seen.iter().map(u32::to_string)).collect();
+                (Vocab::from_names(names, true), Rows::Sorted(seen))
+            }
+            Ids::Names { codes, names, .. } => {
+                let mut seen: Vec<u32> = train.iter().map(|&r| codes[r]).collect();
+                seen.sort_unstable();
+                seen.dedup();
+                seen.sort_by(|&a, &b| names[a as usize].cmp(&names[b as usize]));
+                let mut row = vec![0u32; names.len()];
+                for (k, &code) in seen.iter().enumerate() {
+                    row[code as usize] = k as u32 + 1;
+                }
+                let vocab = std::iter::once(NA.to_string()).chain(seen.iter().map(|&c| names[c as usize].clone()));
+                (Vocab::from_names(vocab.collect(), false), Rows::ByCode(row))
+            }
+        }
+    }
+}
+
+/// Where each id of an [`Ids`] column sits in its vocabulary.
+enum Rows {
+    /// The sorted training ids of a numeric column (row `k + 1` is `ids[k]`).
+    Sorted(Vec<u32>),
+    /// The row of each text id, by its code.
+    ByCode(Vec<u32>),
+}
+
+impl Rows {
+    /// The row of rating `r`'s id in `ids`.
+    fn of(&self, ids: &Ids, r: usize) -> u32 {
+        match (self, ids) {
+            (Rows::Sorted(known), Ids::Numbers(ids)) => known.binary_search(&ids[r]).map_or(0, |k| k as u32 + 1),
+            (Rows::ByCode(row), Ids::Names { codes, .. }) => row[codes[r] as usize],
+            _ => unreachable!("rows are built from the same column"),
+        }
+    }
 }
 
 fn read(path: &Path, names: [&str; 3], range: Option<(f64, f64)>) -> Result<Raw> {
@@ -36,7 +127,7 @@ fn read(path: &Path, names: [&str; 3], range: Option<(f64, f64)>) -> Result<Raw>
             .ok_or_else(|| parse_error(path, 1, name, "no such column in the header"))
     };
     let cols = [column(names[0])?, column(names[1])?, column(names[2])?];
-    let mut raw = Raw { users: Vec::new(), items: Vec::new(), ratings: Vec::new() };
+    let mut raw: Option<Raw> = None;
     let mut record = csv::ByteRecord::new();
     loop {
         match reader.read_byte_record(&mut record) {
@@ -49,14 +140,21 @@ fn read(path: &Path, names: [&str; 3], range: Option<(f64, f64)>) -> Result<Raw>
             let bytes = record.get(cols[k]).ok_or_else(|| parse_error(path, line, names[k], "missing"))?;
             std::str::from_utf8(bytes).map_err(|_| parse_error(path, line, names[k], "invalid UTF-8"))
         };
-        let id = |k: usize| -> Result<u32> {
-            let text = field(k)?;
-            text.trim()
-                .parse()
-                .map_err(|_| parse_error(path, line, names[k], &format!("{text:?} is not a whole number")))
+        let id = |k: usize| -> Result<&str> {
+            let text = field(k)?.trim();
+            if text.is_empty() {
+                return Err(parse_error(path, line, names[k], "empty id"));
+            }
+            Ok(text)
         };
-        raw.users.push(id(0)?);
-        raw.items.push(id(1)?);
+        let (user, item) = (id(0)?, id(1)?);
+        let raw = raw.get_or_insert_with(|| Raw {
+            users: Ids::for_first(user),
+            items: Ids::for_first(item),
+            ratings: Vec::new(),
+        });
+        raw.users.push(user).map_err(|message| parse_error(path, line, names[0], &message))?;
+        raw.items.push(item).map_err(|message| parse_error(path, line, names[1], &message))?;
         let text = field(2)?;
         let rating: f32 =
             text.trim().parse().map_err(|_| parse_error(path, line, names[2], &format!("{text:?} is not a number")))?;
@@ -73,36 +171,23 @@ fn read(path: &Path, names: [&str; 3], range: Option<(f64, f64)>) -> Result<Raw>
         }
         raw.ratings.push(rating);
     }
-    Ok(raw)
-}
-
-/// Sorted distinct ids of `ids` at `rows`, and the vocabulary naming them (`#na#` first).
-fn vocab(ids: &[u32], rows: impl Iterator<Item = usize>) -> (Vec<u32>, Vocab) {
-    let mut seen: Vec<u32> = rows.map(|r| ids[r]).collect();
-    seen.sort_unstable();
-    seen.dedup();
-    let names = std::iter::once(NA.to_string()).chain(seen.iter().map(u32::to_string)).collect();
-    (seen, Vocab::from_names(names, true))
-}
-
-/// Row of `id` in a vocabulary whose sorted ids are `known` (0, `#na#`, when absent).
-fn row_of(known: &[u32], id: u32) -> u32 {
-    known.binary_search(&id).map_or(0, |k| k as u32 + 1)
+    Ok(raw.unwrap_or(Raw { users: Ids::Numbers(Vec::new()), items: Ids::Numbers(Vec::new()), ratings: Vec::new() }))
 }
 
 /// Reads a ratings CSV with a header (columns named by `cfg`, default `userId`, `movieId`,
-/// `rating`; ids must be whole numbers) and splits it like [`CollabDataBunch::from_df`].
+/// `rating`; in each id column the ids are all whole numbers or all text, as its first id says)
+/// and splits it like [`CollabDataBunch::from_df`].
 pub fn load_ratings_csv(path: &Path, cfg: &CollabConfig) -> Result<CollabDataBunch> {
     cfg.validate()?;
     let name = |n: &Option<String>, default: &'static str| n.clone().unwrap_or_else(|| default.to_string());
     let names = [name(&cfg.user_name, "userId"), name(&cfg.item_name, "movieId"), name(&cfg.rating_name, "rating")];
     let raw = read(path, [&names[0], &names[1], &names[2]], cfg.rating_range)?;
     let split = random_split(raw.ratings.len(), cfg.valid_pct, cfg.seed, cfg.split)?;
-    let (users, user_vocab) = vocab(&raw.users, split.train.iter().copied());
-    let (items, item_vocab) = vocab(&raw.items, split.train.iter().copied());
+    let (user_vocab, users) = raw.users.encode(&split.train);
+    let (item_vocab, items) = raw.items.encode(&split.train);
     let encode = |rows: &[usize]| Encoded {
-        users: rows.iter().map(|&r| row_of(&users, raw.users[r])).collect(),
-        items: rows.iter().map(|&r| row_of(&items, raw.items[r])).collect(),
+        users: rows.iter().map(|&r| users.of(&raw.users, r)).collect(),
+        items: rows.iter().map(|&r| items.of(&raw.items, r)).collect(),
         ratings: rows.iter().map(|&r| raw.ratings[r]).collect(),
     };
     let (train, valid) = (encode(&split.train), encode(&split.valid));
