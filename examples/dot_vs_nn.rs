@@ -1,6 +1,7 @@
 //! EmbeddingDotBias and EmbeddingNN (`use_nn`) trained on the same split, side by side.
 //!
-//! `cargo run --release --example dot_vs_nn -- [--data DIR] [--seed N] [--epochs N]`
+//! `cargo run --release --example dot_vs_nn -- [--data DIR] [--seed N] [--epochs N] [--layout v1|v2]
+//! [--ps P,P] [--emb-drop P]`
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -24,6 +25,12 @@ struct Args {
     /// EmbeddingNN's block layout: fastai `v1` or `v2`.
     #[arg(long, value_enum, default_value = "v2")]
     layout: NnLayout,
+    /// EmbeddingNN's dropout after each hidden layer (fastai's `ps`), e.g. `0.2,0.1`.
+    #[arg(long, value_delimiter = ',')]
+    ps: Vec<f64>,
+    /// EmbeddingNN's dropout on the embeddings (fastai's `embed_p`).
+    #[arg(long, default_value_t = 0.0)]
+    emb_drop: f64,
 }
 
 fn main() -> Result<()> {
@@ -36,13 +43,11 @@ fn main() -> Result<()> {
     let cfg = CollabConfig { item_name: Some("title".into()), seed: args.seed, ..Default::default() };
     let data = CollabDataBunch::from_df(&rating_movie, &cfg)?;
     let y_range = Some((0.0, 5.5));
-    let layout = args.layout;
+    let (layout, ps, emb_drop) = (args.layout, args.ps, args.emb_drop);
+    let nn = EmbeddingNNConfig { layers: vec![100, 50], y_range, layout, ps, emb_drop, ..Default::default() };
     let models = [
         ("EmbeddingDotBias", ModelConfig::DotBias(DotBiasConfig { n_factors: 40, y_range })),
-        (
-            "EmbeddingNN",
-            ModelConfig::Nn(EmbeddingNNConfig { layers: vec![100, 50], y_range, layout, ..Default::default() }),
-        ),
+        ("EmbeddingNN", ModelConfig::Nn(nn)),
     ];
     let mut results = Vec::new();
     for (name, model) in models {

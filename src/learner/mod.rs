@@ -126,6 +126,9 @@ impl CollabLearnerConfig {
         match &self.model {
             ModelConfig::DotBias(c) if c.n_factors == 0 => return bad("n_factors must be at least 1".into()),
             ModelConfig::Nn(c) if c.layers.contains(&0) => return bad("layer widths must be at least 1".into()),
+            ModelConfig::Nn(c) if !c.ps.iter().chain([&c.emb_drop]).all(|p| (0.0..1.0).contains(p)) => {
+                return bad(format!("dropout probabilities must be in [0, 1): emb_drop {}, ps {:?}", c.emb_drop, c.ps))
+            }
             _ => {}
         }
         if let Some((lo, hi)) = self.model.y_range().filter(|(lo, hi)| !(lo < hi && lo.is_finite() && hi.is_finite())) {

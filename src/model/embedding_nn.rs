@@ -292,7 +292,8 @@ impl EmbeddingNN {
     /// Dropout of `p` when training, its mask drawn from this model's own stream.
     fn dropout(&self, x: &Tensor, p: f64, train: bool) -> Tensor {
         if train && p > 0.0 {
-            self.dropout.draw(|| x.dropout(p, true))
+            let mask = Tensor::from_slice(&self.dropout.mask(x.numel(), p));
+            x * mask.view(x.size().as_slice()).to_device(x.device()).to_kind(x.kind())
         } else {
             x.shallow_clone()
         }

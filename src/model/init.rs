@@ -1,23 +1,21 @@
-//! fastai's initialisations and sizing rules, and the streams of random numbers models draw from
-//! libtorch's one global generator.
+//! fastai's initialisations and sizing rules, and the random numbers models draw: from libtorch's
+//! one global generator under a lock (initial weights), or from their own stream (dropout masks).
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
 use tch::{nn, Device, Kind, Tensor};
 
-/// Held by whoever seeds libtorch's global generator and draws from it: every draw in this crate
-/// happens under it, so no learner's draws land between another's seeding and its draws.
+/// Held by whoever seeds libtorch's global generator and draws from it: every such draw in this
+/// crate happens under it, so no learner's draws land between another's seeding and its draws.
 static TORCH_RNG: Mutex<()> = Mutex::new(());
-
-fn torch_rng() -> MutexGuard<'static, ()> {
-    TORCH_RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// The random numbers a model is initialised from: libtorch's CPU generator after
 /// `manual_seed(seed)`, the stream PyTorch's `torch.manual_seed(seed); torch.randn(…)` gives, so
 /// the same seed gives the same weights on every device. It holds a process-wide lock while it
-/// lives, so learners built on several threads at once cannot disturb each other's stream; drop it
-/// before training, since dropout masks are drawn under the same lock.
+/// lives, so learners built on several threads at once cannot disturb each other's stream.
 pub struct InitRng {
     seed: u64,
     _lock: MutexGuard<'static, ()>,
@@ -26,7 +24,7 @@ pub struct InitRng {
 impl InitRng {
     /// Seeds libtorch's generator with `seed` and takes the initialisation lock.
     pub fn new(seed: u64) -> Self {
-        let lock = torch_rng();
+        let lock = TORCH_RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         tch::manual_seed(seed as i64);
         InitRng { seed, _lock: lock }
     }
@@ -45,10 +43,11 @@ impl InitRng {
     }
 }
 
-/// A model's own stream of dropout masks. libtorch has one global generator, shared by every
-/// learner in the process: each draw takes the process-wide lock and seeds that generator from
-/// this stream's seed and its number of draws so far, so a learner's masks follow from its seed
-/// and its own draws, not from other learners built or trained meanwhile, on any thread.
+/// A model's own stream of dropout masks, drawn in Rust: mask `n` of the stream comes from a
+/// ChaCha8 generator seeded from the model's seed and `n`, so a learner's masks follow from its
+/// seed and its own draws, not from other learners built or trained meanwhile, on any thread (as
+/// they would from libtorch's one global generator), and libtorch's graph and the engine's Rust
+/// layers apply the very same masks.
 #[derive(Debug)]
 pub struct DropoutRng {
     seed: u64,
@@ -56,12 +55,15 @@ pub struct DropoutRng {
 }
 
 impl DropoutRng {
-    /// Runs `draw`, which draws from libtorch's generator, on this stream's next seed.
-    pub(crate) fn draw<T>(&self, draw: impl FnOnce() -> T) -> T {
+    /// The next mask of `len` elements for dropout `p` (0 < p < 1): each element 0 with
+    /// probability `p`, else `1 / (1 − p)`, so the expected output is the input, as in PyTorch.
+    pub fn mask(&self, len: usize, p: f64) -> Vec<f32> {
         let n = self.draws.fetch_add(1, Ordering::Relaxed);
-        let _lock = torch_rng();
-        tch::manual_seed((split_mix(self.seed ^ split_mix(n)) >> 1) as i64);
-        draw()
+        let mut rng = ChaCha8Rng::seed_from_u64(split_mix(self.seed ^ split_mix(n)));
+        // Dropped when a 32-bit draw falls below p·2³²: probability p up to 2⁻³².
+        let below = (p * 4_294_967_296.0).round().clamp(0.0, u32::MAX as f64) as u32;
+        let keep = (1.0 / (1.0 - p)) as f32;
+        (0..len).map(|_| if rng.next_u32() < below { 0.0 } else { keep }).collect()
     }
 
     /// How many masks this stream has drawn: where it stands.
@@ -114,8 +116,27 @@ pub fn sigmoid_range(x: &Tensor, (lo, hi): (f64, f64)) -> Tensor {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn emb_sz_rule_matches_fastai() {
-        assert_eq!([944, 1654, 1665, 101].map(super::emb_sz_rule), [74, 102, 102, 21]);
+        assert_eq!([944, 1654, 1665, 101].map(emb_sz_rule), [74, 102, 102, 21]);
+    }
+
+    /// Masks drop a share `p` of elements and scale the rest by 1/(1 − p); the stream's position
+    /// alone decides a mask, so a rewound stream draws the same masks again and another seed others.
+    #[test]
+    fn dropout_masks_follow_their_stream() {
+        let (stream, p) = (InitRng::new(5).dropout(), 0.3);
+        let first = stream.mask(100_000, p);
+        let dropped = first.iter().filter(|&&m| m == 0.0).count() as f64 / first.len() as f64;
+        assert!((dropped - p).abs() < 0.01, "dropped {dropped}");
+        assert!(first.iter().all(|&m| m == 0.0 || m == (1.0 / (1.0 - p)) as f32));
+        let second = stream.mask(100_000, p);
+        assert_ne!(first, second);
+        assert_eq!(stream.position(), 2);
+        stream.rewind(1);
+        assert_eq!(stream.mask(100_000, p), second);
+        assert_ne!(InitRng::new(6).dropout().mask(100_000, p), first);
     }
 }

@@ -3,14 +3,16 @@
 //! libtorch graph of these few small layers costs about a dozen dispatched operations each way
 //! per batch, several times the arithmetic they do at the lesson's batch of 64. The formulas are
 //! libtorch's (BatchNorm's batch statistics, running updates and backward included), so results
-//! are the autograd path's up to rounding. Dropout is not computed here (its masks come from
-//! libtorch's generator): a model with dropout keeps the libtorch graph.
+//! are the autograd path's up to rounding. Dropout applies the masks the model's own stream draws
+//! ([`DropoutRng`]), in the order libtorch's graph draws them, so both apply the same masks.
 use crate::kernels::sigmoid;
+use crate::model::init::DropoutRng;
 use crate::model::LayerSpec;
 
 /// The layers of one `EmbeddingNN`, with BatchNorm's running statistics and what a batch's
 /// backward pass needs from its forward pass.
 pub(crate) struct Mlp {
+    emb_drop: f64,
     specs: Vec<LayerSpec>,
     y_range: Option<(f32, f32)>,
     /// Per layer, the position of its first parameter in the parameter list (weight, then bias).
@@ -21,22 +23,21 @@ pub(crate) struct Mlp {
     inputs: Vec<Vec<f32>>,
     /// Per BatchNorm layer, the last batch's mean and `1/sqrt(var + eps)`.
     batch_stats: Vec<(Vec<f32>, Vec<f32>)>,
+    /// The last batch's dropout masks: the embeddings' (empty without), then per layer (empty but
+    /// for dropout layers).
+    emb_mask: Vec<f32>,
+    masks: Vec<Vec<f32>>,
 }
 
 impl Mlp {
     /// The layers `specs` between an embedding dropout of `emb_drop` and an output range, with
-    /// BatchNorm's running statistics `stats` (one pair per BatchNorm layer); `None` when there is
-    /// dropout to apply, or a layer this module does not compute.
+    /// BatchNorm's running statistics `stats` (one pair per BatchNorm layer, in order).
     pub fn new(
         emb_drop: f64,
         specs: Vec<LayerSpec>,
         y_range: Option<(f64, f64)>,
         stats: Vec<(Vec<f32>, Vec<f32>)>,
-    ) -> Option<Mlp> {
-        let dropout = |s: &LayerSpec| matches!(s, LayerSpec::Dropout(p) if *p != 0.0);
-        if emb_drop != 0.0 || specs.iter().any(dropout) {
-            return None;
-        }
+    ) -> Mlp {
         let mut first_param = Vec::with_capacity(specs.len());
         let mut at = 0;
         for spec in &specs {
@@ -48,30 +49,35 @@ impl Mlp {
             };
         }
         let n_bn = specs.iter().filter(|s| matches!(s, LayerSpec::BatchNorm { .. })).count();
-        (stats.len() == n_bn).then(|| Mlp {
+        assert_eq!(stats.len(), n_bn, "running statistics for each BatchNorm layer");
+        Mlp {
+            emb_drop,
             inputs: vec![Vec::new(); specs.len()],
             batch_stats: vec![(Vec::new(), Vec::new()); n_bn],
             y_range: y_range.map(|(lo, hi)| (lo as f32, hi as f32)),
+            emb_mask: Vec::new(),
+            masks: vec![Vec::new(); specs.len()],
             first_param,
             specs,
             stats,
-        })
+        }
     }
 
     /// One training batch: `x` (`[n, d]`, the joined embedding rows) and targets `y` (`n`) through
     /// the layers with parameters `params` (in [`crate::model::EmbeddingNN::layer_params`]'s order),
-    /// BatchNorm in training mode (its running statistics updated); each parameter's gradient of
-    /// the batch's mean squared error into `grads`. Returns the mean squared error and its gradient
-    /// with respect to `x`.
+    /// BatchNorm in training mode (its running statistics updated) and dropout's masks drawn from
+    /// `dropout`; each parameter's gradient of the batch's mean squared error into `grads`. Returns
+    /// the mean squared error and its gradient with respect to `x`.
     pub fn train_step(
         &mut self,
         x: Vec<f32>,
         y: &[f32],
         params: &[&[f32]],
         grads: &mut [&mut Vec<f32>],
+        dropout: &DropoutRng,
     ) -> (f32, Vec<f32>) {
         let n = y.len();
-        let out = self.forward(x, n, params);
+        let out = self.forward(x, n, params, dropout);
         let (loss, mut d) = self.loss(&out, y);
         let mut bn = self.batch_stats.len();
         for (l, spec) in self.specs.iter().enumerate().rev() {
@@ -93,16 +99,24 @@ impl Mlp {
                     let (d_gamma, d_beta) = grads[p..].split_at_mut(1);
                     batch_norm_backward(input, &d, mean, invstd, params[p], c, d_gamma[0], d_beta[0])
                 }
+                LayerSpec::Dropout(p) if p > 0.0 => times(&d, &self.masks[l]),
                 LayerSpec::Dropout(_) => d,
             };
+        }
+        if self.emb_drop > 0.0 {
+            d = times(&d, &self.emb_mask);
         }
         (loss, d)
     }
 
     /// The forward pass in training mode, keeping each layer's input; returns the last layer's
     /// output (`n` scores).
-    fn forward(&mut self, x: Vec<f32>, n: usize, params: &[&[f32]]) -> Vec<f32> {
+    fn forward(&mut self, x: Vec<f32>, n: usize, params: &[&[f32]], dropout: &DropoutRng) -> Vec<f32> {
         let mut a = x;
+        if self.emb_drop > 0.0 {
+            self.emb_mask = dropout.mask(a.len(), self.emb_drop);
+            a = times(&a, &self.emb_mask);
+        }
         let mut bn = 0;
         for (l, spec) in self.specs.iter().enumerate() {
             self.inputs[l] = a;
@@ -125,6 +139,10 @@ impl Mlp {
                     bn += 1;
                     let (gamma, beta) = (params[p], params[p + 1]);
                     batch_norm_train(input, c, gamma, beta, momentum as f32, eps as f32, running, batch)
+                }
+                LayerSpec::Dropout(p) if p > 0.0 => {
+                    self.masks[l] = dropout.mask(input.len(), p);
+                    times(input, &self.masks[l])
                 }
                 LayerSpec::Dropout(_) => input.clone(),
             };
@@ -185,6 +203,11 @@ fn matmul(a: &[f32], a_t: bool, b: &[f32], b_t: bool, m: usize, k: usize, n: usi
             1,
         )
     }
+}
+
+/// `a` times `mask`, element by element (a dropout's forward and backward alike).
+fn times(a: &[f32], mask: &[f32]) -> Vec<f32> {
+    a.iter().zip(mask).map(|(a, m)| a * m).collect()
 }
 
 /// Each column's sum of the row-major `[rows, cols]` matrix `d` into `out`.
@@ -289,21 +312,27 @@ mod tests {
 
     /// One batch through the layers in Rust gives what libtorch's autograd gives, up to rounding:
     /// the loss, the gradients of the input and of every parameter, and BatchNorm's running
-    /// statistics, in both layouts, with and without an output range. (Measured: gradients within
-    /// 6.4e-6 of their largest element; a wrong formula is off by order 1.)
+    /// statistics, in both layouts, with and without an output range, with and without dropout
+    /// (both draw the same masks from the model's stream). (Measured: gradients within 6.4e-6 of
+    /// their largest element; a wrong formula, or other masks, is off by order 1.)
     #[test]
     fn a_batch_matches_autograd() {
         let (n, width) = (32usize, 11usize);
         let x: Vec<f32> = (0..n * width).map(|k| ((k * 37 % 101) as f32 / 101.0 - 0.5) * 0.4).collect();
         let y: Vec<f32> = (0..n).map(|k| 1.0 + (k * 7 % 9) as f32 / 2.0).collect();
-        for layout in [NnLayout::V1, NnLayout::V2] {
-            for y_range in [Some((0.0, 5.5)), None] {
+        let cases = [NnLayout::V1, NnLayout::V2].into_iter().flat_map(|layout| {
+            [(Some((0.0, 5.5)), 0.0), (None, 0.0), (Some((0.0, 5.5)), 0.3)].map(|(y_range, p)| (layout, y_range, p))
+        });
+        for (layout, y_range, p) in cases {
+            {
                 let vs = nn::VarStore::new(Device::Cpu);
                 let cfg = EmbeddingNNConfig {
                     emb_szs: Some((6, 5)),
                     layers: vec![16, 8],
                     y_range,
                     layout,
+                    emb_drop: p / 3.0,
+                    ps: vec![p, p / 2.0],
                     ..Default::default()
                 };
                 let model = EmbeddingNN::new(&vs.root(), 20, 30, &cfg, &mut InitRng::new(7));
@@ -311,10 +340,14 @@ mod tests {
                 let values: Vec<Vec<f32>> = params.iter().map(|(_, t)| floats(t)).collect();
                 let (emb_drop, specs, range) = model.layer_specs();
                 let stats = model.batch_norm_stats().iter().map(|(m, v)| (floats(m), floats(v))).collect();
-                let mut mlp = Mlp::new(emb_drop, specs, range, stats).expect("no dropout");
+                assert_eq!(specs.iter().filter(|s| matches!(s, LayerSpec::Dropout(_))).count(), 2 * (p > 0.0) as usize);
+                let mut mlp = Mlp::new(emb_drop, specs, range, stats);
                 let mut grads: Vec<Vec<f32>> = values.iter().map(|p| vec![f32::NAN; p.len()]).collect();
                 let refs: Vec<&[f32]> = values.iter().map(|p| &p[..]).collect();
-                let (loss, dx) = mlp.train_step(x.clone(), &y, &refs, &mut grads.iter_mut().collect::<Vec<_>>());
+                let mut out = grads.iter_mut().collect::<Vec<_>>();
+                let (loss, dx) = mlp.train_step(x.clone(), &y, &refs, &mut out, model.dropout_rng());
+                // libtorch's graph draws the same masks from where the stream stood.
+                model.dropout_rng().rewind(0);
 
                 let xt = Tensor::from_slice(&x).view([n as i64, width as i64]).set_requires_grad(true);
                 let leaves: Vec<Tensor> =
@@ -322,7 +355,7 @@ mod tests {
                 let want =
                     model.forward_joined_with(&xt, &leaves, true).mse_loss(&Tensor::from_slice(&y), Reduction::Mean);
                 want.backward();
-                let case = format!("{layout:?}, y_range {y_range:?}");
+                let case = format!("{layout:?}, y_range {y_range:?}, dropout {p}");
                 let want_loss = want.double_value(&[]) as f32;
                 assert!((loss - want_loss).abs() <= 1e-5 * want_loss, "{case}: loss {loss} vs {want_loss}");
                 assert!(worst(&dx, &floats(&xt.grad())) < 1e-4, "{case}: input gradient");
@@ -336,15 +369,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    /// Dropout's masks come from libtorch's generator: a model with any is left to autograd.
-    #[test]
-    fn models_with_dropout_are_left_to_autograd() {
-        let specs = vec![LayerSpec::Linear { n_in: 4, n_out: 1, bias: true }];
-        assert!(Mlp::new(0.0, specs.clone(), None, vec![]).is_some());
-        assert!(Mlp::new(0.1, specs.clone(), None, vec![]).is_none());
-        let with_dropout = vec![LayerSpec::Dropout(0.5), specs[0]];
-        assert!(Mlp::new(0.0, with_dropout, None, vec![]).is_none());
     }
 }

@@ -2,11 +2,8 @@
 //! rows a batch touches for the embedding tables (which hold nearly all the parameters). The
 //! batch's embedding rows are caught up in closed form ([`CatchUp`]) and copied, user and item side
 //! by side for each rating, into one small matrix; the layers after them run forward and backward
-//! in Rust ([`Mlp`]; through libtorch's autograd for a model with dropout), and the gradient of each
-//! rating's row is summed per touched user or item in batch order; AdamW then updates those rows
+//! in Rust ([`Mlp`], dropout included), and the gradient of each rating's row is summed per touched user or item in batch order; AdamW then updates those rows
 //! and the network's (small) layers in Rust loops. Results are the autograd path's up to rounding.
-use tch::Tensor;
-
 use super::catchup::CatchUp;
 use super::exact::{catch_up_sides, last_steps, CatchUpRows, RowMark};
 use super::mlp::Mlp;
@@ -22,7 +19,6 @@ const EMBEDS: [&str; 2] = ["embeds.0.weight", "embeds.1.weight"];
 struct Layer {
     index: usize,
     decay: bool,
-    shape: Vec<i64>,
     p: Vec<f32>,
     m: Vec<f32>,
     v: Vec<f32>,
@@ -36,8 +32,8 @@ pub(crate) struct NnExact {
     catchup: CatchUp,
     last: [[Vec<RowMark>; 2]; 2],
     layers: Vec<Layer>,
-    /// The layers in Rust (`None` for a model with dropout: libtorch's autograd runs them).
-    mlp: Option<Mlp>,
+    /// The layers in Rust.
+    mlp: Mlp,
 }
 
 impl NnExact {
@@ -55,7 +51,6 @@ impl NnExact {
                 Ok(Layer {
                     index,
                     decay: live.params.get(index).decay,
-                    shape: tensor.size(),
                     g: vec![0.0; p.len()],
                     p,
                     m: floats(&live.opt.exp_avg[index])?,
@@ -90,9 +85,10 @@ fn joined_rows(sides: &[Side; 2], batch: &[(u32, u32, f32)]) -> Vec<f32> {
     x
 }
 
-/// The batch `x` (joined embedding rows, `width` each) with targets `y` through the layers in Rust:
-/// the mean squared error and its gradient with respect to `x`; each layer's gradient in its `g`.
-fn through_mlp(mlp: &mut Mlp, x: Vec<f32>, y: &[f32], layers: &mut [Layer]) -> (f64, Vec<f32>) {
+/// The batch `x` (joined embedding rows) with targets `y` through `model`'s layers in Rust (its
+/// dropout masks from its stream): the mean squared error and its gradient with respect to `x`;
+/// each layer's gradient in its `g`.
+fn through_mlp(mlp: &mut Mlp, x: Vec<f32>, y: &[f32], layers: &mut [Layer], model: &EmbeddingNN) -> (f64, Vec<f32>) {
     let (params, mut grads): (Vec<&[f32]>, Vec<&mut Vec<f32>>) = layers
         .iter_mut()
         .map(|l| {
@@ -100,30 +96,8 @@ fn through_mlp(mlp: &mut Mlp, x: Vec<f32>, y: &[f32], layers: &mut [Layer]) -> (
             (&p[..], g)
         })
         .unzip();
-    let (loss, dx) = mlp.train_step(x, y, &params, &mut grads);
+    let (loss, dx) = mlp.train_step(x, y, &params, &mut grads, model.dropout_rng());
     (loss as f64, dx)
-}
-
-/// [`through_mlp`] through libtorch's autograd, from fresh leaf tensors of the layers' parameters
-/// (models with dropout, whose masks come from libtorch's generator).
-fn through_autograd(
-    model: &EmbeddingNN,
-    x: Vec<f32>,
-    y: &[f32],
-    width: usize,
-    layers: &mut [Layer],
-) -> (f64, Vec<f32>) {
-    let x = Tensor::from_slice(&x).view([y.len() as i64, width as i64]).set_requires_grad(true);
-    let leaves: Vec<Tensor> =
-        layers.iter().map(|l| Tensor::from_slice(&l.p).view(l.shape.as_slice()).set_requires_grad(true)).collect();
-    let out = model.forward_joined_with(&x, &leaves, true);
-    let loss = out.mse_loss(&Tensor::from_slice(y), tch::Reduction::Mean);
-    loss.backward();
-    for (layer, leaf) in layers.iter_mut().zip(&leaves) {
-        let n = layer.g.len();
-        leaf.grad().f_copy_data(&mut layer.g, n).expect("f32 gradient");
-    }
-    (loss.double_value(&[]), floats(&x.grad()).expect("f32 gradients"))
 }
 
 /// One side's columns of the joined gradient `g` (`w` from column `from`, of `width`), summed per
@@ -150,10 +124,7 @@ impl Engine for NnExact {
         let x = joined_rows(&tables.sides, scratch.batch());
         let y: Vec<f32> = scratch.batch().iter().map(|r| r.2).collect();
         let (wu, wi) = (tables.sides[0].w, tables.sides[1].w);
-        let (loss, g) = match mlp {
-            Some(mlp) => through_mlp(mlp, x, &y, layers),
-            None => through_autograd(model, x, &y, wu + wi, layers),
-        };
+        let (loss, g) = through_mlp(mlp, x, &y, layers, model);
         let grads = [per_slot(&g, t0, 0, wu, wu + wi), per_slot(&g, t1, wu, wi, wu + wi)];
         let [[u0, u1], [i0, i1]] = halves(&mut tables.sides);
         r00.update(u0, t0, &grads[0]);
@@ -187,8 +158,8 @@ impl Engine for NnExact {
                 write(t, values)?;
             }
         }
-        if let (Some(mlp), CollabModel::Nn(model)) = (&self.mlp, live.model) {
-            for ((mean, var), (m, v)) in model.batch_norm_stats().iter().zip(&mlp.stats) {
+        if let CollabModel::Nn(model) = live.model {
+            for ((mean, var), (m, v)) in model.batch_norm_stats().iter().zip(&self.mlp.stats) {
                 write(mean, m)?;
                 write(var, v)?;
             }
