@@ -23,9 +23,9 @@ pub(crate) struct Mlp {
     inputs: Vec<Vec<f32>>,
     /// Per BatchNorm layer, the last batch's mean and `1/sqrt(var + eps)`.
     batch_stats: Vec<(Vec<f32>, Vec<f32>)>,
-    /// The last batch's dropout masks: the embeddings' (empty without), then per layer (empty but
-    /// for dropout layers).
+    /// The last batch's dropout mask on the embeddings (empty without).
     emb_mask: Vec<f32>,
+    /// Per layer, the last batch's dropout mask (empty but for dropout layers).
     masks: Vec<Vec<f32>>,
 }
 
@@ -324,49 +324,45 @@ mod tests {
             [(Some((0.0, 5.5)), 0.0), (None, 0.0), (Some((0.0, 5.5)), 0.3)].map(|(y_range, p)| (layout, y_range, p))
         });
         for (layout, y_range, p) in cases {
-            {
-                let vs = nn::VarStore::new(Device::Cpu);
-                let cfg = EmbeddingNNConfig {
-                    emb_szs: Some((6, 5)),
-                    layers: vec![16, 8],
-                    y_range,
-                    layout,
-                    emb_drop: p / 3.0,
-                    ps: vec![p, p / 2.0],
-                    ..Default::default()
-                };
-                let model = EmbeddingNN::new(&vs.root(), 20, 30, &cfg, &mut InitRng::new(7));
-                let params = model.layer_params();
-                let values: Vec<Vec<f32>> = params.iter().map(|(_, t)| floats(t)).collect();
-                let (emb_drop, specs, range) = model.layer_specs();
-                let stats = model.batch_norm_stats().iter().map(|(m, v)| (floats(m), floats(v))).collect();
-                assert_eq!(specs.iter().filter(|s| matches!(s, LayerSpec::Dropout(_))).count(), 2 * (p > 0.0) as usize);
-                let mut mlp = Mlp::new(emb_drop, specs, range, stats);
-                let mut grads: Vec<Vec<f32>> = values.iter().map(|p| vec![f32::NAN; p.len()]).collect();
-                let refs: Vec<&[f32]> = values.iter().map(|p| &p[..]).collect();
-                let mut out = grads.iter_mut().collect::<Vec<_>>();
-                let (loss, dx) = mlp.train_step(x.clone(), &y, &refs, &mut out, model.dropout_rng());
-                // libtorch's graph draws the same masks from where the stream stood.
-                model.dropout_rng().rewind(0);
+            let vs = nn::VarStore::new(Device::Cpu);
+            let cfg = EmbeddingNNConfig {
+                emb_szs: Some((6, 5)),
+                layers: vec![16, 8],
+                y_range,
+                layout,
+                emb_drop: p / 3.0,
+                ps: vec![p, p / 2.0],
+                ..Default::default()
+            };
+            let model = EmbeddingNN::new(&vs.root(), 20, 30, &cfg, &mut InitRng::new(7));
+            let params = model.layer_params();
+            let values: Vec<Vec<f32>> = params.iter().map(|(_, t)| floats(t)).collect();
+            let (emb_drop, specs, range) = model.layer_specs();
+            let stats = model.batch_norm_stats().iter().map(|(m, v)| (floats(m), floats(v))).collect();
+            assert_eq!(specs.iter().filter(|s| matches!(s, LayerSpec::Dropout(_))).count(), 2 * (p > 0.0) as usize);
+            let mut mlp = Mlp::new(emb_drop, specs, range, stats);
+            let mut grads: Vec<Vec<f32>> = values.iter().map(|p| vec![f32::NAN; p.len()]).collect();
+            let refs: Vec<&[f32]> = values.iter().map(|p| &p[..]).collect();
+            let mut out = grads.iter_mut().collect::<Vec<_>>();
+            let (loss, dx) = mlp.train_step(x.clone(), &y, &refs, &mut out, model.dropout_rng());
+            // libtorch's graph draws the same masks from where the stream stood.
+            model.dropout_rng().rewind(0);
 
-                let xt = Tensor::from_slice(&x).view([n as i64, width as i64]).set_requires_grad(true);
-                let leaves: Vec<Tensor> =
-                    params.iter().map(|(_, t)| t.detach().copy().set_requires_grad(true)).collect();
-                let want =
-                    model.forward_joined_with(&xt, &leaves, true).mse_loss(&Tensor::from_slice(&y), Reduction::Mean);
-                want.backward();
-                let case = format!("{layout:?}, y_range {y_range:?}, dropout {p}");
-                let want_loss = want.double_value(&[]) as f32;
-                assert!((loss - want_loss).abs() <= 1e-5 * want_loss, "{case}: loss {loss} vs {want_loss}");
-                assert!(worst(&dx, &floats(&xt.grad())) < 1e-4, "{case}: input gradient");
-                for ((name, _), (g, leaf)) in params.iter().zip(grads.iter().zip(&leaves)) {
-                    let err = worst(g, &floats(&leaf.grad()));
-                    assert!(err < 1e-4, "{case}: gradient of {name} off by {err:e}");
-                }
-                assert!(!mlp.stats.is_empty());
-                for ((mean, var), (m, v)) in model.batch_norm_stats().iter().zip(&mlp.stats) {
-                    assert!(worst(m, &floats(mean)) < 1e-5 && worst(v, &floats(var)) < 1e-5, "{case}: running stats");
-                }
+            let xt = Tensor::from_slice(&x).view([n as i64, width as i64]).set_requires_grad(true);
+            let leaves: Vec<Tensor> = params.iter().map(|(_, t)| t.detach().copy().set_requires_grad(true)).collect();
+            let want = model.forward_joined_with(&xt, &leaves, true).mse_loss(&Tensor::from_slice(&y), Reduction::Mean);
+            want.backward();
+            let case = format!("{layout:?}, y_range {y_range:?}, dropout {p}");
+            let want_loss = want.double_value(&[]) as f32;
+            assert!((loss - want_loss).abs() <= 1e-5 * want_loss, "{case}: loss {loss} vs {want_loss}");
+            assert!(worst(&dx, &floats(&xt.grad())) < 1e-4, "{case}: input gradient");
+            for ((name, _), (g, leaf)) in params.iter().zip(grads.iter().zip(&leaves)) {
+                let err = worst(g, &floats(&leaf.grad()));
+                assert!(err < 1e-4, "{case}: gradient of {name} off by {err:e}");
+            }
+            assert!(!mlp.stats.is_empty());
+            for ((mean, var), (m, v)) in model.batch_norm_stats().iter().zip(&mlp.stats) {
+                assert!(worst(m, &floats(mean)) < 1e-5 && worst(v, &floats(var)) < 1e-5, "{case}: running stats");
             }
         }
     }
