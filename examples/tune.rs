@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Parser;
 use fastcollab::evaluate::fold_data;
-use fastcollab::recipe::{tune, Run};
+use fastcollab::recipe::{tune, Run, LESSON_Y_RANGE};
 
 #[derive(Parser)]
 struct Args {
@@ -24,7 +24,7 @@ struct Args {
 fn main() -> Result<()> {
     let args = Args::parse();
     let data = fold_data(&args.data, &args.fold, 64, 42)?;
-    let tuning = tune(&data, &Run::default(), 5)?;
+    let tuning = tune(&data, &Run::default(), 5, LESSON_Y_RANGE)?;
     println!("hold-out RMSE  recipe");
     for (r, rmse) in &tuning.tried {
         println!("{rmse:>13.4}  {r}");

@@ -219,15 +219,16 @@ pub struct Tuning {
     pub tried: Vec<(Recipe, f64)>,
 }
 
-/// Chooses `tuned` for `data` from its training rows alone: every [`candidates`] single model is
-/// scored on a seeded 10% hold-out of `data.train`, then the best is scored as an average of up to
-/// `max_ensemble` models (1 and 5 by default); the lowest hold-out RMSE wins. `data.valid` is never
-/// read.
-pub fn tune(data: &CollabDataBunch, run: &Run, max_ensemble: usize) -> Result<Tuning> {
+/// Chooses `tuned` for `data` from its training rows alone: every [`candidates`] single model, with
+/// output range `y_range`, is scored on a seeded 10% hold-out of `data.train`, then the best is
+/// scored as an average of up to `max_ensemble` models (1 and 5 by default); the lowest hold-out
+/// RMSE wins. `data.valid` is never read.
+pub fn tune(data: &CollabDataBunch, run: &Run, max_ensemble: usize, y_range: (f64, f64)) -> Result<Tuning> {
     let holdout = hold_out(data, 0.1, run.seed)?;
     let score = |r: &Recipe| -> Result<f64> { Ok(rmse(&r.fit_predict(&holdout, run)?, &holdout.valid.ratings)) };
     let mut tried = Vec::new();
-    for r in candidates() {
+    for mut r in candidates() {
+        r.learner.model = r.learner.model.with_y_range(Some(y_range));
         tried.push((r.clone(), score(&r)?));
     }
     let best = tried.iter().min_by(|a, b| a.1.total_cmp(&b.1)).map(|t| t.0.clone()).expect("candidates");

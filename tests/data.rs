@@ -143,9 +143,22 @@ fn streaming_loader_matches_the_table_path() {
     fs::write(&path, "movieId,userId,rating\n1,2,4.5\n3,-4,5\n").unwrap();
     let msg = load_ratings_csv(&path, &cfg).unwrap_err().to_string();
     assert!(msg.contains("ratings.csv:3: field \"userId\": \"-4\" is not a whole number"), "{msg}");
+    // Without userId, movieId or rating in the header: the column in that position (fastai's
+    // from_df takes the first three); named columns wherever they are.
     fs::write(&path, "user,movieId,rating\n1,2,4.5\n").unwrap();
-    let msg = load_ratings_csv(&path, &cfg).unwrap_err().to_string();
-    assert!(msg.contains("field \"userId\": no such column"), "{msg}");
+    assert_eq!(load_ratings_csv(&path, &cfg).unwrap().names, ["user", "movieId", "rating"]);
+    fs::write(&path, "when,item,who,stars\n9,2,1,4.5\n").unwrap();
+    let name = |n: &str| Some(n.to_string());
+    let named =
+        CollabConfig { user_name: name("who"), item_name: name("item"), rating_name: name("stars"), ..cfg.clone() };
+    assert_eq!(load_ratings_csv(&path, &named).unwrap().names, ["who", "item", "stars"]);
+    let missing = CollabConfig { user_name: name("nobody"), ..cfg.clone() };
+    let msg = load_ratings_csv(&path, &missing).unwrap_err().to_string();
+    assert!(msg.contains("ratings.csv:1: field \"nobody\": no such column"), "{msg}");
+    // Users from "item" would leave the items its position: three different columns are needed.
+    let clash = CollabConfig { user_name: name("item"), ..cfg.clone() };
+    let msg = load_ratings_csv(&path, &clash).unwrap_err().to_string();
+    assert!(msg.contains("would all come from columns [\"item\", \"item\", \"who\"]"), "{msg}");
 }
 
 /// Ids need not be numbers: a column whose first id is text is read as text, numbers and all,

@@ -67,6 +67,14 @@ fn epoch_table_is_fastprogress_layout() {
         seconds: 6.2,
     });
     assert_eq!(row, "0         0.923900    0.946068    00:06");
+    // Losses wider than their column stay apart.
+    let row = Recorder::row(&fastcollab::learner::recorder::EpochStats {
+        epoch: 0,
+        train_loss: 65339.617873,
+        valid_loss: Some(64624.360623),
+        seconds: 0.2,
+    });
+    assert_eq!(row, "0         65339.617873 64624.360623 00:00");
 }
 
 #[test]

@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train a model on MovieLens 100k (or a ratings CSV) and save it with its metrics.
-    Train(train::TrainArgs),
+    Train(Box<train::TrainArgs>),
     /// Train on ml-100k's canonical u1–u5 (and ua/ub) base files and evaluate on their test files.
     Cv(cv::CvArgs),
     /// Time the exact, dense, autograd and lazy training paths (and fastai, when installed) in one run.
@@ -49,7 +49,7 @@ enum Command {
 /// Parses the command line and runs the subcommand.
 pub fn run() -> Result<()> {
     match Cli::parse().command {
-        Command::Train(a) => train::run(a),
+        Command::Train(a) => train::run(*a),
         Command::Cv(a) => cv::run(a),
         Command::Bench(a) => bench::run(a),
         Command::ExportSplit(a) => export::run(a),

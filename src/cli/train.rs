@@ -16,10 +16,26 @@ use fastcollab::{
 pub struct TrainArgs {
     #[command(flatten)]
     split: super::SplitArgs,
-    /// Train on this ml-latest style ratings.csv (userId,movieId,rating,timestamp) instead; ids may
-    /// be numbers or text.
+    /// Train on this ratings CSV instead (with a header; MovieLens' ml-latest ratings.csv, or your
+    /// own): users, items and ratings from the columns --user-col, --item-col and --rating-col
+    /// name, else from userId, movieId and rating, else from the first three columns (fastai's
+    /// default). Ids may be numbers or text.
     #[arg(long)]
     ratings: Option<PathBuf>,
+    /// The --ratings column holding the users.
+    #[arg(long, requires = "ratings")]
+    user_col: Option<String>,
+    /// The --ratings column holding the items.
+    #[arg(long, requires = "ratings")]
+    item_col: Option<String>,
+    /// The --ratings column holding the ratings.
+    #[arg(long, requires = "ratings")]
+    rating_col: Option<String>,
+    /// The model's output range, `LO,HI` (fastai's `y_range`). Default: the lesson's 0,5.5 when the
+    /// training ratings lie within it, else the range of the training ratings widened as the
+    /// lesson widens 1–5 stars (a quarter of the span below, an eighth above).
+    #[arg(long, value_delimiter = ',', value_name = "LO,HI")]
+    y_range: Option<Vec<f64>>,
     /// Item column for ml-100k: `title` (the lesson) or `movieId`.
     #[arg(long, default_value = TITLE)]
     item: String,
@@ -87,19 +103,55 @@ pub fn run(a: TrainArgs) -> Result<()> {
         bail!("--recipe tuned chooses among EmbeddingDotBias models; with --use-nn give --wd and --lr instead");
     }
     let bs = a.bs.unwrap_or(a.recipe.fixed().map_or(Recipe::lesson().bs, |r| r.bs));
+    let y_range = match a.y_range.as_deref() {
+        Some(&[lo, hi]) if lo < hi && lo.is_finite() && hi.is_finite() => Some((lo, hi)),
+        Some(bad) => bail!("--y-range needs LO,HI, finite with LO < HI, got {bad:?}"),
+        None => None,
+    };
     let data = match &a.ratings {
-        Some(csv) => load_ratings_csv(csv, &a.split.config("movieId", bs, LESSON_Y_RANGE))?,
+        Some(csv) => {
+            let mut cfg = a.split.config("movieId", bs, y_range.unwrap_or(LESSON_Y_RANGE));
+            (cfg.user_name, cfg.item_name, cfg.rating_name) =
+                (a.user_col.clone(), a.item_col.clone(), a.rating_col.clone());
+            // Without --y-range the scale follows from the ratings, and a rating far from their
+            // bulk is taken for a typo: the file is read again with that bulk's range, which
+            // stops at the first such rating with its line.
+            cfg.rating_range = cfg.rating_range.filter(|_| y_range.is_some());
+            let data = load_ratings_csv(csv, &cfg)?;
+            if let (None, Some(accepted)) = (y_range, far_from_bulk(&data)) {
+                cfg.rating_range = Some(accepted);
+                load_ratings_csv(csv, &cfg).context(
+                    "without --y-range, ratings are accepted within the span of their bulk (1st to 99th \
+                     percentile) around it; --y-range LO,HI accepts LO−(HI−LO) to HI+(HI−LO)",
+                )?;
+            }
+            if data.names != ["userId", "movieId", "rating"] {
+                let [u, i, r] = &data.names;
+                eprintln!("{}: users from column {u:?}, items from {i:?}, ratings from {r:?}", csv.display());
+            }
+            data
+        }
         None => {
             let ml = MovieLens100k::load(&super::ml100k(a.split.data.clone())?)?;
-            CollabDataBunch::from_df(&ml.rating_movie()?, &a.split.config(&a.item, bs, LESSON_Y_RANGE))?
-                .with_sources(ml.sources)
+            CollabDataBunch::from_df(
+                &ml.rating_movie()?,
+                &a.split.config(&a.item, bs, y_range.unwrap_or(LESSON_Y_RANGE)),
+            )?
+            .with_sources(ml.sources)
         }
     };
+    let y_range = y_range.unwrap_or_else(|| {
+        let chosen = default_y_range(&data.train.ratings);
+        if chosen != LESSON_Y_RANGE {
+            eprintln!("training ratings outside the lesson's y_range (0, 5.5): y_range {chosen:?} (--y-range sets it)");
+        }
+        chosen
+    });
     let mut r = match a.recipe.fixed() {
         Some(recipe) => recipe,
         None => {
             let run = Run { mode: a.mode, device: a.device, seed: a.split.seed };
-            let tuning = recipe::tune(&data, &run, 1)?;
+            let tuning = recipe::tune(&data, &run, 1, y_range)?;
             println!("tuned on a 10% hold-out of the training rows: {}", tuning.chosen);
             tuning.chosen
         }
@@ -107,11 +159,11 @@ pub fn run(a: TrainArgs) -> Result<()> {
     // Flags override the recipe.
     let l = &mut r.learner;
     if a.use_nn {
-        let y_range = Some(LESSON_Y_RANGE);
-        l.model = ModelConfig::Nn(EmbeddingNNConfig { layers: a.layers.clone(), y_range, ..Default::default() });
+        l.model = ModelConfig::Nn(EmbeddingNNConfig { layers: a.layers.clone(), ..Default::default() });
     } else if let (ModelConfig::DotBias(c), Some(n)) = (&mut l.model, a.n_factors) {
         c.n_factors = n;
     }
+    l.model = l.model.clone().with_y_range(Some(y_range));
     l.wd = a.wd.unwrap_or(l.wd);
     l.beta2 = a.sqr_mom.unwrap_or(l.beta2);
     r.epochs = a.epochs.unwrap_or(r.epochs);
@@ -141,6 +193,35 @@ pub fn run(a: TrainArgs) -> Result<()> {
         println!("exported the model for inference to {}", export.display());
     }
     Ok(())
+}
+
+/// The accepted range of `data`'s ratings when some lie outside it: their bulk (1st to 99th
+/// percentile) widened by its span on each side (1–5 stars: −3 to 9).
+fn far_from_bulk(data: &CollabDataBunch) -> Option<(f64, f64)> {
+    let mut all: Vec<f32> = data.train.ratings.iter().chain(&data.valid.ratings).copied().collect();
+    if all.is_empty() {
+        return None;
+    }
+    let last = all.len() - 1;
+    let mut at = |q: f64| *all.select_nth_unstable_by((q * last as f64).round() as usize, f32::total_cmp).1 as f64;
+    let (lo, hi) = (at(0.01), at(0.99));
+    let span = hi - lo;
+    let accepted = (lo - span, hi + span);
+    let outside = |r: &f32| !(accepted.0..=accepted.1).contains(&(*r as f64));
+    data.train.ratings.iter().chain(&data.valid.ratings).any(outside).then_some(accepted)
+}
+
+/// The lesson's `y_range` when `ratings` lie within it (MovieLens' scales), else their range widened
+/// as the lesson widens 1–5 stars into (0, 5.5): a quarter of the span below, an eighth above.
+fn default_y_range(ratings: &[f32]) -> (f64, f64) {
+    let (lo, hi) =
+        ratings.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &r| (lo.min(r as f64), hi.max(r as f64)));
+    let (l, h) = LESSON_Y_RANGE;
+    if lo >= l && hi <= h || lo > hi {
+        return LESSON_Y_RANGE;
+    }
+    let span = (hi - lo).max(1.0);
+    (lo - span / 4.0, hi + span / 8.0)
 }
 
 /// `metrics.json` of `train`: the run's metrics and the recipe it trained.

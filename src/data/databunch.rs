@@ -15,11 +15,12 @@ use crate::error::{Error, Result};
 /// How to build a [`CollabDataBunch`] from a table.
 #[derive(Debug, Clone)]
 pub struct CollabConfig {
-    /// User column; `None` takes column 0.
+    /// User column; `None` takes column 0 (`load_ratings_csv`: `userId` where the header has it).
     pub user_name: Option<String>,
-    /// Item column (e.g. `title`); `None` takes column 1.
+    /// Item column (e.g. `title`); `None` takes column 1 (`load_ratings_csv`: `movieId` where the
+    /// header has it).
     pub item_name: Option<String>,
-    /// Rating column; `None` takes column 2.
+    /// Rating column; `None` takes column 2 (`load_ratings_csv`: `rating` where the header has it).
     pub rating_name: Option<String>,
     /// Share of rows held out for validation.
     pub valid_pct: f64,

@@ -109,7 +109,14 @@ impl Rows {
     }
 }
 
-fn read(path: &Path, names: [&str; 3], range: Option<(f64, f64)>) -> Result<Raw> {
+/// The three columns read: MovieLens' names.
+const DEFAULT_NAMES: [&str; 3] = ["userId", "movieId", "rating"];
+
+/// Reads the users, items and ratings of `path` from the columns named `names` (`None`:
+/// [`DEFAULT_NAMES`]' where the header has it, else the column in that position, as fastai's
+/// `from_df` takes the first three), checking ratings against `range`; returns the header's names
+/// of the columns read.
+fn read(path: &Path, names: [Option<&str>; 3], range: Option<(f64, f64)>) -> Result<(Raw, [String; 3])> {
     check_regular_file(path)?;
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut input = std::io::BufReader::with_capacity(1 << 20, file);
@@ -120,13 +127,29 @@ fn read(path: &Path, names: [&str; 3], range: Option<(f64, f64)>) -> Result<Raw>
     }
     let mut reader = csv::ReaderBuilder::new().from_reader(input);
     let header = reader.byte_headers().map_err(|e| parse_error(path, 1, "-", &e.to_string()))?.clone();
-    let column = |name: &str| {
-        header
-            .iter()
-            .position(|h| h == name.as_bytes())
-            .ok_or_else(|| parse_error(path, 1, name, "no such column in the header"))
-    };
-    let cols = [column(names[0])?, column(names[1])?, column(names[2])?];
+    let position = |name: &str| header.iter().position(|h| h == name.as_bytes());
+    let mut cols = [0; 3];
+    for (k, col) in cols.iter_mut().enumerate() {
+        *col = match (names[k], position(DEFAULT_NAMES[k])) {
+            (Some(name), _) => {
+                position(name).ok_or_else(|| parse_error(path, 1, name, "no such column in the header"))?
+            }
+            (None, Some(c)) => c,
+            (None, None) if k < header.len() => k,
+            (None, None) => {
+                let message = format!("no such column, and no column {} to take instead", k + 1);
+                return Err(parse_error(path, 1, DEFAULT_NAMES[k], &message));
+            }
+        };
+    }
+    let names = cols.map(|c| String::from_utf8_lossy(&header[c]).into_owned());
+    if cols[0] == cols[1] || cols[1] == cols[2] || cols[0] == cols[2] {
+        let message = format!(
+            "users, items and ratings would all come from columns {names:?}: name three different columns \
+             (user_name, item_name, rating_name; `train --user-col`, `--item-col`, `--rating-col`)"
+        );
+        return Err(parse_error(path, 1, "-", &message));
+    }
     let mut raw: Option<Raw> = None;
     let mut record = csv::ByteRecord::new();
     loop {
@@ -137,13 +160,13 @@ fn read(path: &Path, names: [&str; 3], range: Option<(f64, f64)>) -> Result<Raw>
         }
         let line = record.position().map_or(0, |p| p.line());
         let field = |k: usize| -> Result<&str> {
-            let bytes = record.get(cols[k]).ok_or_else(|| parse_error(path, line, names[k], "missing"))?;
-            std::str::from_utf8(bytes).map_err(|_| parse_error(path, line, names[k], "invalid UTF-8"))
+            let bytes = record.get(cols[k]).ok_or_else(|| parse_error(path, line, &names[k], "missing"))?;
+            std::str::from_utf8(bytes).map_err(|_| parse_error(path, line, &names[k], "invalid UTF-8"))
         };
         let id = |k: usize| -> Result<&str> {
             let text = field(k)?.trim();
             if text.is_empty() {
-                return Err(parse_error(path, line, names[k], "empty id"));
+                return Err(parse_error(path, line, &names[k], "empty id"));
             }
             Ok(text)
         };
@@ -153,35 +176,39 @@ fn read(path: &Path, names: [&str; 3], range: Option<(f64, f64)>) -> Result<Raw>
             items: Ids::for_first(item),
             ratings: Vec::new(),
         });
-        raw.users.push(user).map_err(|message| parse_error(path, line, names[0], &message))?;
-        raw.items.push(item).map_err(|message| parse_error(path, line, names[1], &message))?;
+        raw.users.push(user).map_err(|message| parse_error(path, line, &names[0], &message))?;
+        raw.items.push(item).map_err(|message| parse_error(path, line, &names[1], &message))?;
         let text = field(2)?;
-        let rating: f32 =
-            text.trim().parse().map_err(|_| parse_error(path, line, names[2], &format!("{text:?} is not a number")))?;
+        let rating: f32 = text
+            .trim()
+            .parse()
+            .map_err(|_| parse_error(path, line, &names[2], &format!("{text:?} is not a number")))?;
         if !rating.is_finite() {
-            return Err(parse_error(path, line, names[2], &format!("{text:?} is not a finite number")));
+            return Err(parse_error(path, line, &names[2], &format!("{text:?} is not a finite number")));
         }
         if let Some((lo, hi)) = range.filter(|(lo, hi)| !(*lo..=*hi).contains(&(rating as f64))) {
             return Err(parse_error(
                 path,
                 line,
-                names[2],
+                &names[2],
                 &format!("{text} is outside the accepted range [{lo}, {hi}]"),
             ));
         }
         raw.ratings.push(rating);
     }
-    Ok(raw.unwrap_or(Raw { users: Ids::Numbers(Vec::new()), items: Ids::Numbers(Vec::new()), ratings: Vec::new() }))
+    let raw =
+        raw.unwrap_or(Raw { users: Ids::Numbers(Vec::new()), items: Ids::Numbers(Vec::new()), ratings: Vec::new() });
+    Ok((raw, names))
 }
 
-/// Reads a ratings CSV with a header (columns named by `cfg`, default `userId`, `movieId`,
-/// `rating`; in each id column the ids are all whole numbers or all text, as its first id says)
-/// and splits it like [`CollabDataBunch::from_df`].
+/// Reads a ratings CSV with a header and splits it like [`CollabDataBunch::from_df`]. The users,
+/// items and ratings come from the columns `cfg` names, else from `userId`, `movieId` and `rating`
+/// where the header has them, else from the first, second and third columns (fastai's default).
+/// In each id column the ids are all whole numbers or all text, as its first id says.
 pub fn load_ratings_csv(path: &Path, cfg: &CollabConfig) -> Result<CollabDataBunch> {
     cfg.validate()?;
-    let name = |n: &Option<String>, default: &'static str| n.clone().unwrap_or_else(|| default.to_string());
-    let names = [name(&cfg.user_name, "userId"), name(&cfg.item_name, "movieId"), name(&cfg.rating_name, "rating")];
-    let raw = read(path, [&names[0], &names[1], &names[2]], cfg.rating_range)?;
+    let names = [&cfg.user_name, &cfg.item_name, &cfg.rating_name].map(Option::as_deref);
+    let (raw, names) = read(path, names, cfg.rating_range)?;
     let split = random_split(raw.ratings.len(), cfg.valid_pct, cfg.seed, cfg.split)?;
     let (user_vocab, users) = raw.users.encode(&split.train);
     let (item_vocab, items) = raw.items.encode(&split.train);

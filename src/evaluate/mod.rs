@@ -17,7 +17,7 @@ use crate::infer::rank::{predict_all, top_n_by};
 use crate::infer::Seen;
 use crate::learner::Learner;
 use crate::metrics::{mae, mse};
-use crate::recipe::{mean_predictions, tune, Recipe, RecipeName, Run};
+use crate::recipe::{mean_predictions, tune, Recipe, RecipeName, Run, LESSON_Y_RANGE};
 use ranking::RankingMetrics;
 use tch::Tensor;
 
@@ -110,7 +110,7 @@ pub fn fold_data(dir: &Path, name: &str, bs: usize, seed: u64) -> Result<CollabD
 pub fn recipe_for(name: RecipeName, data: &CollabDataBunch, run: &Run) -> Result<Recipe> {
     match name.fixed() {
         Some(recipe) => Ok(recipe),
-        None => Ok(tune(data, run, 5)?.chosen),
+        None => Ok(tune(data, run, 5, LESSON_Y_RANGE)?.chosen),
     }
 }
 

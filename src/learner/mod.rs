@@ -48,6 +48,15 @@ impl ModelConfig {
             ModelConfig::Nn(c) => c.y_range,
         }
     }
+
+    /// The same model with output range `y_range`.
+    pub fn with_y_range(mut self, y_range: Option<(f64, f64)>) -> Self {
+        match &mut self {
+            ModelConfig::DotBias(c) => c.y_range = y_range,
+            ModelConfig::Nn(c) => c.y_range = y_range,
+        }
+        self
+    }
 }
 
 /// How training steps are computed.

@@ -75,8 +75,9 @@ impl Recorder {
         let cells =
             [e.epoch.to_string(), format!("{:.6}", e.train_loss), valid, format!("{:02}:{:02}", secs / 60, secs % 60)];
         let mut s = String::new();
+        // A cell as wide as its column (a loss of 100000 or more) still gets a space after it.
         for (cell, width) in cells.iter().zip([10, 12, 12, 10]) {
-            let _ = write!(s, "{cell:<width$}");
+            let _ = write!(s, "{cell:<w$} ", w = width - 1);
         }
         s.trim_end().to_string()
     }
