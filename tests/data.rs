@@ -143,6 +143,13 @@ fn streaming_loader_matches_the_table_path() {
     fs::write(&path, "movieId,userId,rating\n1,2,4.5\n3,-4,5\n").unwrap();
     let msg = load_ratings_csv(&path, &cfg).unwrap_err().to_string();
     assert!(msg.contains("ratings.csv:3: field \"userId\": \"-4\" is not a whole number"), "{msg}");
+    // Tabs, semicolons or vertical bars where the header has no comma.
+    for sep in ["\t", ";", "|"] {
+        fs::write(&path, csv.replace(',', sep)).unwrap();
+        let data = load_ratings_csv(&path, &cfg).unwrap();
+        assert_eq!((data.train, data.valid), (streamed.train.clone(), streamed.valid.clone()), "{sep:?}");
+    }
+
     // Without userId, movieId or rating in the header: the column in that position (fastai's
     // from_df takes the first three); named columns wherever they are.
     fs::write(&path, "user,movieId,rating\n1,2,4.5\n").unwrap();

@@ -16,8 +16,8 @@ use fastcollab::{
 pub struct TrainArgs {
     #[command(flatten)]
     split: super::SplitArgs,
-    /// Train on this ratings CSV instead (with a header; MovieLens' ml-latest ratings.csv, or your
-    /// own): users, items and ratings from the columns --user-col, --item-col and --rating-col
+    /// Train on this ratings CSV instead (with a header; commas, tabs, semicolons or bars; MovieLens'
+    /// ml-latest ratings.csv, or your own): users, items and ratings from the columns --user-col, --item-col and --rating-col
     /// name, else from userId, movieId and rating, else from the first three columns (fastai's
     /// default). Ids may be numbers or text.
     #[arg(long)]

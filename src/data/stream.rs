@@ -112,6 +112,13 @@ impl Rows {
 /// The three columns read: MovieLens' names.
 const DEFAULT_NAMES: [&str; 3] = ["userId", "movieId", "rating"];
 
+/// The field separator of a file whose header is `line`: a comma where the header has one, else a
+/// tab, a semicolon or a vertical bar, the first of them it has (a comma when it has none: one
+/// column).
+fn delimiter_of(line: &[u8]) -> u8 {
+    *[b',', b'\t', b';', b'|'].iter().find(|d| line.contains(d)).unwrap_or(&b',')
+}
+
 /// Reads the users, items and ratings of `path` from the columns named `names` (`None`:
 /// [`DEFAULT_NAMES`]' where the header has it, else the column in that position, as fastai's
 /// `from_df` takes the first three), checking ratings against `range`; returns the header's names
@@ -125,7 +132,9 @@ fn read(path: &Path, names: [Option<&str>; 3], range: Option<(f64, f64)>) -> Res
     if head.len() == 1 << 20 && !head.contains(&b'\n') {
         return Err(parse_error(path, 1, "-", "no line break in the first MiB: not a CSV file with a header"));
     }
-    let mut reader = csv::ReaderBuilder::new().from_reader(input);
+    let first_line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let delimiter = delimiter_of(first_line);
+    let mut reader = csv::ReaderBuilder::new().delimiter(delimiter).from_reader(input);
     let header = reader.byte_headers().map_err(|e| parse_error(path, 1, "-", &e.to_string()))?.clone();
     let position = |name: &str| header.iter().position(|h| h == name.as_bytes());
     let mut cols = [0; 3];
@@ -201,7 +210,8 @@ fn read(path: &Path, names: [Option<&str>; 3], range: Option<(f64, f64)>) -> Res
     Ok((raw, names))
 }
 
-/// Reads a ratings CSV with a header and splits it like [`CollabDataBunch::from_df`]. The users,
+/// Reads a ratings CSV with a header (fields separated by commas, or by tabs, semicolons or vertical
+/// bars, as its header shows) and splits it like [`CollabDataBunch::from_df`]. The users,
 /// items and ratings come from the columns `cfg` names, else from `userId`, `movieId` and `rating`
 /// where the header has them, else from the first, second and third columns (fastai's default).
 /// In each id column the ids are all whole numbers or all text, as its first id says.
