@@ -382,6 +382,11 @@ fn text_ids_train_and_serve_by_name() {
     let item = format!("film {}, part {}", data.train.items[0], data.train.items[0] % 3);
     let out = fastcollab(&["similar", "--model", "m.safetensors", "--item", &item, "-n", "2"], &dir);
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).lines().count() == 3);
+    // Tab-separated inputs too (the header shows the separator).
+    std::fs::write(dir.join("pairs.tsv"), format!("user\titem\n{user}\t{item}\n")).unwrap();
+    let out = fastcollab(&["predict", "--model", "m.safetensors", "--input", "pairs.tsv", "--output", "p.csv"], &dir);
+    let p = std::fs::read_to_string(dir.join("p.csv")).unwrap();
+    assert!(out.status.success() && p.starts_with(&format!("user,item,prediction\n{user},\"{item}\",")), "{p}");
 }
 
 #[test]

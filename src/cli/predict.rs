@@ -23,7 +23,7 @@ pub struct PredictArgs {
 
 pub fn run(a: PredictArgs) -> Result<()> {
     let rec = load_learner(&a.model)?;
-    let table = read_delimited(&a.input, &ReadOptions::default())?;
+    let table = read_delimited(&a.input, &ReadOptions::sniffed(&a.input)?)?;
     let pick = |names: [&str; 2]| -> Result<Vec<String>> {
         for name in names {
             if let Ok(col) = table.column(name) {

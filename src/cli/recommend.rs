@@ -61,7 +61,7 @@ pub fn run(a: RecommendArgs) -> Result<()> {
         }
         eprintln!("top {} for {} users in {:.2}s", a.n, users.len(), start.elapsed().as_secs_f64());
     } else if let Some(path) = &a.ratings {
-        let table = read_delimited(path, &ReadOptions::default())?;
+        let table = read_delimited(path, &ReadOptions::sniffed(path)?)?;
         let column = |names: [&str; 2]| names.into_iter().find_map(|n| table.column(n).ok());
         let (Some(items), Some(values)) =
             (column([&rec.meta.names[1], "item"]), column([&rec.meta.names[2], "rating"]))

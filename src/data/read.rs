@@ -46,6 +46,25 @@ impl Default for ReadOptions {
     }
 }
 
+impl ReadOptions {
+    /// The defaults, with the field separator the header of `path` shows ([`delimiter_of`]).
+    pub fn sniffed(path: &Path) -> Result<ReadOptions> {
+        use std::io::{BufRead, Read};
+        check_regular_file(path)?;
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut line = Vec::new();
+        std::io::BufReader::new(file.take(1 << 20)).read_until(b'\n', &mut line).map_err(|e| Error::io(path, e))?;
+        Ok(ReadOptions { delimiter: delimiter_of(&line), ..ReadOptions::default() })
+    }
+}
+
+/// The field separator of a file whose header is `line`: a comma where the header has one, else a
+/// tab, a semicolon or a vertical bar, the first of them it has (a comma when it has none: one
+/// column).
+pub fn delimiter_of(line: &[u8]) -> u8 {
+    *[b',', b'\t', b';', b'|'].iter().find(|d| line.contains(d)).unwrap_or(&b',')
+}
+
 /// Reads a delimited file. With a schema, records are streamed and each field is parsed straight
 /// into its typed column (no string per number, so a 25M-row `ratings.csv` stays lean), and the
 /// first bad field fails with its file, line and column name. Without one, a column is `Int` if

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use super::databunch::{CollabConfig, CollabDataBunch, Encoded};
 use super::provenance::Source;
-use super::read::{check_regular_file, parse_error};
+use super::read::{check_regular_file, delimiter_of, parse_error};
 use super::split::random_split;
 use super::vocab::{Vocab, NA};
 use crate::error::{Error, Result};
@@ -111,13 +111,6 @@ impl Rows {
 
 /// The three columns read: MovieLens' names.
 const DEFAULT_NAMES: [&str; 3] = ["userId", "movieId", "rating"];
-
-/// The field separator of a file whose header is `line`: a comma where the header has one, else a
-/// tab, a semicolon or a vertical bar, the first of them it has (a comma when it has none: one
-/// column).
-fn delimiter_of(line: &[u8]) -> u8 {
-    *[b',', b'\t', b';', b'|'].iter().find(|d| line.contains(d)).unwrap_or(&b',')
-}
 
 /// Reads the users, items and ratings of `path` from the columns named `names` (`None`:
 /// [`DEFAULT_NAMES`]' where the header has it, else the column in that position, as fastai's
