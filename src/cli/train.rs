@@ -1,5 +1,5 @@
 //! `fastcollab train`: train on MovieLens 100k (or an ml-latest `ratings.csv`) and save.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -17,9 +17,9 @@ pub struct TrainArgs {
     #[command(flatten)]
     split: super::SplitArgs,
     /// Train on this ratings CSV instead (with a header; commas, tabs, semicolons or bars; MovieLens'
-    /// ml-latest ratings.csv, or your own): users, items and ratings from the columns --user-col, --item-col and --rating-col
-    /// name, else from userId, movieId and rating, else from the first three columns (fastai's
-    /// default). Ids may be numbers or text.
+    /// ml-latest ratings.csv, or your own): users, items and ratings from the columns --user-col,
+    /// --item-col and --rating-col name, else from userId, movieId and rating, else from the first
+    /// three columns (fastai's default). Ids may be numbers or text.
     #[arg(long)]
     ratings: Option<PathBuf>,
     /// The --ratings column holding the users.
@@ -109,35 +109,11 @@ pub fn run(a: TrainArgs) -> Result<()> {
         None => None,
     };
     let data = match &a.ratings {
-        Some(csv) => {
-            let mut cfg = a.split.config("movieId", bs, y_range.unwrap_or(LESSON_Y_RANGE));
-            (cfg.user_name, cfg.item_name, cfg.rating_name) =
-                (a.user_col.clone(), a.item_col.clone(), a.rating_col.clone());
-            // Without --y-range the scale follows from the ratings, and a rating far from their
-            // bulk is taken for a typo: the file is read again with that bulk's range, which
-            // stops at the first such rating with its line.
-            cfg.rating_range = cfg.rating_range.filter(|_| y_range.is_some());
-            let data = load_ratings_csv(csv, &cfg)?;
-            if let (None, Some(accepted)) = (y_range, far_from_bulk(&data)) {
-                cfg.rating_range = Some(accepted);
-                load_ratings_csv(csv, &cfg).context(
-                    "without --y-range, ratings are accepted within the span of their bulk (1st to 99th \
-                     percentile) around it; --y-range LO,HI accepts LO−(HI−LO) to HI+(HI−LO)",
-                )?;
-            }
-            if data.names != ["userId", "movieId", "rating"] {
-                let [u, i, r] = &data.names;
-                eprintln!("{}: users from column {u:?}, items from {i:?}, ratings from {r:?}", csv.display());
-            }
-            data
-        }
+        Some(csv) => load_csv(csv, &a, bs, y_range)?,
         None => {
             let ml = MovieLens100k::load(&super::ml100k(a.split.data.clone())?)?;
-            CollabDataBunch::from_df(
-                &ml.rating_movie()?,
-                &a.split.config(&a.item, bs, y_range.unwrap_or(LESSON_Y_RANGE)),
-            )?
-            .with_sources(ml.sources)
+            let cfg = a.split.config(&a.item, bs, y_range.unwrap_or(LESSON_Y_RANGE));
+            CollabDataBunch::from_df(&ml.rating_movie()?, &cfg)?.with_sources(ml.sources)
         }
     };
     let y_range = y_range.unwrap_or_else(|| {
@@ -193,6 +169,29 @@ pub fn run(a: TrainArgs) -> Result<()> {
         println!("exported the model for inference to {}", export.display());
     }
     Ok(())
+}
+
+/// The ratings of `csv` from the columns `a` names (else MovieLens', else the first three), split.
+/// Without `y_range` the scale follows from the ratings, and one far from their bulk is taken for a
+/// typo: the file is read again with that bulk's range, which stops at the first such rating with
+/// its line.
+fn load_csv(csv: &Path, a: &TrainArgs, bs: usize, y_range: Option<(f64, f64)>) -> Result<CollabDataBunch> {
+    let mut cfg = a.split.config("movieId", bs, y_range.unwrap_or(LESSON_Y_RANGE));
+    (cfg.user_name, cfg.item_name, cfg.rating_name) = (a.user_col.clone(), a.item_col.clone(), a.rating_col.clone());
+    cfg.rating_range = cfg.rating_range.filter(|_| y_range.is_some());
+    let data = load_ratings_csv(csv, &cfg)?;
+    if let (None, Some(accepted)) = (y_range, far_from_bulk(&data)) {
+        cfg.rating_range = Some(accepted);
+        load_ratings_csv(csv, &cfg).context(
+            "without --y-range, ratings are accepted within the span of their bulk (1st to 99th percentile) \
+             around it; --y-range LO,HI accepts LO−(HI−LO) to HI+(HI−LO)",
+        )?;
+    }
+    if data.names != ["userId", "movieId", "rating"] {
+        let [u, i, r] = &data.names;
+        eprintln!("{}: users from column {u:?}, items from {i:?}, ratings from {r:?}", csv.display());
+    }
+    Ok(data)
 }
 
 /// The accepted range of `data`'s ratings when some lie outside it: their bulk (1st to 99th
