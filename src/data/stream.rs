@@ -52,9 +52,10 @@ impl Ids {
                 let code = match index.get(id) {
                     Some(&code) => code,
                     None => {
+                        let code = names.len() as u32;
                         names.push(id.to_string());
-                        index.insert(id.to_string(), names.len() as u32 - 1);
-                        names.len() as u32 - 1
+                        index.insert(id.to_string(), code);
+                        code
                     }
                 };
                 codes.push(code);
