@@ -60,21 +60,13 @@ fn smoothed_loss_is_debiased_ema() {
 #[test]
 fn epoch_table_is_fastprogress_layout() {
     assert_eq!(Recorder::header(), "epoch     train_loss  valid_loss  time");
-    let row = Recorder::row(&fastcollab::learner::recorder::EpochStats {
-        epoch: 0,
-        train_loss: 0.9239,
-        valid_loss: Some(0.946068),
-        seconds: 6.2,
-    });
-    assert_eq!(row, "0         0.923900    0.946068    00:06");
+    let row = |train_loss, valid, seconds| {
+        let valid_loss = Some(valid);
+        Recorder::row(&fastcollab::learner::recorder::EpochStats { epoch: 0, train_loss, valid_loss, seconds })
+    };
+    assert_eq!(row(0.9239, 0.946068, 6.2), "0         0.923900    0.946068    00:06");
     // Losses wider than their column stay apart.
-    let row = Recorder::row(&fastcollab::learner::recorder::EpochStats {
-        epoch: 0,
-        train_loss: 65339.617873,
-        valid_loss: Some(64624.360623),
-        seconds: 0.2,
-    });
-    assert_eq!(row, "0         65339.617873 64624.360623 00:00");
+    assert_eq!(row(65339.617873, 64624.360623, 0.2), "0         65339.617873 64624.360623 00:00");
 }
 
 #[test]
