@@ -45,6 +45,35 @@ fn train_on_a_ratings_csv_writes_model_and_metrics() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("run/metrics.json")).unwrap()).unwrap();
     assert_eq!(metrics["valid_loss"].as_array().unwrap().len(), 2);
     assert!(metrics["n_users"].as_u64().unwrap() > 50);
+    assert!(metrics.get("ranking").is_none(), "ranking only when asked");
+
+    // --ranking: top-k metrics of the model, the blend and the baselines on the validation rows.
+    for (extra, from) in [(&[][..], None), (&["--relevant-from", "4"][..], Some(4.0))] {
+        let args = [
+            &["train", "--ratings", csv.to_str().unwrap(), "--epochs", "2", "--out", "run"][..],
+            &["--ranking", "--k", "5"],
+            extra,
+        ]
+        .concat();
+        let out = fastcollab(&args, &dir);
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("ranking@5 on the validation rows")
+        );
+        let metrics: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("run/metrics.json")).unwrap()).unwrap();
+        let ranking = &metrics["ranking"];
+        assert_eq!(ranking["k"], 5);
+        let relevant_from = ranking["relevant_from"].as_f64().unwrap();
+        // Default: three quarters of the way up the training ratings' range (within 0.5-5 here).
+        assert!(from.map_or((3.0..=5.0).contains(&relevant_from), |f| relevant_from == f), "{relevant_from}");
+        for name in ["model", "blend", "mostpop", "random"] {
+            for key in ["precision", "recall", "ndcg", "map", "hit_rate", "coverage"] {
+                let x = ranking[name][key].as_f64().unwrap();
+                assert!((0.0..=1.0).contains(&x), "{name}.{key} = {x}");
+            }
+        }
+        assert!(ranking["n_users"].as_u64().unwrap() > 10);
+    }
 }
 
 #[test]

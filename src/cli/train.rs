@@ -5,11 +5,12 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use fastcollab::data::movielens::TITLE;
 use fastcollab::data::stream::load_ratings_csv;
+use fastcollab::evaluate::{choose_alpha, rank_fold, Ranking};
 use fastcollab::plot::plot_lr_find;
 use fastcollab::recipe::{self, Recipe, RecipeName, Run, LESSON_Y_RANGE};
 use fastcollab::{
-    collab_learner, CollabDataBunch, CollabLearnerConfig, DeviceChoice, EmbeddingNNConfig, LrFindConfig, Metrics,
-    ModelConfig, MovieLens100k, TrainMode,
+    collab_learner, CollabDataBunch, CollabLearnerConfig, DeviceChoice, EmbeddingNNConfig, Learner, LrFindConfig,
+    Metrics, ModelConfig, MovieLens100k, TrainMode,
 };
 
 #[derive(Args)]
@@ -36,6 +37,18 @@ pub struct TrainArgs {
     /// lesson widens 1–5 stars (a quarter of the span below, an eighth above).
     #[arg(long, value_delimiter = ',', value_name = "LO,HI")]
     y_range: Option<Vec<f64>>,
+    /// Also rank every item for the validation users and report top-k precision, recall, NDCG,
+    /// MAP, hit rate and coverage against MostPop and Random, as `cv --ranking` does (metrics.json:
+    /// `ranking`).
+    #[arg(long)]
+    ranking: bool,
+    /// The list length for --ranking.
+    #[arg(long, default_value_t = 10, requires = "ranking")]
+    k: usize,
+    /// A validation rating at least this high is relevant for --ranking. Default: three quarters of
+    /// the way up the training ratings' range (4 on 1–5 stars, as `cv --ranking`).
+    #[arg(long, requires = "ranking")]
+    relevant_from: Option<f32>,
     /// Item column for ml-100k: `title` (the lesson) or `movieId`.
     #[arg(long, default_value = TITLE)]
     item: String,
@@ -158,8 +171,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
         None
     };
     learn.fit_one_cycle(r.epochs, r.lr)?;
+    let ranking = if a.ranking { Some(rank(&learn, &r, &a)?) } else { None };
     let saved = learn.save(&a.name)?;
-    let metrics = TrainMetrics { run: Metrics { lr_suggestions: suggestions, ..learn.metrics() }, recipe: &r };
+    let metrics = TrainMetrics { run: Metrics { lr_suggestions: suggestions, ..learn.metrics() }, recipe: &r, ranking };
     let path = a.out.join("metrics.json");
     std::fs::write(&path, serde_json::to_string_pretty(&metrics)?)
         .with_context(|| format!("writing {}", path.display()))?;
@@ -223,10 +237,32 @@ fn default_y_range(ratings: &[f32]) -> (f64, f64) {
     (lo - span / 4.0, hi + span / 8.0)
 }
 
-/// `metrics.json` of `train`: the run's metrics and the recipe it trained.
+/// `--ranking`: every item ranked for the validation users by the trained model (alone and blended
+/// with popularity, its weight chosen on a hold-out of the training rows) and by the baselines.
+fn rank(learn: &Learner, recipe: &Recipe, a: &TrainArgs) -> Result<Ranking> {
+    let ratings = &learn.data.train.ratings;
+    let from = a.relevant_from.unwrap_or_else(|| {
+        let (lo, hi) = ratings.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+        lo + 0.75 * (hi - lo)
+    });
+    let run = Run { mode: a.mode, device: a.device, seed: a.split.seed };
+    let alpha = choose_alpha(&learn.data, recipe, &run, a.k, from)?;
+    let ranking = rank_fold(&learn.data, std::slice::from_ref(learn), alpha, a.k, a.split.seed, from);
+    println!(
+        "\nranking@{} on the validation rows ({} users with a rating of {from} or higher; blend = model + \
+         {alpha:.3}·ln(1+count), the weight chosen on a hold-out of the training rows)\n{ranking}",
+        a.k, ranking.n_users
+    );
+    Ok(ranking)
+}
+
+/// `metrics.json` of `train`: the run's metrics, the recipe it trained and, with `--ranking`, the
+/// ranking metrics.
 #[derive(serde::Serialize)]
 struct TrainMetrics<'a> {
     #[serde(flatten)]
     run: Metrics,
     recipe: &'a Recipe,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ranking: Option<Ranking>,
 }

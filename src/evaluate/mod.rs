@@ -66,6 +66,8 @@ pub struct Ranking {
     pub k: usize,
     /// Users ranked (with at least one relevant test item).
     pub n_users: usize,
+    /// A test rating at least this high is relevant.
+    pub relevant_from: f32,
 }
 
 /// Every fold's result, their mean and spread, and the run time.
@@ -142,11 +144,12 @@ fn item_counts(data: &CollabDataBunch) -> Vec<i64> {
 }
 
 /// The popularity weight for ranking, chosen on `data`'s training rows alone: the recipe is trained
-/// on 90% of them, and the weight of [`ALPHAS`] with the best NDCG@k on the other 10% wins.
-pub fn choose_alpha(data: &CollabDataBunch, recipe: &Recipe, run: &Run, k: usize) -> Result<f64> {
+/// on 90% of them, and the weight of [`ALPHAS`] with the best NDCG@k on the other 10% (relevant:
+/// rated `relevant_from` or higher) wins.
+pub fn choose_alpha(data: &CollabDataBunch, recipe: &Recipe, run: &Run, k: usize, relevant_from: f32) -> Result<f64> {
     let holdout = crate::recipe::hold_out(data, 0.1, run.seed)?;
     let learners = recipe.fit_all(&holdout, run)?;
-    let relevant = ranking::relevant(&holdout);
+    let relevant = ranking::relevant(&holdout, relevant_from);
     let users: Vec<u32> = relevant.iter().map(|r| r.0).collect();
     let seen = Seen::from_encoded(&holdout.train, holdout.n_users());
     let count = item_counts(&holdout);
@@ -163,9 +166,16 @@ pub fn choose_alpha(data: &CollabDataBunch, recipe: &Recipe, run: &Run, k: usize
 
 /// Ranks every item for the test file's users with `learners` (their mean predicted rating, alone
 /// and blended with popularity by `alpha`) and with the baselines, excluding what each user rated
-/// in the base file.
-pub fn rank_fold(data: &CollabDataBunch, learners: &[Learner], alpha: f64, k: usize, seed: u64) -> Ranking {
-    let relevant = ranking::relevant(data);
+/// in the base file; a test rating of `relevant_from` or higher is relevant.
+pub fn rank_fold(
+    data: &CollabDataBunch,
+    learners: &[Learner],
+    alpha: f64,
+    k: usize,
+    seed: u64,
+    relevant_from: f32,
+) -> Ranking {
+    let relevant = ranking::relevant(data, relevant_from);
     let users: Vec<u32> = relevant.iter().map(|r| r.0).collect();
     let seen = Seen::from_encoded(&data.train, data.n_users());
     let count = item_counts(data);
@@ -179,6 +189,7 @@ pub fn rank_fold(data: &CollabDataBunch, learners: &[Learner], alpha: f64, k: us
         random: ranking::metrics(&ranking::random(&seen, n_items, &users, k, seed), &relevant, n_items, k),
         k,
         n_users: users.len(),
+        relevant_from,
     }
 }
 
@@ -200,7 +211,10 @@ pub fn evaluate_folds(
         let learners = chosen.fit_all(&data, run)?;
         let preds = mean_predictions(&learners, &data.valid);
         let ranking = match ranking_k {
-            Some(k) => Some(rank_fold(&data, &learners, choose_alpha(&data, &chosen, run, k)?, k, run.seed)),
+            Some(k) => {
+                let alpha = choose_alpha(&data, &chosen, run, k, ranking::RELEVANT_FROM)?;
+                Some(rank_fold(&data, &learners, alpha, k, run.seed, ranking::RELEVANT_FROM))
+            }
             None => None,
         };
         let targets = &data.valid.ratings;
@@ -231,6 +245,7 @@ pub fn evaluate_folds(
             random: mean(|r| r.random),
             k,
             n_users: each.iter().map(|r| r.n_users).sum(),
+            relevant_from: ranking::RELEVANT_FROM,
         }
     });
     Ok(CvReport {
@@ -241,6 +256,27 @@ pub fn evaluate_folds(
         seconds: start.elapsed().as_secs_f64(),
         ranking,
     })
+}
+
+/// The metrics as a table: one row each for the model, the blend and the baselines.
+impl std::fmt::Display for Ranking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{:<9}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}",
+            "", "precision", "recall", "ndcg", "map", "hit_rate", "coverage"
+        )?;
+        for (name, m) in
+            [("model", self.model), ("blend", self.blend), ("mostpop", self.mostpop), ("random", self.random)]
+        {
+            writeln!(
+                f,
+                "{name:<9}{:>10.4}{:>10.4}{:>10.4}{:>10.4}{:>10.4}{:>10.4}",
+                m.precision, m.recall, m.ndcg, m.map, m.hit_rate, m.coverage
+            )?;
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Display for CvReport {
@@ -268,18 +304,7 @@ impl std::fmt::Display for CvReport {
                 "\n\nranking@{} (mean over folds, {} users ranked in all; blend = model + {:.3}·ln(1+count), weight chosen per fold on its base file)",
                 r.k, r.n_users, r.alpha
             )?;
-            writeln!(
-                f,
-                "{:<9}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}",
-                "", "precision", "recall", "ndcg", "map", "hit_rate", "coverage"
-            )?;
-            for (name, m) in [("model", r.model), ("blend", r.blend), ("mostpop", r.mostpop), ("random", r.random)] {
-                writeln!(
-                    f,
-                    "{name:<9}{:>10.4}{:>10.4}{:>10.4}{:>10.4}{:>10.4}{:>10.4}",
-                    m.precision, m.recall, m.ndcg, m.map, m.hit_rate, m.coverage
-                )?;
-            }
+            write!(f, "{r}")?;
         }
         Ok(())
     }

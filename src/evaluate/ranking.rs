@@ -1,7 +1,7 @@
 //! Top-k ranking quality on the canonical folds, with MostPop and Random baselines computed the
 //! same way in the same run.
 //!
-//! Protocol: relevant = a user's test ratings ≥ 4; candidates = every item of the base file's
+//! Protocol: relevant = a user's test ratings ≥ a threshold (4 on MovieLens' 1–5 stars); candidates = every item of the base file's
 //! vocabulary the user did not rate in the base file; users = those with at least one relevant test
 //! item. A relevant item the base file never saw cannot be recommended but still counts in the
 //! user's number of relevant items (recall's and NDCG's denominators).
@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::data::databunch::CollabDataBunch;
 use crate::infer::Seen;
 
-/// A rating at least this high is relevant.
+/// A rating at least this high is relevant on MovieLens' scales.
 pub const RELEVANT_FROM: f32 = 4.0;
 
 /// Precision, recall, NDCG, MAP and hit rate at `k`, averaged over users, and catalogue coverage.
@@ -51,12 +51,13 @@ impl RankingMetrics {
     }
 }
 
-/// The users to rank for and their relevant item rows (0 for items the base file never saw).
-pub fn relevant(data: &CollabDataBunch) -> Vec<(u32, Vec<u32>)> {
+/// The users to rank for and their relevant item rows (rated `from` or higher; 0 for items the base
+/// file never saw).
+pub fn relevant(data: &CollabDataBunch, from: f32) -> Vec<(u32, Vec<u32>)> {
     let mut by_user: std::collections::BTreeMap<u32, Vec<u32>> = Default::default();
     for k in 0..data.valid.len() {
         let u = data.valid.users[k];
-        if u != 0 && data.valid.ratings[k] >= RELEVANT_FROM {
+        if u != 0 && data.valid.ratings[k] >= from {
             by_user.entry(u).or_default().push(data.valid.items[k]);
         }
     }
