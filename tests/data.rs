@@ -208,6 +208,9 @@ fn ratings_csv_ids_may_be_text() {
     fs::write(&path, "userId,movieId,rating\n1,2,4.5\nu3,2,5\n").unwrap();
     let msg = load_ratings_csv(&path, &CollabConfig::default()).unwrap_err().to_string();
     assert!(msg.contains("ratings.csv:3: field \"userId\": \"u3\" is not a whole number"), "{msg}");
+    fs::write(&path, "userId,movieId,rating\nu1,2,4.5\n#na#,2,5\n").unwrap();
+    let msg = load_ratings_csv(&path, &CollabConfig::default()).unwrap_err().to_string();
+    assert!(msg.contains("ratings.csv:3: field \"userId\": \"#na#\" names the vocabulary's row"), "{msg}");
     fs::write(&path, "userId,movieId,rating\nu1,2,4.5\n ,2,5\n").unwrap();
     let msg = load_ratings_csv(&path, &CollabConfig::default()).unwrap_err().to_string();
     assert!(msg.contains("ratings.csv:3: field \"userId\": empty id"), "{msg}");

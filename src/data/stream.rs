@@ -48,6 +48,9 @@ impl Ids {
             Ids::Numbers(ids) => ids.push(id.parse().map_err(|_| {
                 format!("{id:?} is not a whole number (the column's first id is one: ids are all numbers or all text)")
             })?),
+            Ids::Names { .. } if id == NA => {
+                return Err(format!("{NA:?} names the vocabulary's row for unknown ids; it cannot be an id"))
+            }
             Ids::Names { codes, names, index } => {
                 let code = match index.get(id) {
                     Some(&code) => code,
