@@ -249,7 +249,7 @@ fn rank(learn: &Learner, recipe: &Recipe, a: &TrainArgs) -> Result<Ranking> {
     let alpha = choose_alpha(&learn.data, recipe, &run, a.k, from)?;
     let ranking = rank_fold(&learn.data, std::slice::from_ref(learn), alpha, a.k, a.split.seed, from);
     println!(
-        "\nranking@{} on the validation rows ({} users with a rating of {from} or higher; blend = model + \
+        "\nranking@{} on the validation rows ({} users with a validation rating of {from} or higher; blend = model + \
          {alpha:.3}·ln(1+count), the weight chosen on a hold-out of the training rows)\n{ranking}",
         a.k, ranking.n_users
     );
