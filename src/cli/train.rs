@@ -227,8 +227,7 @@ fn far_from_bulk(data: &CollabDataBunch) -> Option<(f64, f64)> {
 /// The lesson's `y_range` when `ratings` lie within it (MovieLens' scales), else their range widened
 /// as the lesson widens 1–5 stars into (0, 5.5): a quarter of the span below, an eighth above.
 fn default_y_range(ratings: &[f32]) -> (f64, f64) {
-    let (lo, hi) =
-        ratings.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &r| (lo.min(r as f64), hi.max(r as f64)));
+    let (lo, hi) = span_of(ratings);
     let (l, h) = LESSON_Y_RANGE;
     if lo >= l && hi <= h || lo > hi {
         return LESSON_Y_RANGE;
@@ -242,8 +241,8 @@ fn default_y_range(ratings: &[f32]) -> (f64, f64) {
 fn rank(learn: &Learner, recipe: &Recipe, a: &TrainArgs) -> Result<Ranking> {
     let ratings = &learn.data.train.ratings;
     let from = a.relevant_from.unwrap_or_else(|| {
-        let (lo, hi) = ratings.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &r| (lo.min(r), hi.max(r)));
-        lo + 0.75 * (hi - lo)
+        let (lo, hi) = span_of(ratings);
+        (lo + 0.75 * (hi - lo)) as f32
     });
     let run = Run { mode: a.mode, device: a.device, seed: a.split.seed };
     let alpha = choose_alpha(&learn.data, recipe, &run, a.k, from)?;
@@ -254,6 +253,11 @@ fn rank(learn: &Learner, recipe: &Recipe, a: &TrainArgs) -> Result<Ranking> {
         a.k, ranking.n_users
     );
     Ok(ranking)
+}
+
+/// The lowest and highest of `ratings` (∞ and −∞ for none).
+fn span_of(ratings: &[f32]) -> (f64, f64) {
+    ratings.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &r| (lo.min(r as f64), hi.max(r as f64)))
 }
 
 /// `metrics.json` of `train`: the run's metrics, the recipe it trained and, with `--ranking`, the
