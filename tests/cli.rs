@@ -418,6 +418,35 @@ fn text_ids_train_and_serve_by_name() {
     assert!(out.status.success() && p.starts_with(&format!("user,item,prediction\n{user},\"{item}\",")), "{p}");
 }
 
+/// Negative numbers are values, not options: negative ids (users and items), an output range
+/// below zero, a negative threshold or popularity weight; a non-finite weight and a negative weight
+/// decay are refused by our own messages, not as unknown options.
+#[test]
+fn negative_numbers_are_values_not_options() {
+    let dir = common::temp_dir("cli-negative");
+    let mut csv = String::from("userId,movieId,rating\n");
+    for k in 0..3000 {
+        let (u, i) = (k % 40, k * 7 % 31);
+        csv += &format!("{},{},{:.1}\n", u as i64 - 20, i as i64 - 10, [-1.0, -0.5, 0.0, 0.5, 1.0][(u + i) % 5]);
+    }
+    std::fs::write(dir.join("signed.csv"), csv).unwrap();
+    let train = |extra: &[&str]| {
+        let args = [&["train", "--ratings", "signed.csv", "--epochs", "2", "--out", "run"][..], extra].concat();
+        fastcollab(&args, &dir)
+    };
+    let out = train(&["--y-range", "-1.25,1.25", "--ranking", "--relevant-from", "-0.5", "--export", "m.safetensors"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out =
+        fastcollab(&["recommend", "--model", "m.safetensors", "--user", "-3", "-n", "2", "--popularity", "-1"], &dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.lines().skip(1).all(|l| l.starts_with("-3 ")), "{text}");
+    let out = fastcollab(&["similar", "--model", "m.safetensors", "--item", "-2", "-n", "2"], &dir);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).lines().count() == 3);
+    let out = fastcollab(&["recommend", "--model", "m.safetensors", "--user", "-3", "--popularity", "NaN"], &dir);
+    fails_clearly(&out, "--popularity must be a finite number, got NaN");
+    fails_clearly(&train(&["--wd", "-1"]), "need wd ≥ 0");
+}
+
 #[test]
 fn exported_model_commands_and_their_csv_columns() {
     let dir = common::temp_dir("cli-infer");

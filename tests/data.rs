@@ -140,9 +140,15 @@ fn streaming_loader_matches_the_table_path() {
     assert_eq!(streamed.user_vocab.names(), table.user_vocab.names());
     assert_eq!(streamed.item_vocab.names(), table.item_vocab.names());
 
-    fs::write(&path, "movieId,userId,rating\n1,2,4.5\n3,-4,5\n").unwrap();
+    // Negative ids are numbers on both paths; a word among numbers is refused by line and field.
+    fs::write(&path, "userId,movieId,rating,timestamp\n2,1,4.5,7\n-4,3,5,8\n9,3,2,9\n").unwrap();
+    let (streamed_neg, table_neg) = (load_ratings_csv(&path, &cfg).unwrap(), read_latest_ratings(&path).unwrap());
+    let table_neg = CollabDataBunch::from_df(&table_neg, &cfg).unwrap();
+    assert_eq!(streamed_neg.user_vocab.names(), ["#na#", "-4", "2", "9"]);
+    assert_eq!(streamed_neg.user_vocab.names(), table_neg.user_vocab.names());
+    fs::write(&path, "movieId,userId,rating\n1,2,4.5\n3,x4,5\n").unwrap();
     let msg = load_ratings_csv(&path, &cfg).unwrap_err().to_string();
-    assert!(msg.contains("ratings.csv:3: field \"userId\": \"-4\" is not a whole number"), "{msg}");
+    assert!(msg.contains("ratings.csv:3: field \"userId\": \"x4\" is not a whole number"), "{msg}");
     // Tabs, semicolons or vertical bars where the header has no comma.
     for sep in ["\t", ";", "|"] {
         fs::write(&path, csv.replace(',', sep)).unwrap();
@@ -214,6 +220,34 @@ fn ratings_csv_ids_may_be_text() {
     fs::write(&path, "userId,movieId,rating\nu1,2,4.5\n ,2,5\n").unwrap();
     let msg = load_ratings_csv(&path, &CollabConfig::default()).unwrap_err().to_string();
     assert!(msg.contains("ratings.csv:3: field \"userId\": empty id"), "{msg}");
+}
+
+/// Numeric ids beyond `u32` (database keys) or negative, anywhere in the column: read as numbers,
+/// sorted by value, as pandas' int64 columns are (the first ids fit `u32`, later ones do not).
+#[test]
+fn ratings_csv_numeric_ids_may_be_negative_or_wide() {
+    use fastcollab::data::stream::load_ratings_csv;
+    let dir = common::temp_dir("wide-ids");
+    let path = dir.join("ratings.csv");
+    let users = ["7", "3", "-12", "9000000000", "-5000000000", "0"];
+    let mut csv = String::from("userId,movieId,rating\n");
+    for k in 0..300 {
+        csv += &format!("{},{},{}\n", users[k % 6], [5, -1, 4294967296i64][k % 3], 1 + k % 5);
+    }
+    fs::write(&path, &csv).unwrap();
+    let data = load_ratings_csv(&path, &CollabConfig { bs: 16, valid_pct: 0.1, ..Default::default() }).unwrap();
+    assert_eq!(data.user_vocab.names(), ["#na#", "-5000000000", "-12", "0", "3", "7", "9000000000"]);
+    assert_eq!(data.item_vocab.names(), ["#na#", "-1", "5", "4294967296"]);
+    assert!(data.user_vocab.is_numeric() && data.user_vocab.get("-012") == Some(2));
+    // Every rating keeps its own ids.
+    let lines: Vec<&str> = csv.lines().skip(1).collect();
+    for (u, i) in data.train.users.iter().zip(&data.train.items) {
+        let pair = format!("{},{},", data.user_vocab.name(*u as usize), data.item_vocab.name(*i as usize));
+        assert!(lines.iter().any(|l| l.starts_with(&pair)), "{pair}");
+    }
+    fs::write(&path, "userId,movieId,rating\n1,2,4.5\n-3,2,5\n99999999999999999999,2,5\n").unwrap();
+    let msg = load_ratings_csv(&path, &CollabConfig::default()).unwrap_err().to_string();
+    assert!(msg.contains("ratings.csv:4: field \"userId\": \"99999999999999999999\" is not a whole number"), "{msg}");
 }
 
 /// A few hundred mutated ratings files (bytes flipped, inserted, deleted, truncated): every one

@@ -66,21 +66,23 @@ fn export_then_load_learner_predicts_the_same_bits_without_the_data() {
     assert!(seen_3.iter().all(|s| all.iter().any(|r| &r.item == s)));
     // With a popularity weight: the items with the best prediction + α·ln(1 + count), as libtorch
     // computes them for every item (up to rounding: compared by score, not by order of near-ties).
-    let alpha = 0.7;
+    // A negative weight demotes popular items.
     let users: Vec<u32> = (1..rec.users().len() as u32).collect();
-    let ranked = rec.recommend_rows(&users, 10, false, alpha);
-    let bonus: Vec<f32> = rec.item_count().iter().map(|&c| (alpha * (c as f64).ln_1p()) as f32).collect();
-    let all = predict_all(&rec.model, &users) + Tensor::from_slice(&bonus).view([1, -1]);
-    for (r, (&u, got)) in users.iter().zip(&ranked).enumerate() {
-        let row = Vec::<f32>::try_from(all.get(r as i64)).unwrap();
-        let seen = rec.seen().items(u as usize);
-        let mut want: Vec<f32> =
-            (1..row.len()).filter(|i| seen.binary_search(&(*i as u32)).is_err()).map(|i| row[i]).collect();
-        want.sort_by(|a, b| b.total_cmp(a));
-        let got: Vec<f32> = got.iter().map(|s| row[rec.item_row(&s.item).unwrap() as usize]).collect();
-        assert_eq!(got.len(), 10);
-        for (k, (g, w)) in got.iter().zip(&want).enumerate() {
-            assert!((g - w).abs() <= 1e-5, "user {u}, rank {k}: {g} against the best {w}");
+    for alpha in [0.7, -0.7] {
+        let ranked = rec.recommend_rows(&users, 10, false, alpha);
+        let bonus: Vec<f32> = rec.item_count().iter().map(|&c| (alpha * (c as f64).ln_1p()) as f32).collect();
+        let all = predict_all(&rec.model, &users) + Tensor::from_slice(&bonus).view([1, -1]);
+        for (r, (&u, got)) in users.iter().zip(&ranked).enumerate() {
+            let row = Vec::<f32>::try_from(all.get(r as i64)).unwrap();
+            let seen = rec.seen().items(u as usize);
+            let mut want: Vec<f32> =
+                (1..row.len()).filter(|i| seen.binary_search(&(*i as u32)).is_err()).map(|i| row[i]).collect();
+            want.sort_by(|a, b| b.total_cmp(a));
+            let got: Vec<f32> = got.iter().map(|s| row[rec.item_row(&s.item).unwrap() as usize]).collect();
+            assert_eq!(got.len(), 10);
+            for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!((g - w).abs() <= 1e-5, "α {alpha}, user {u}, rank {k}: {g} against the best {w}");
+            }
         }
     }
     let err = rec.recommend("99999", 5, false).unwrap_err();

@@ -22,19 +22,19 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 10, requires = "scale")]
     n_factors: usize,
     /// Weight decay for --scale.
-    #[arg(long, default_value_t = 0.001, requires = "scale")]
+    #[arg(long, default_value_t = 0.001, requires = "scale", allow_negative_numbers = true)]
     wd: f64,
     /// Peak learning rate for --scale.
-    #[arg(long, default_value_t = 3e-3, requires = "scale")]
+    #[arg(long, default_value_t = 3e-3, requires = "scale", allow_negative_numbers = true)]
     lr: f64,
     /// One-cycle momentums (β1 at the ends and at the peak) for --scale.
-    #[arg(long, value_delimiter = ',', default_values_t = [0.95, 0.85], requires = "scale")]
+    #[arg(long, value_delimiter = ',', default_values_t = [0.95, 0.85], requires = "scale", allow_hyphen_values = true)]
     moms: Vec<f64>,
     /// Adam's β2 (fastai's `sqr_mom`) for --scale.
-    #[arg(long, default_value_t = 0.99999, requires = "scale")]
+    #[arg(long, default_value_t = 0.99999, requires = "scale", allow_negative_numbers = true)]
     sqr_mom: f64,
     /// Adam's ε for --scale.
-    #[arg(long, default_value_t = 1e-8, requires = "scale")]
+    #[arg(long, default_value_t = 1e-8, requires = "scale", allow_negative_numbers = true)]
     eps: f64,
     /// Seed of the synthetic dataset for --scale (its planted factors, ratings and split).
     #[arg(long, default_value_t = 42, requires = "scale")]

@@ -89,7 +89,7 @@ struct SplitArgs {
     #[arg(long)]
     data: Option<PathBuf>,
     /// Share of ratings held out for validation.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
     valid_pct: f64,
     /// Seed of the split (and of the shuffles and the initialisation when training).
     #[arg(long, default_value_t = 42)]

@@ -16,7 +16,7 @@ pub struct RecommendArgs {
     #[arg(long)]
     model: PathBuf,
     /// The user, as named in the training data.
-    #[arg(long, conflicts_with = "all")]
+    #[arg(long, conflicts_with = "all", allow_negative_numbers = true)]
     user: Option<String>,
     /// Recommend for every user of the model (use with --output).
     #[arg(long)]
@@ -33,8 +33,9 @@ pub struct RecommendArgs {
     include_seen: bool,
     /// Order by predicted rating + ALPHA·ln(1 + training count) instead of the predicted rating
     /// alone (scores stay predicted ratings). `cv --ranking` chose ALPHA between 1 and 2 on
-    /// ml-100k's base files, where it ranks better than both the model and MostPop.
-    #[arg(long, default_value_t = 0.0)]
+    /// ml-100k's base files, where it ranks better than both the model and MostPop. A negative
+    /// ALPHA demotes popular items instead (more of the long tail).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     popularity: f64,
     /// Write `user,rank,item,score` as CSV here instead of printing a table.
     #[arg(long)]
@@ -50,6 +51,9 @@ fn rows<'a>(user: &str, recs: &'a [Scored], output: Option<&'a Path>) -> impl It
 }
 
 pub fn run(a: RecommendArgs) -> Result<()> {
+    if !a.popularity.is_finite() {
+        bail!("--popularity must be a finite number, got {}", a.popularity);
+    }
     let rec = load_learner(&a.model)?;
     let header = ["user", "rank", "item", "score"];
     let mut out: Vec<Vec<String>> = Vec::new();

@@ -13,7 +13,7 @@ pub struct SimilarArgs {
     #[arg(long)]
     model: PathBuf,
     /// The item, as named in the training data (an id or a title).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     item: String,
     /// How many items.
     #[arg(short = 'n', long = "n", default_value_t = 10)]

@@ -35,7 +35,7 @@ pub struct TrainArgs {
     /// The model's output range, `LO,HI` (fastai's `y_range`). Default: the lesson's 0,5.5 when the
     /// training ratings lie within it, else the range of the training ratings widened as the
     /// lesson widens 1–5 stars (a quarter of the span below, an eighth above).
-    #[arg(long, value_delimiter = ',', value_name = "LO,HI")]
+    #[arg(long, value_delimiter = ',', value_name = "LO,HI", allow_hyphen_values = true)]
     y_range: Option<Vec<f64>>,
     /// Also rank every item for the validation users and report top-k precision, recall, NDCG,
     /// MAP, hit rate and coverage against MostPop and Random, as `cv --ranking` does (metrics.json:
@@ -47,7 +47,7 @@ pub struct TrainArgs {
     k: usize,
     /// A validation rating at least this high is relevant for --ranking. Default: three quarters of
     /// the way up the training ratings' range (4 on 1–5 stars, as `cv --ranking`).
-    #[arg(long, requires = "ranking")]
+    #[arg(long, requires = "ranking", allow_negative_numbers = true)]
     relevant_from: Option<f32>,
     /// Item column for ml-100k: `title` (the lesson) or `movieId`.
     #[arg(long, default_value = TITLE)]
@@ -61,17 +61,17 @@ pub struct TrainArgs {
     #[arg(long, conflicts_with = "use_nn")]
     n_factors: Option<usize>,
     /// Override the recipe's weight decay.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     wd: Option<f64>,
     /// Override the recipe's epochs.
     #[arg(long)]
     epochs: Option<usize>,
     /// Override the recipe's peak learning rate.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     lr: Option<f64>,
     /// Adam's β2 (fastai's `sqr_mom`; 0.99 unless given). On large sparse data a longer memory
     /// trains rarely rated rows better: see "Scale" in the README.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     sqr_mom: Option<f64>,
     /// Override the recipe's batch size.
     #[arg(long)]

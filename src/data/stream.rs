@@ -1,6 +1,6 @@
 //! Lean loading of large ratings files in the ml-latest layout (`ratings.csv` of MovieLens 25M and
 //! friends, or a practitioner's own): records are streamed, numeric ids parsed straight into `u32`
-//! (text ids into a number per distinct id) and ratings into `f32`, other columns skipped, and the
+//! (`i64` for a column holding negative or larger ids; text ids into a number per distinct id) and ratings into `f32`, other columns skipped, and the
 //! split and vocabularies built on those compact arrays. Memory stays close to twice the numbers
 //! themselves (12 bytes a rating), whatever the file's size.
 use std::collections::HashMap;
@@ -20,11 +20,14 @@ struct Raw {
     ratings: Vec<f32>,
 }
 
-/// One id column as read. Its first id decides its kind: whole numbers (`u32`, sorted by value in
-/// the vocabulary, as pandas' int64 columns are) or text (any other first id: every id is then
-/// taken as text, numbers too, and sorted as strings, as pandas' object columns are).
+/// One id column as read. Its first id decides its kind: whole numbers (sorted by value in the
+/// vocabulary, as pandas' int64 columns are) or text (any other first id: every id is then taken as
+/// text, numbers too, and sorted as strings, as pandas' object columns are).
 enum Ids {
+    /// Whole numbers, all within `u32` so far (4 bytes a rating).
     Numbers(Vec<u32>),
+    /// Whole numbers, some negative or beyond `u32` (database keys, hashes): any `i64`.
+    Wide(Vec<i64>),
     Names {
         /// Each rating's id, as its number in `names` (order of first appearance).
         codes: Vec<u32>,
@@ -36,7 +39,7 @@ enum Ids {
 impl Ids {
     /// An empty column whose kind `first` (its first id) decides.
     fn for_first(first: &str) -> Ids {
-        match first.parse::<u32>() {
+        match first.parse::<i64>() {
             Ok(_) => Ids::Numbers(Vec::new()),
             Err(_) => Ids::Names { codes: Vec::new(), names: Vec::new(), index: HashMap::new() },
         }
@@ -44,10 +47,18 @@ impl Ids {
 
     /// Appends `id` (trimmed, not empty), or says why it does not fit the column.
     fn push(&mut self, id: &str) -> std::result::Result<(), String> {
+        let not_whole = || {
+            format!("{id:?} is not a whole number (of 64 bits at most; the column's first id is one: ids are all numbers or all text)")
+        };
         match self {
-            Ids::Numbers(ids) => ids.push(id.parse().map_err(|_| {
-                format!("{id:?} is not a whole number (the column's first id is one: ids are all numbers or all text)")
-            })?),
+            Ids::Numbers(ids) => match id.parse::<u32>() {
+                Ok(x) => ids.push(x),
+                Err(_) => {
+                    let x: i64 = id.parse().map_err(|_| not_whole())?;
+                    *self = Ids::Wide(ids.iter().map(|&x| x as i64).chain([x]).collect());
+                }
+            },
+            Ids::Wide(ids) => ids.push(id.parse().map_err(|_| not_whole())?),
             Ids::Names { .. } if id == NA => {
                 return Err(format!("{NA:?} names the vocabulary's row for unknown ids; it cannot be an id"))
             }
@@ -72,11 +83,12 @@ impl Ids {
     fn encode(&self, train: &[usize]) -> (Vocab, Rows) {
         match self {
             Ids::Numbers(ids) => {
-                let mut seen: Vec<u32> = train.iter().map(|&r| ids[r]).collect();
-                seen.sort_unstable();
-                seen.dedup();
-                let names = std::iter::once(NA.to_string()).chain(seen.iter().map(u32::to_string)).collect();
-                (Vocab::from_names(names, true), Rows::Sorted(seen))
+                let (vocab, seen) = sorted_numbers(ids, train);
+                (vocab, Rows::Sorted(seen))
+            }
+            Ids::Wide(ids) => {
+                let (vocab, seen) = sorted_numbers(ids, train);
+                (vocab, Rows::SortedWide(seen))
             }
             Ids::Names { codes, names, .. } => {
                 let mut seen: Vec<u32> = train.iter().map(|&r| codes[r]).collect();
@@ -94,10 +106,20 @@ impl Ids {
     }
 }
 
+/// The vocabulary of the numeric ids at `train` and those ids, sorted and distinct.
+fn sorted_numbers<T: Ord + Copy + ToString>(ids: &[T], train: &[usize]) -> (Vocab, Vec<T>) {
+    let mut seen: Vec<T> = train.iter().map(|&r| ids[r]).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    let names = std::iter::once(NA.to_string()).chain(seen.iter().map(T::to_string)).collect();
+    (Vocab::from_names(names, true), seen)
+}
+
 /// Where each id of an [`Ids`] column sits in its vocabulary.
 enum Rows {
     /// The sorted training ids of a numeric column (row `k + 1` is `ids[k]`).
     Sorted(Vec<u32>),
+    SortedWide(Vec<i64>),
     /// The row of each text id, by its code.
     ByCode(Vec<u32>),
 }
@@ -107,6 +129,7 @@ impl Rows {
     fn of(&self, ids: &Ids, r: usize) -> u32 {
         match (self, ids) {
             (Rows::Sorted(known), Ids::Numbers(ids)) => known.binary_search(&ids[r]).map_or(0, |k| k as u32 + 1),
+            (Rows::SortedWide(known), Ids::Wide(ids)) => known.binary_search(&ids[r]).map_or(0, |k| k as u32 + 1),
             (Rows::ByCode(row), Ids::Names { codes, .. }) => row[codes[r] as usize],
             _ => unreachable!("rows are built from the same column"),
         }

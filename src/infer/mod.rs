@@ -183,12 +183,13 @@ impl Recommender {
             .ok_or_else(|| Error::UnknownUser { name: user.to_string(), close: self.users.closest(user, 3) })
     }
 
-    /// [`Recommender::recommend`] for user rows, in chunks (bounded memory). With `popularity`
-    /// α > 0 the items are ordered by predicted rating + α·ln(1 + training count) (the ranking
-    /// option of `cv --ranking`), and still scored by predicted rating.
+    /// [`Recommender::recommend`] for user rows, in chunks (bounded memory). With a finite
+    /// `popularity` α ≠ 0 the items are ordered by predicted rating + α·ln(1 + training count) (the
+    /// ranking option of `cv --ranking` when α > 0; α < 0 pushes the long tail), and still scored
+    /// by predicted rating; a non-finite α is ignored.
     pub fn recommend_rows(&self, users: &[u32], n: usize, include_seen: bool, popularity: f64) -> Vec<Vec<Scored>> {
         let exclude = (!include_seen).then_some(&self.seen);
-        let top = if popularity > 0.0 {
+        let top = if popularity != 0.0 && popularity.is_finite() {
             let bonus: Vec<f32> = self.item_count.iter().map(|&c| (popularity * (c as f64).ln_1p()) as f32).collect();
             rank::top_n_with_bonus(&self.model, users, n, exclude, &bonus)
         } else {
