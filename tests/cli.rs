@@ -418,6 +418,34 @@ fn text_ids_train_and_serve_by_name() {
     assert!(out.status.success() && p.starts_with(&format!("user,item,prediction\n{user},\"{item}\",")), "{p}");
 }
 
+/// `train --valid-ratings`: a split of one's own. The run validates on that file (its metrics and
+/// exported provenance say so), and its ratings are checked as the training file's are.
+#[test]
+fn train_with_a_validation_file_of_ones_own() {
+    let dir = common::temp_dir("cli-valid-file");
+    let text = std::fs::read_to_string(ratings_csv(&dir, 3000)).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(dir.join("early.csv"), lines[..2501].join("\n") + "\n").unwrap();
+    std::fs::write(
+        dir.join("late.csv"),
+        [lines[0]].iter().chain(&lines[2501..]).copied().collect::<Vec<_>>().join("\n"),
+    )
+    .unwrap();
+    let args = ["train", "--ratings", "early.csv", "--valid-ratings", "late.csv", "--epochs", "2", "--out", "run"];
+    let out = fastcollab(&[&args[..], &["--export", "m.safetensors"]].concat(), &dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run/metrics.json")).unwrap()).unwrap();
+    assert_eq!(m["split"], "given");
+    assert_eq!(m["valid_loss"].as_array().unwrap().len(), 2);
+    let info = String::from_utf8_lossy(&fastcollab(&["info", "--model", "m.safetensors"], &dir).stdout).into_owned();
+    assert!(info.contains("early.csv") && info.contains("late.csv"), "{info}");
+    // A typo in the validation file is refused by line, as in the training file.
+    std::fs::write(dir.join("late.csv"), format!("{}\n7,8,1e30,50\n", lines[0])).unwrap();
+    fails_clearly(&fastcollab(&args, &dir), "late.csv:2: field \"rating\"");
+    assert!(!fastcollab(&[&args[..], &["--valid-pct", "0.2"]].concat(), &dir).status.success());
+}
+
 /// Negative numbers are values, not options: negative ids (users and items), an output range
 /// below zero, a negative threshold or popularity weight; a non-finite weight and a negative weight
 /// decay are refused by our own messages, not as unknown options.

@@ -222,6 +222,33 @@ fn ratings_csv_ids_may_be_text() {
     assert!(msg.contains("ratings.csv:3: field \"userId\": empty id"), "{msg}");
 }
 
+/// A split of one's own: the training file's rows train and the validation file's validate, in
+/// file order; the vocabularies hold the training ids only (an id only the validation file has is
+/// `#na#`), and the validation file's ids must be of the training file's kind.
+#[test]
+fn ratings_csv_with_a_validation_file() {
+    use fastcollab::data::stream::load_train_valid_csv;
+    let dir = common::temp_dir("valid-file");
+    let (train, valid) = (dir.join("train.csv"), dir.join("valid.tsv"));
+    fs::write(&train, "userId,movieId,rating,timestamp\n3,10,4,1\n1,20,2,2\n3,20,5,3\n2,10,1,4\n").unwrap();
+    // Its own separator; a user and an item the training file does not have.
+    fs::write(&valid, "userId\tmovieId\trating\n1\t10\t3\n9\t20\t4.5\n2\t30\t2\n").unwrap();
+    let cfg = CollabConfig { bs: 2, valid_pct: 0.5, ..Default::default() };
+    let data = load_train_valid_csv(&train, &valid, &cfg).unwrap();
+    assert_eq!(data.user_vocab.names(), ["#na#", "1", "2", "3"]);
+    assert_eq!(data.item_vocab.names(), ["#na#", "10", "20"]);
+    assert_eq!((data.train.users.clone(), data.train.items.clone()), (vec![3, 1, 3, 2], vec![1, 2, 2, 1]));
+    assert_eq!(data.train.ratings, [4.0, 2.0, 5.0, 1.0]);
+    assert_eq!((data.valid.users.clone(), data.valid.items.clone()), (vec![1, 0, 2], vec![1, 2, 0]));
+    assert_eq!(data.valid.ratings, [3.0, 4.5, 2.0]);
+    let p = &data.provenance;
+    assert_eq!((p.split.as_str(), p.valid_pct, p.sources.len()), ("given", 0.0, 2));
+    fs::write(&valid, "userId,movieId,rating\n1,10,3\nbob,20,4\n").unwrap();
+    let msg = load_train_valid_csv(&train, &valid, &cfg).unwrap_err().to_string();
+    assert!(msg.contains("valid.tsv:3: field \"userId\": \"bob\" is not a whole number"), "{msg}");
+    assert!(msg.contains("the column's first id, in ") && msg.contains("train.csv, is one"), "{msg}");
+}
+
 /// Numeric ids beyond `u32` (database keys) or negative, anywhere in the column: read as numbers,
 /// sorted by value, as pandas' int64 columns are (the first ids fit `u32`, later ones do not).
 #[test]

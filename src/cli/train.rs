@@ -4,13 +4,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use fastcollab::data::movielens::TITLE;
-use fastcollab::data::stream::load_ratings_csv;
+use fastcollab::data::stream::{load_ratings_csv, load_train_valid_csv};
 use fastcollab::evaluate::{choose_alpha, rank_fold, Ranking};
 use fastcollab::plot::plot_lr_find;
 use fastcollab::recipe::{self, Recipe, RecipeName, Run, LESSON_Y_RANGE};
 use fastcollab::{
-    collab_learner, CollabDataBunch, CollabLearnerConfig, DeviceChoice, EmbeddingNNConfig, Learner, LrFindConfig,
-    Metrics, ModelConfig, MovieLens100k, TrainMode,
+    collab_learner, CollabConfig, CollabDataBunch, CollabLearnerConfig, DeviceChoice, EmbeddingNNConfig, Learner,
+    LrFindConfig, Metrics, ModelConfig, MovieLens100k, TrainMode,
 };
 
 #[derive(Args)]
@@ -23,6 +23,10 @@ pub struct TrainArgs {
     /// three columns (fastai's default). Ids may be numbers or text.
     #[arg(long)]
     ratings: Option<PathBuf>,
+    /// Validate on the ratings of this CSV (the same columns) instead of a random share of
+    /// --ratings: a split of your own, e.g. by time. --ratings then trains on all its rows.
+    #[arg(long, requires = "ratings", conflicts_with = "valid_pct")]
+    valid_ratings: Option<PathBuf>,
     /// The --ratings column holding the users.
     #[arg(long, requires = "ratings")]
     user_col: Option<String>,
@@ -193,10 +197,14 @@ fn load_csv(csv: &Path, a: &TrainArgs, bs: usize, y_range: Option<(f64, f64)>) -
     let mut cfg = a.split.config("movieId", bs, y_range.unwrap_or(LESSON_Y_RANGE));
     (cfg.user_name, cfg.item_name, cfg.rating_name) = (a.user_col.clone(), a.item_col.clone(), a.rating_col.clone());
     cfg.rating_range = cfg.rating_range.filter(|_| y_range.is_some());
-    let data = load_ratings_csv(csv, &cfg)?;
+    let load = |cfg: &CollabConfig| match &a.valid_ratings {
+        Some(valid) => load_train_valid_csv(csv, valid, cfg),
+        None => load_ratings_csv(csv, cfg),
+    };
+    let data = load(&cfg)?;
     if let (None, Some(accepted)) = (y_range, far_from_bulk(&data)) {
         cfg.rating_range = Some(accepted);
-        load_ratings_csv(csv, &cfg).context(
+        load(&cfg).context(
             "without --y-range, ratings are accepted within the span of their bulk (1st to 99th percentile) \
              around it; --y-range LO,HI accepts LO−(HI−LO) to HI+(HI−LO)",
         )?;

@@ -9,7 +9,7 @@ use std::path::Path;
 use super::databunch::{CollabConfig, CollabDataBunch, Encoded};
 use super::provenance::Source;
 use super::read::{check_regular_file, delimiter_of, parse_error};
-use super::split::random_split;
+use super::split::{random_split, Split};
 use super::vocab::{Vocab, NA};
 use crate::error::{Error, Result};
 
@@ -45,10 +45,14 @@ impl Ids {
         }
     }
 
-    /// Appends `id` (trimmed, not empty), or says why it does not fit the column.
-    fn push(&mut self, id: &str) -> std::result::Result<(), String> {
+    /// Appends `id` (trimmed, not empty), or says why it does not fit the column (whose first id
+    /// was read `decided_in`: empty for this file).
+    fn push(&mut self, id: &str, decided_in: &str) -> std::result::Result<(), String> {
         let not_whole = || {
-            format!("{id:?} is not a whole number (of 64 bits at most; the column's first id is one: ids are all numbers or all text)")
+            format!(
+                "{id:?} is not a whole number (of 64 bits at most; the column's first id{decided_in} is one: ids are \
+                 all numbers or all text)"
+            )
         };
         match self {
             Ids::Numbers(ids) => match id.parse::<u32>() {
@@ -141,9 +145,15 @@ const DEFAULT_NAMES: [&str; 3] = ["userId", "movieId", "rating"];
 
 /// Reads the users, items and ratings of `path` from the columns named `names` (`None`:
 /// [`DEFAULT_NAMES`]' where the header has it, else the column in that position, as fastai's
-/// `from_df` takes the first three), checking ratings against `range`; returns the header's names
-/// of the columns read.
-fn read(path: &Path, names: [Option<&str>; 3], range: Option<(f64, f64)>) -> Result<(Raw, [String; 3])> {
+/// `from_df` takes the first three), checking ratings against `range`, after the ratings of `before`
+/// (those of another file, named, whose first ids decided the columns' kinds); returns the header's
+/// names of the columns read.
+fn read(
+    path: &Path,
+    names: [Option<&str>; 3],
+    range: Option<(f64, f64)>,
+    before: Option<(Raw, &Path)>,
+) -> Result<(Raw, [String; 3])> {
     check_regular_file(path)?;
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut input = std::io::BufReader::with_capacity(1 << 20, file);
@@ -179,7 +189,8 @@ fn read(path: &Path, names: [Option<&str>; 3], range: Option<(f64, f64)>) -> Res
         );
         return Err(parse_error(path, 1, "-", &message));
     }
-    let mut raw: Option<Raw> = None;
+    let decided_in = before.as_ref().map(|(_, first)| format!(", in {},", first.display())).unwrap_or_default();
+    let mut raw = before.map(|(raw, _)| raw);
     let mut record = csv::ByteRecord::new();
     loop {
         match reader.read_byte_record(&mut record) {
@@ -205,8 +216,8 @@ fn read(path: &Path, names: [Option<&str>; 3], range: Option<(f64, f64)>) -> Res
             items: Ids::for_first(item),
             ratings: Vec::new(),
         });
-        raw.users.push(user).map_err(|message| parse_error(path, line, &names[0], &message))?;
-        raw.items.push(item).map_err(|message| parse_error(path, line, &names[1], &message))?;
+        raw.users.push(user, &decided_in).map_err(|message| parse_error(path, line, &names[0], &message))?;
+        raw.items.push(item, &decided_in).map_err(|message| parse_error(path, line, &names[1], &message))?;
         let text = field(2)?;
         let rating: f32 = text
             .trim()
@@ -236,10 +247,34 @@ fn read(path: &Path, names: [Option<&str>; 3], range: Option<(f64, f64)>) -> Res
 /// where the header has them, else from the first, second and third columns (fastai's default).
 /// In each id column the ids are all whole numbers or all text, as its first id says.
 pub fn load_ratings_csv(path: &Path, cfg: &CollabConfig) -> Result<CollabDataBunch> {
+    load(path, None, cfg)
+}
+
+/// [`load_ratings_csv`] with the validation rows given in a second file (the same columns), for
+/// a split of one's own (by time, by user): `train`'s rows train, `valid`'s validate; `cfg`'s
+/// `valid_pct` and split method are not used. As with a random split, the vocabularies hold the
+/// training ids only, and an id that only `valid` has is `#na#`. The ids of `valid` must be of
+/// `train`'s kind (whole numbers or text).
+pub fn load_train_valid_csv(train: &Path, valid: &Path, cfg: &CollabConfig) -> Result<CollabDataBunch> {
+    load(train, Some(valid), cfg)
+}
+
+fn load(path: &Path, valid_path: Option<&Path>, cfg: &CollabConfig) -> Result<CollabDataBunch> {
     cfg.validate()?;
-    let names = [&cfg.user_name, &cfg.item_name, &cfg.rating_name].map(Option::as_deref);
-    let (raw, names) = read(path, names, cfg.rating_range)?;
-    let split = random_split(raw.ratings.len(), cfg.valid_pct, cfg.seed, cfg.split)?;
+    let columns = [&cfg.user_name, &cfg.item_name, &cfg.rating_name].map(Option::as_deref);
+    let (raw, names) = read(path, columns, cfg.rating_range, None)?;
+    let (raw, split, sources) = match valid_path {
+        None => {
+            let split = random_split(raw.ratings.len(), cfg.valid_pct, cfg.seed, cfg.split)?;
+            (raw, split, vec![Source::of(path)?])
+        }
+        Some(valid_path) => {
+            let n_train = raw.ratings.len();
+            let (raw, _) = read(valid_path, columns, cfg.rating_range, Some((raw, path)))?;
+            let split = Split { train: (0..n_train).collect(), valid: (n_train..raw.ratings.len()).collect() };
+            (raw, split, vec![Source::of(path)?, Source::of(valid_path)?])
+        }
+    };
     let (user_vocab, users) = raw.users.encode(&split.train);
     let (item_vocab, items) = raw.items.encode(&split.train);
     let encode = |rows: &[usize]| Encoded {
@@ -248,10 +283,12 @@ pub fn load_ratings_csv(path: &Path, cfg: &CollabConfig) -> Result<CollabDataBun
         ratings: rows.iter().map(|&r| raw.ratings[r]).collect(),
     };
     let (train, valid) = (encode(&split.train), encode(&split.valid));
-    let mut data = CollabDataBunch::from_encoded(train, valid, user_vocab, item_vocab, cfg.bs, cfg.seed)
-        .with_sources(vec![Source::of(path)?]);
-    data.provenance.split = cfg.split.to_string();
-    data.provenance.valid_pct = cfg.valid_pct;
+    let mut data =
+        CollabDataBunch::from_encoded(train, valid, user_vocab, item_vocab, cfg.bs, cfg.seed).with_sources(sources);
+    if valid_path.is_none() {
+        data.provenance.split = cfg.split.to_string();
+        data.provenance.valid_pct = cfg.valid_pct;
+    }
     data.provenance.columns = names.clone();
     data.names = names;
     Ok(data)
