@@ -440,6 +440,14 @@ fn train_with_a_validation_file_of_ones_own() {
     assert_eq!(m["valid_loss"].as_array().unwrap().len(), 2);
     let info = String::from_utf8_lossy(&fastcollab(&["info", "--model", "m.safetensors"], &dir).stdout).into_owned();
     assert!(info.contains("early.csv") && info.contains("late.csv"), "{info}");
+    // `predict` on a file with ratings scores them: on the validation file, the fit's last valid loss.
+    let out = fastcollab(&["predict", "--model", "m.safetensors", "--input", "late.csv", "--output", "p.csv"], &dir);
+    let want = format!("MSE {:.6}", m["valid_loss"][1].as_f64().unwrap());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.contains(&want), "{want} in {stderr}");
+    std::fs::write(dir.join("odd.csv"), format!("{}\n7,8,4,1\n7,8,four,2\n", lines[0])).unwrap();
+    let out = fastcollab(&["predict", "--model", "m.safetensors", "--input", "odd.csv"], &dir);
+    fails_clearly(&out, "odd.csv:3: field \"rating\": \"four\" is not a finite number");
     // A typo in the validation file is refused by line, as in the training file.
     std::fs::write(dir.join("late.csv"), format!("{}\n7,8,1e30,50\n", lines[0])).unwrap();
     fails_clearly(&fastcollab(&args, &dir), "late.csv:2: field \"rating\"");

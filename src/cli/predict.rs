@@ -1,9 +1,9 @@
 //! `fastcollab predict`: ratings for (user, item) pairs from a CSV file.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use clap::Args;
-use fastcollab::{load_learner, read_delimited, ReadOptions};
+use fastcollab::{load_learner, metrics, read_delimited, ReadOptions, Table};
 
 use super::output::number;
 
@@ -13,7 +13,8 @@ pub struct PredictArgs {
     #[arg(long)]
     model: PathBuf,
     /// CSV with a header and the user and item columns, named as in the training data (e.g.
-    /// `userId,title`) or `user,item`.
+    /// `userId,title`) or `user,item`. With a rating column too (named as in the training data, or
+    /// `rating`), the predictions' MSE, RMSE and MAE against it are printed on stderr.
     #[arg(long)]
     input: PathBuf,
     /// Write `user,item,prediction` as CSV here instead of printing a table.
@@ -42,10 +43,32 @@ pub fn run(a: PredictArgs) -> Result<()> {
             pairs.len()
         );
     }
+    if let Some(name) = [&rec.meta.names[2][..], "rating"].into_iter().find(|n| table.column(n).is_ok()) {
+        let targets = ratings(&table, name, &a.input)?;
+        let (p, t) = (&preds[..], &targets[..]);
+        eprintln!(
+            "against column {name:?} ({} rows): MSE {:.6}, RMSE {:.6}, MAE {:.6}",
+            t.len(),
+            metrics::mse(p, t),
+            metrics::rmse(p, t),
+            metrics::mae(p, t)
+        );
+    }
     let rows: Vec<Vec<String>> = pairs
         .iter()
         .zip(&preds)
         .map(|((u, i), &p)| vec![u.to_string(), i.to_string(), number(p, a.output.as_deref())])
         .collect();
     super::output::emit(&["user", "item", "prediction"], &rows, a.output.as_deref())
+}
+
+/// The ratings in column `name` of `table` (read from `path`), or which line holds no number.
+fn ratings(table: &Table, name: &str, path: &Path) -> Result<Vec<f32>> {
+    let col = table.column(name)?;
+    if let Some(values) = col.to_f64().filter(|v| v.iter().all(|x| x.is_finite())) {
+        return Ok(values.into_iter().map(|x| x as f32).collect());
+    }
+    let bad = (0..table.len()).find(|&r| !col.value(r).to_string().trim().parse::<f64>().is_ok_and(f64::is_finite));
+    let r = bad.unwrap_or(0);
+    bail!("{}:{}: field {name:?}: {:?} is not a finite number", path.display(), r + 2, col.value(r).to_string())
 }
