@@ -68,7 +68,12 @@ fn ratings(table: &Table, name: &str, path: &Path) -> Result<Vec<f32>> {
     if let Some(values) = col.to_f64().filter(|v| v.iter().all(|x| x.is_finite())) {
         return Ok(values.into_iter().map(|x| x as f32).collect());
     }
-    let bad = (0..table.len()).find(|&r| !col.value(r).to_string().trim().parse::<f64>().is_ok_and(f64::is_finite));
-    let r = bad.unwrap_or(0);
-    bail!("{}:{}: field {name:?}: {:?} is not a finite number", path.display(), r + 2, col.value(r).to_string())
+    let r = (0..table.len())
+        .find(|&r| !col.value(r).to_string().trim().parse::<f64>().is_ok_and(f64::is_finite))
+        .unwrap_or(0);
+    // The file's line of record `r` (a quoted field may span lines), read again for the message.
+    let delimiter = ReadOptions::sniffed(path)?.delimiter;
+    let mut reader = csv::ReaderBuilder::new().delimiter(delimiter).from_path(path)?;
+    let line = reader.byte_records().nth(r).and_then(|rec| Some(rec.ok()?.position()?.line())).unwrap_or(0);
+    bail!("{}:{line}: field {name:?}: {:?} is not a finite number", path.display(), col.value(r).to_string())
 }
