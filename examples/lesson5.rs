@@ -81,7 +81,7 @@ fn main() -> Result<()> {
     let titles: Vec<&str> = top.iter().map(|t| t.0.as_str()).collect();
     println!("top_movies[:10] = {:?}\n", &titles[..10]);
     let biases = ranked(&learn.bias(&titles, true)?, &titles);
-    println!("{}", Extremes { what: "item bias", ranked: &biases, stats: &top, n: 15 });
+    println!("{}", Extremes { what: "item bias", name: "title", ranked: &biases, stats: &top, n: 15 });
 
     let movie_pca = pca(&learn.weight(&titles, true)?, 3)?;
     let ratio: Vec<String> = movie_pca.explained_ratio.iter().map(|r| format!("{:.1}%", 100.0 * r)).collect();
@@ -89,7 +89,7 @@ fn main() -> Result<()> {
     let facs = [movie_pca.factor(0)?, movie_pca.factor(1)?, movie_pca.factor(2)?];
     for (what, fac) in [("fac0", &facs[0]), ("fac1", &facs[1])] {
         let ranked = ranked(&Tensor::from_slice(fac), &titles);
-        println!("{}", Extremes { what, ranked: &ranked, stats: &top, n: 10 });
+        println!("{}", Extremes { what, name: "title", ranked: &ranked, stats: &top, n: 10 });
     }
     let points: Vec<_> = (0..50).map(|i| (facs[0][i], facs[2][i], titles[i].to_string())).collect();
     let title = "50 most-rated movies on PCA factors 0 and 2";

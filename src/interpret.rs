@@ -19,28 +19,51 @@ pub fn lookup(vocab: &Vocab, name: &str, is_item: bool) -> Result<u32> {
     })
 }
 
-fn rows<S: AsRef<str>>(learn: &Learner, names: &[S], is_item: bool) -> Result<Tensor> {
-    let vocab = if is_item { &learn.data.item_vocab } else { &learn.data.user_vocab };
+fn rows<S: AsRef<str>>(vocab: &Vocab, names: &[S], is_item: bool) -> Result<Tensor> {
     let idx = names.iter().map(|n| lookup(vocab, n.as_ref(), is_item).map(i64::from)).collect::<Result<Vec<_>>>()?;
     Ok(Tensor::from_slice(&idx))
+}
+
+/// The biases of `model`'s named items (`is_item`, names from `vocab`) or users, shape `[len]`, on
+/// the CPU: [`Learner::bias`], and the same for an exported model.
+pub(crate) fn bias_of<S: AsRef<str>>(model: &CollabModel, vocab: &Vocab, names: &[S], is_item: bool) -> Result<Tensor> {
+    let CollabModel::DotBias(m) = model else {
+        return Err(Error::Unsupported("bias() needs an EmbeddingDotBias model; EmbeddingNN has no biases".into()));
+    };
+    let table = if is_item { &m.i_bias } else { &m.u_bias };
+    let idx = rows(vocab, names, is_item)?;
+    Ok(tch::no_grad(|| table.to(Device::Cpu).index_select(0, &idx).squeeze_dim(1).to_kind(Kind::Float)))
+}
+
+/// The factor vectors of `model`'s named items or users, shape `[len, n_factors]`, on the CPU:
+/// [`Learner::weight`], and the same for an exported model.
+pub(crate) fn weight_of<S: AsRef<str>>(
+    model: &CollabModel,
+    vocab: &Vocab,
+    names: &[S],
+    is_item: bool,
+) -> Result<Tensor> {
+    let idx = rows(vocab, names, is_item)?;
+    Ok(tch::no_grad(|| model.weight_table(is_item).to(Device::Cpu).index_select(0, &idx)))
 }
 
 impl Learner {
     /// The learned biases of the named items (`is_item`) or users, shape `[len]`, on the CPU.
     pub fn bias<S: AsRef<str>>(&self, names: &[S], is_item: bool) -> Result<Tensor> {
-        let CollabModel::DotBias(m) = &self.model else {
-            return Err(Error::Unsupported("bias() needs an EmbeddingDotBias model; EmbeddingNN has no biases".into()));
-        };
-        let table = if is_item { &m.i_bias } else { &m.u_bias };
-        let idx = rows(self, names, is_item)?;
-        Ok(tch::no_grad(|| table.to(Device::Cpu).index_select(0, &idx).squeeze_dim(1).to_kind(Kind::Float)))
+        bias_of(&self.model, self.vocab(is_item), names, is_item)
     }
 
     /// The learned factor vectors of the named items or users, shape `[len, n_factors]`, on the CPU.
     pub fn weight<S: AsRef<str>>(&self, names: &[S], is_item: bool) -> Result<Tensor> {
-        let table = self.model.weight_table(is_item);
-        let idx = rows(self, names, is_item)?;
-        Ok(tch::no_grad(|| table.to(Device::Cpu).index_select(0, &idx)))
+        weight_of(&self.model, self.vocab(is_item), names, is_item)
+    }
+
+    fn vocab(&self, is_item: bool) -> &Vocab {
+        if is_item {
+            &self.data.item_vocab
+        } else {
+            &self.data.user_vocab
+        }
     }
 }
 
@@ -65,6 +88,8 @@ pub fn ranked<S: AsRef<str>>(values: &Tensor, names: &[S]) -> Vec<(f64, String)>
 pub struct Extremes<'a> {
     /// What the values are, for the headings (e.g. "item bias", "fac0").
     pub what: &'a str,
+    /// What the names are, for the headings (e.g. "title", "item").
+    pub name: &'a str,
     /// `(value, name)`, lowest first.
     pub ranked: &'a [(f64, String)],
     /// `(name, count, mean rating)` per item; a name without one shows `-`.
@@ -81,7 +106,7 @@ impl fmt::Display for Extremes<'_> {
             ("highest", self.ranked.iter().rev().take(self.n).collect()),
         ];
         for (end, rows) in ends {
-            writeln!(f, "{}, {end} {} (value, title, mean rating):", self.what, rows.len())?;
+            writeln!(f, "{}, {end} {} (value, {}, mean rating):", self.what, rows.len(), self.name)?;
             for (value, name) in rows {
                 writeln!(f, "  {value:>8.4}  {name}  {}", mean(name))?;
             }

@@ -108,9 +108,16 @@ fn train_records_the_recipe_it_trained() {
     assert_eq!((dot["n_factors"].as_u64(), dot["wd"].as_f64()), (Some(12), Some(0.05)));
     assert_eq!((dot["sqr_mom"].as_f64(), dot["eps"].as_f64()), (Some(0.999), Some(1e-8)));
     assert_eq!(dot["y_range"], serde_json::json!([0.0, 5.5]));
-    let nn = recipe(&["--use-nn", "--layers", "20,10"], "nn");
+    let nn = recipe(&["--use-nn", "--layers", "20,10", "--export", "nn.safetensors"], "nn");
     assert_eq!(nn["layers"], serde_json::json!([20, 10]));
     assert!(nn.get("n_factors").is_none(), "EmbeddingNN has no factor count: {nn}");
+    // `interpret` reads an EmbeddingNN's item embeddings (it has no biases).
+    let out = fastcollab(&["interpret", "--model", "nn.safetensors", "-n", "2"], &dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("EmbeddingNN has no biases") && text.contains("fac1, highest 2"),
+        "{text}"
+    );
 
     // Flags that would be ignored by the model asked for are refused, not dropped.
     let refused = |args: &[&str], expected: &str| {
@@ -529,6 +536,14 @@ fn exported_model_commands_and_their_csv_columns() {
     let out = fastcollab(&["similar", "--model", "m.safetensors", "--item", "7", "-n", "4", "--output", "s.csv"], &dir);
     assert!(out.status.success());
     assert!(read("s.csv").starts_with("item,rank,similar,score\n7,1,"));
+    // The lesson's reading of the model: item biases, PCA of the factors, the labelled plot.
+    let out = fastcollab(&["interpret", "--model", "m.safetensors", "-n", "2", "--plot", "pca.png"], &dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for heading in ["item bias, lowest 2 (value, movieId, mean rating):", "fac0, highest 2", "fac1, lowest 2"] {
+        assert!(text.contains(heading), "{heading} in {text}");
+    }
+    assert!(std::fs::metadata(dir.join("pca.png")).unwrap().len() > 10_000);
     std::fs::write(dir.join("junk.safetensors"), "not a model").unwrap();
     fails_clearly(&fastcollab(&["info", "--model", "junk.safetensors"], &dir), "junk.safetensors");
 }

@@ -43,11 +43,30 @@ fn export_then_load_learner_predicts_the_same_bits_without_the_data() {
         .filter(|&k| learn.data.user_vocab.name(learn.data.train.users[k] as usize) == "3")
         .map(|k| learn.data.item_vocab.name(learn.data.train.items[k] as usize).to_string())
         .collect();
+    // What the lesson reads from the learner, for the 20 most rated training items: count and mean
+    // rating of their training ratings, biases, factor vectors.
+    let mut stats = std::collections::BTreeMap::<String, (usize, f64)>::new();
+    for (&i, &r) in learn.data.train.items.iter().zip(&learn.data.train.ratings) {
+        let entry = stats.entry(learn.data.item_vocab.name(i as usize).to_string()).or_default();
+        *entry = (entry.0 + 1, entry.1 + r as f64);
+    }
+    let mut most_rated: Vec<(String, usize, f64)> = stats.into_iter().map(|(n, (c, s))| (n, c, s / c as f64)).collect();
+    most_rated.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let top: Vec<String> = most_rated.iter().take(20).map(|t| t.0.clone()).collect();
+    let floats = |t: Tensor| Vec::<f32>::try_from(t.flatten(0, -1)).unwrap();
+    let (top_bias, top_weight) = (floats(learn.bias(&top, true).unwrap()), floats(learn.weight(&top, true).unwrap()));
     drop(learn);
     std::fs::remove_file(&csv).unwrap();
 
     let rec = load_learner(&model).unwrap();
     assert_eq!(rec.predict_rows(&valid.users, &valid.items), expected, "not the same bits");
+    let read = rec.most_rated();
+    assert_eq!(read.len(), most_rated.len());
+    for (got, want) in read.iter().zip(&most_rated) {
+        assert!(got.0 == want.0 && got.1 == want.1 && (got.2 - want.2).abs() < 1e-9, "{got:?} against {want:?}");
+    }
+    assert_eq!(floats(rec.item_bias(&top).unwrap()), top_bias);
+    assert_eq!(floats(rec.item_weight(&top).unwrap()), top_weight);
     assert_eq!(rec.predict("3", "7").unwrap(), by_name);
     let m = &rec.meta;
     assert_eq!((m.format.as_str(), m.format_version), ("fastcollab", 1));

@@ -41,7 +41,7 @@ fn extremes_lists_both_ends_with_mean_ratings() {
     let names = ["a", "b", "c", "d"];
     let ranked = ranked(&Tensor::from_slice(&[0.5f64, -1.0, 2.0, 0.0]), &names);
     let stats = [("b".to_string(), 3, 1.5), ("c".to_string(), 9, 4.25)];
-    let text = Extremes { what: "bias", ranked: &ranked, stats: &stats, n: 2 }.to_string();
+    let text = Extremes { what: "bias", name: "title", ranked: &ranked, stats: &stats, n: 2 }.to_string();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "bias, lowest 2 (value, title, mean rating):");
     assert_eq!(lines[1].split_whitespace().collect::<Vec<_>>(), ["-1.0000", "b", "1.500"]);

@@ -4,6 +4,7 @@ mod compare;
 mod cv;
 mod export;
 mod info;
+mod interpret;
 mod output;
 mod predict;
 mod recommend;
@@ -44,6 +45,8 @@ enum Command {
     Recommend(recommend::RecommendArgs),
     /// Items most similar to an item (cosine similarity of the item factors).
     Similar(similar::SimilarArgs),
+    /// Read what an exported model learned, as the lesson does: item biases and PCA of the factors.
+    Interpret(interpret::InterpretArgs),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -58,6 +61,7 @@ pub fn run() -> Result<()> {
         Command::Predict(a) => predict::run(a),
         Command::Recommend(a) => recommend::run(a),
         Command::Similar(a) => similar::run(a),
+        Command::Interpret(a) => interpret::run(a),
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod export;
 pub mod fold_in;
 pub mod format;
+pub mod inspect;
 pub mod rank;
 
 use std::path::{Path, PathBuf};
