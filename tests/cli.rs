@@ -531,6 +531,16 @@ fn exported_model_commands_and_their_csv_columns() {
     let out = fastcollab(&["recommend", "--model", "m.safetensors", "--ratings", "new.csv", "-n", "2"], &dir);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("new") && text.lines().count() == 3, "{text}");
+    // A name the model does not know, with ratings, is a new user by that name.
+    let out = fastcollab(&["recommend", "--model", "m.safetensors", "--user", "zoe", "--ratings", "new.csv"], &dir);
+    let (text, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && stderr.contains("\"zoe\" is new to the model"), "{stderr}");
+    assert!(text.lines().skip(1).all(|l| l.starts_with("zoe ")) && text.lines().count() == 11, "{text}");
+    std::fs::write(dir.join("odd.csv"), "movieId,rating\n7,5\n11,lots\n").unwrap();
+    fails_clearly(
+        &fastcollab(&["recommend", "--model", "m.safetensors", "--ratings", "odd.csv"], &dir),
+        "odd.csv:3: field \"rating\": \"lots\" is not a finite number",
+    );
     let out = fastcollab(&["recommend", "--model", "m.safetensors", "--user", "99999"], &dir);
     fails_clearly(&out, "--ratings");
     let out = fastcollab(&["similar", "--model", "m.safetensors", "--item", "7", "-n", "4", "--output", "s.csv"], &dir);

@@ -137,6 +137,21 @@ fn export_then_load_learner_predicts_the_same_bits_without_the_data() {
     assert!(rec.fold_in(&[("no such item", 4.0)], &cfg).is_err());
     let known = rec.fold_in_user("3", &[("7", 5.0)], &cfg).unwrap();
     assert_eq!(known.row.len(), 9);
+    // A folded user's recommendations: the best by prediction (+ α·ln(1 + count) when asked),
+    // never a rated item nor #na#, scored by prediction.
+    let rated = &items[..5];
+    let others: Vec<u32> = (1..rec.items().len() as u32).filter(|i| !rated.contains(i)).collect();
+    let scores = fastcollab::infer::predict_folded(&rec.model, &a, &others);
+    for alpha in [0.0, 1.5, -1.5] {
+        let got = rec.recommend_folded(&a, 8, rated, alpha);
+        let ranked = |k: usize| scores[k] + (alpha * (rec.item_count()[others[k] as usize] as f64).ln_1p()) as f32;
+        let mut want: Vec<usize> = (0..others.len()).collect();
+        want.sort_by(|&x, &y| ranked(y).total_cmp(&ranked(x)).then(x.cmp(&y)));
+        let want: Vec<(String, f32)> =
+            want[..8].iter().map(|&k| (rec.items().name(others[k] as usize).to_string(), scores[k])).collect();
+        let got: Vec<(String, f32)> = got.into_iter().map(|s| (s.item, s.score)).collect();
+        assert_eq!(got, want, "α {alpha}");
+    }
 }
 
 #[test]

@@ -13,7 +13,7 @@ mod train;
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use fastcollab::{untar_data, CollabConfig, DatasetSpec, SplitMethod};
 
@@ -119,4 +119,20 @@ impl SplitArgs {
             rating_range: Some((y_range.0 - span, y_range.1 + span)),
         }
     }
+}
+
+/// The ratings in column `name` of `table` (read from `path`), or which line holds no number.
+pub(crate) fn ratings(table: &fastcollab::Table, name: &str, path: &std::path::Path) -> Result<Vec<f32>> {
+    let col = table.column(name)?;
+    if let Some(values) = col.to_f64().filter(|v| v.iter().all(|x| x.is_finite())) {
+        return Ok(values.into_iter().map(|x| x as f32).collect());
+    }
+    let r = (0..table.len())
+        .find(|&r| !col.value(r).to_string().trim().parse::<f64>().is_ok_and(f64::is_finite))
+        .unwrap_or(0);
+    // The file's line of record `r` (a quoted field may span lines), read again for the message.
+    let delimiter = fastcollab::ReadOptions::sniffed(path)?.delimiter;
+    let mut reader = csv::ReaderBuilder::new().delimiter(delimiter).from_path(path)?;
+    let line = reader.byte_records().nth(r).and_then(|rec| Some(rec.ok()?.position()?.line())).unwrap_or(0);
+    bail!("{}:{line}: field {name:?}: {:?} is not a finite number", path.display(), col.value(r).to_string())
 }

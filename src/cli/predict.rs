@@ -1,9 +1,9 @@
 //! `fastcollab predict`: ratings for (user, item) pairs from a CSV file.
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use fastcollab::{load_learner, metrics, read_delimited, ReadOptions, Table};
+use fastcollab::{load_learner, metrics, read_delimited, ReadOptions};
 
 use super::output::number;
 
@@ -44,7 +44,7 @@ pub fn run(a: PredictArgs) -> Result<()> {
         );
     }
     if let Some(name) = [&rec.meta.names[2][..], "rating"].into_iter().find(|n| table.column(n).is_ok()) {
-        let targets = ratings(&table, name, &a.input)?;
+        let targets = super::ratings(&table, name, &a.input)?;
         let (p, t) = (&preds[..], &targets[..]);
         eprintln!(
             "against column {name:?} ({} rows): MSE {:.6}, RMSE {:.6}, MAE {:.6}",
@@ -60,20 +60,4 @@ pub fn run(a: PredictArgs) -> Result<()> {
         .map(|((u, i), &p)| vec![u.to_string(), i.to_string(), number(p, a.output.as_deref())])
         .collect();
     super::output::emit(&["user", "item", "prediction"], &rows, a.output.as_deref())
-}
-
-/// The ratings in column `name` of `table` (read from `path`), or which line holds no number.
-fn ratings(table: &Table, name: &str, path: &Path) -> Result<Vec<f32>> {
-    let col = table.column(name)?;
-    if let Some(values) = col.to_f64().filter(|v| v.iter().all(|x| x.is_finite())) {
-        return Ok(values.into_iter().map(|x| x as f32).collect());
-    }
-    let r = (0..table.len())
-        .find(|&r| !col.value(r).to_string().trim().parse::<f64>().is_ok_and(f64::is_finite))
-        .unwrap_or(0);
-    // The file's line of record `r` (a quoted field may span lines), read again for the message.
-    let delimiter = ReadOptions::sniffed(path)?.delimiter;
-    let mut reader = csv::ReaderBuilder::new().delimiter(delimiter).from_path(path)?;
-    let line = reader.byte_records().nth(r).and_then(|rec| Some(rec.ok()?.position()?.line())).unwrap_or(0);
-    bail!("{}:{line}: field {name:?}: {:?} is not a finite number", path.display(), col.value(r).to_string())
 }

@@ -22,7 +22,8 @@ pub struct RecommendArgs {
     #[arg(long)]
     all: bool,
     /// A CSV of ratings (`item,rating` columns, or the training data's names) of a user the model
-    /// has never seen, folded in; with --user, extra ratings of that known user.
+    /// has never seen, folded in; with --user, extra ratings of that known user (or, for a name the
+    /// model does not know, a new user by that name).
     #[arg(long, conflicts_with = "all")]
     ratings: Option<PathBuf>,
     /// How many items.
@@ -66,35 +67,42 @@ pub fn run(a: RecommendArgs) -> Result<()> {
         eprintln!("top {} for {} users in {:.2}s", a.n, users.len(), start.elapsed().as_secs_f64());
     } else if let Some(path) = &a.ratings {
         let table = read_delimited(path, &ReadOptions::sniffed(path)?)?;
-        let column = |names: [&str; 2]| names.into_iter().find_map(|n| table.column(n).ok());
-        let (Some(items), Some(values)) =
-            (column([&rec.meta.names[1], "item"]), column([&rec.meta.names[2], "rating"]))
-        else {
+        let column = |k: usize, fallback: &str| {
+            [rec.meta.names[k].clone(), fallback.to_string()].into_iter().find(|n| table.column(n).is_ok())
+        };
+        let (Some(items), Some(values)) = (column(1, "item"), column(2, "rating")) else {
             bail!(
-                "{}: needs an item column ({:?} or \"item\") and a rating column; it has {:?}",
+                "{}: needs an item column ({:?} or \"item\") and a rating column ({:?} or \"rating\"); it has {:?}",
                 path.display(),
                 rec.meta.names[1],
+                rec.meta.names[2],
                 table.names()
             )
         };
-        let values = values.to_f64().ok_or_else(|| anyhow::anyhow!("{}: ratings must be numbers", path.display()))?;
-        let ratings: Vec<(String, f32)> =
-            (0..table.len()).map(|r| (items.value(r).to_string(), values[r] as f32)).collect();
+        let values = super::ratings(&table, &values, path)?;
+        let items = table.column(&items)?;
+        let ratings: Vec<(String, f32)> = (0..table.len()).map(|r| (items.value(r).to_string(), values[r])).collect();
         let cfg = rec.fold_in_config();
         let start = Instant::now();
-        let (name, folded) = match &a.user {
-            Some(u) => (u.clone(), rec.fold_in_user(u, &ratings, &cfg)?),
-            None => ("new".to_string(), rec.fold_in(&ratings, &cfg)?),
+        // A known user's extra ratings refit their row; a name the model does not know is a new user.
+        let known = a.user.as_deref().filter(|u| rec.users().get(u).is_some());
+        let (name, folded) = match (known, &a.user) {
+            (Some(u), _) => (u.to_string(), rec.fold_in_user(u, &ratings, &cfg)?),
+            (None, Some(u)) => {
+                eprintln!("user {u:?} is new to the model: folded in from these ratings alone");
+                (u.clone(), rec.fold_in(&ratings, &cfg)?)
+            }
+            (None, None) => ("new".to_string(), rec.fold_in(&ratings, &cfg)?),
         };
         eprintln!("folded in {} ratings in {:.2} ms", ratings.len(), start.elapsed().as_secs_f64() * 1e3);
         let mut rated: Vec<u32> = ratings.iter().map(|(i, _)| rec.item_row(i)).collect::<fastcollab::Result<_>>()?;
-        if let (Some(u), false) = (&a.user, a.include_seen) {
+        if let Some(u) = known {
             rated.extend_from_slice(rec.seen().items(rec.user_row(u)? as usize));
         }
         if a.include_seen {
             rated.clear();
         }
-        out.extend(rows(&name, &rec.recommend_folded(&folded, a.n, &rated), a.output.as_deref()));
+        out.extend(rows(&name, &rec.recommend_folded(&folded, a.n, &rated, a.popularity), a.output.as_deref()));
     } else if let Some(user) = &a.user {
         let u = rec.recommended_user(user)?;
         let recs = rec.recommend_rows(&[u], a.n, a.include_seen, a.popularity).pop().unwrap_or_default();

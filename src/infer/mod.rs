@@ -257,12 +257,20 @@ impl Recommender {
         Ok(fold_in_rows(&self.model, &items, &values, Some(start), cfg))
     }
 
-    /// The `n` best items for a folded user, excluding `rated` item rows.
-    pub fn recommend_folded(&self, user: &FoldedUser, n: usize, rated: &[u32]) -> Vec<Scored> {
-        let all: Vec<u32> = (1..self.items.len() as u32).filter(|i| !rated.contains(i)).collect();
+    /// The `n` best items for a folded user, excluding `rated` item rows; ordered as
+    /// [`Recommender::recommend_rows`] orders them for `popularity` (scores stay predicted ratings).
+    pub fn recommend_folded(&self, user: &FoldedUser, n: usize, rated: &[u32], popularity: f64) -> Vec<Scored> {
+        let mut excluded = vec![false; self.items.len()];
+        for &i in rated {
+            excluded[i as usize] = true;
+        }
+        let all: Vec<u32> = (1..self.items.len() as u32).filter(|&i| !excluded[i as usize]).collect();
         let scores = predict_folded(&self.model, user, &all);
+        let alpha = if popularity.is_finite() { popularity } else { 0.0 };
+        let bonus = |k: usize| (alpha * (self.item_count[all[k] as usize] as f64).ln_1p()) as f32;
+        let ranked: Vec<f32> = (0..all.len()).map(|k| scores[k] + bonus(k)).collect();
         let mut order: Vec<usize> = (0..all.len()).collect();
-        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+        order.sort_by(|&a, &b| ranked[b].total_cmp(&ranked[a]).then(a.cmp(&b)));
         order
             .into_iter()
             .take(n)
