@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use rand::{RngCore, SeedableRng};
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use tch::{nn, Device, Kind, Tensor};
@@ -63,7 +63,10 @@ impl DropoutRng {
         // Dropped when a 32-bit draw falls below p·2³²: probability p up to 2⁻³².
         let below = (p * 4_294_967_296.0).round().clamp(0.0, u32::MAX as f64) as u32;
         let keep = (1.0 / (1.0 - p)) as f32;
-        (0..len).map(|_| if rng.next_u32() < below { 0.0 } else { keep }).collect()
+        // The generator's 32-bit outputs in order (as `next_u32` gives them), a block at a time.
+        let mut words = vec![0u32; len];
+        rng.fill(&mut words[..]);
+        words.into_iter().map(|x| if x < below { 0.0 } else { keep }).collect()
     }
 
     /// How many masks this stream has drawn: where it stands.
@@ -138,5 +141,20 @@ mod tests {
         stream.rewind(1);
         assert_eq!(stream.mask(100_000, p), second);
         assert_ne!(InitRng::new(6).dropout().mask(100_000, p), first);
+    }
+
+    /// A mask is the generator's 32-bit outputs in order, one an element, at any length (drawn a
+    /// block at a time: the same outputs as one `next_u32` after another).
+    #[test]
+    fn a_mask_is_one_draw_an_element_in_order() {
+        use rand::RngCore;
+        let p = 0.2f64;
+        for len in [0, 1, 7, 16, 17, 100, 12_800] {
+            let stream = InitRng::new(9).dropout();
+            let mut rng = ChaCha8Rng::seed_from_u64(split_mix(9 ^ split_mix(0)));
+            let below = (p * 4_294_967_296.0).round() as u32;
+            let want: Vec<f32> = (0..len).map(|_| if rng.next_u32() < below { 0.0 } else { 1.25 }).collect();
+            assert_eq!(stream.mask(len, p), want, "len {len}");
+        }
     }
 }
