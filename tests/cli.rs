@@ -128,6 +128,9 @@ fn train_records_the_recipe_it_trained() {
     };
     refused(&["--use-nn", "--n-factors", "12"], "cannot be used with");
     refused(&["--layers", "20,10"], "--use-nn");
+    refused(&["--data", "ml-100k"], "cannot be used with");
+    refused(&["--item", "movieId"], "cannot be used with");
+    refused(&["--valid-ratings", csv, "--split", "seeded"], "cannot be used with");
     refused(&["--use-nn", "--recipe", "tuned"], "--recipe tuned chooses among EmbeddingDotBias models");
 }
 

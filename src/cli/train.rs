@@ -21,11 +21,11 @@ pub struct TrainArgs {
     /// ml-latest ratings.csv, or your own): users, items and ratings from the columns --user-col,
     /// --item-col and --rating-col name, else from userId, movieId and rating, else from the first
     /// three columns (fastai's default). Ids may be numbers or text.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["data", "item"])]
     ratings: Option<PathBuf>,
     /// Validate on the ratings of this CSV (the same columns) instead of a random share of
     /// --ratings: a split of your own, e.g. by time. --ratings then trains on all its rows.
-    #[arg(long, requires = "ratings", conflicts_with = "valid_pct")]
+    #[arg(long, requires = "ratings", conflicts_with_all = ["valid_pct", "split"])]
     valid_ratings: Option<PathBuf>,
     /// The --ratings column holding the users.
     #[arg(long, requires = "ratings")]
