@@ -33,3 +33,8 @@ pub(crate) fn batch_bar(n: u64, prefix: &str) -> ProgressBar {
 pub(crate) fn bytes_bar(len: Option<u64>, message: &str) -> ProgressBar {
     bar(len, "{msg} {bytes}/{total_bytes} {bytes_per_sec}", message)
 }
+
+/// A bar over `n` things (users ranked, say).
+pub(crate) fn count_bar(n: u64, message: &str) -> ProgressBar {
+    bar(Some(n), "{msg} {percent:>3}% [{pos}/{len} {elapsed}<{eta}]", message)
+}

@@ -154,6 +154,37 @@ fn export_then_load_learner_predicts_the_same_bits_without_the_data() {
     }
 }
 
+/// Recommending for many users at once (in chunks, with a progress bar on a terminal) gives each
+/// user what recommending for them alone gives, with or without a popularity weight.
+#[test]
+fn recommending_for_many_users_is_recommending_for_each() {
+    let dir = common::temp_dir("infer-many");
+    let cfg = fastcollab::data::synthetic::SyntheticConfig {
+        n_users: 40_000,
+        n_items: 60,
+        n_ratings: 120_000,
+        rank: 3,
+        factor_sd: 0.5,
+        noise_sd: 0.3,
+        popularity: 1.0,
+        seed: 5,
+    };
+    let data = fastcollab::data::synthetic::generate(&cfg, 0.1, 64).unwrap();
+    let learn = collab_learner(data, &common::dot_bias_on_cpu(4, 0.0, TrainMode::Auto)).unwrap();
+    let model = dir.join("many.safetensors");
+    learn.export(&model).unwrap();
+    let rec = load_learner(&model).unwrap();
+    let users: Vec<u32> = (1..rec.users().len() as u32).collect();
+    assert!(users.len() > 32_768, "{} users: more than one chunk", users.len());
+    for alpha in [0.0, 1.5] {
+        let all = rec.recommend_rows(&users, 5, false, alpha);
+        assert_eq!(all.len(), users.len());
+        for k in (0..users.len()).step_by(1777).chain([users.len() - 1]) {
+            assert_eq!(all[k], rec.recommend_rows(&users[k..k + 1], 5, false, alpha)[0], "user row {}", users[k]);
+        }
+    }
+}
+
 #[test]
 fn truncated_corrupt_foreign_and_newer_files_are_refused() {
     let dir = common::temp_dir("infer-bad");

@@ -140,6 +140,9 @@ impl Rows {
     }
 }
 
+/// Files from this size on show a progress bar while they are read (on a terminal).
+const LARGE_FILE: u64 = 64 << 20;
+
 /// The three columns read: MovieLens' names.
 const DEFAULT_NAMES: [&str; 3] = ["userId", "movieId", "rating"];
 
@@ -156,6 +159,10 @@ fn read(
 ) -> Result<(Raw, [String; 3])> {
     check_regular_file(path)?;
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    // Reading 25 M ratings takes seconds: a bar on a terminal for large files.
+    let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let bar =
+        (size >= LARGE_FILE).then(|| crate::progress::bytes_bar(Some(size), &format!("reading {}", path.display())));
     let mut input = std::io::BufReader::with_capacity(1 << 20, file);
     // A header is one short line: a first MiB without a line break is not a ratings file.
     let head = std::io::BufRead::fill_buf(&mut input).map_err(|e| Error::io(path, e))?;
@@ -192,11 +199,14 @@ fn read(
     let decided_in = before.as_ref().map(|(_, first)| format!(", in {},", first.display())).unwrap_or_default();
     let mut raw = before.map(|(raw, _)| raw);
     let mut record = csv::ByteRecord::new();
-    loop {
+    for n in 0u64.. {
         match reader.read_byte_record(&mut record) {
             Ok(true) => {}
             Ok(false) => break,
             Err(e) => return Err(parse_error(path, e.position().map_or(0, |p| p.line()), "-", &e.to_string())),
+        }
+        if let (Some(bar), true) = (&bar, n % (1 << 16) == 0) {
+            bar.set_position(record.position().map_or(0, |p| p.byte()));
         }
         let line = record.position().map_or(0, |p| p.line());
         let field = |k: usize| -> Result<&str> {
@@ -235,6 +245,9 @@ fn read(
             ));
         }
         raw.ratings.push(rating);
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
     }
     let raw =
         raw.unwrap_or(Raw { users: Ids::Numbers(Vec::new()), items: Ids::Numbers(Vec::new()), ratings: Vec::new() });

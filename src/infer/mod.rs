@@ -20,6 +20,9 @@ pub use fold_in::{fold_in_rows, predict_folded, FoldIn, FoldedUser};
 pub use format::{ExportMeta, ModelSpec};
 pub use rank::Seen;
 
+/// From this many users on, [`Recommender::recommend_rows`] shows a progress bar (on a terminal).
+const MANY_USERS: usize = 32_768;
+
 /// A trained model with its vocabularies and training interactions, ready for inference on the
 /// CPU.
 pub struct Recommender {
@@ -190,27 +193,31 @@ impl Recommender {
     /// by predicted rating; a non-finite α is ignored.
     pub fn recommend_rows(&self, users: &[u32], n: usize, include_seen: bool, popularity: f64) -> Vec<Vec<Scored>> {
         let exclude = (!include_seen).then_some(&self.seen);
-        let top = if popularity != 0.0 && popularity.is_finite() {
-            let bonus: Vec<f32> = self.item_count.iter().map(|&c| (popularity * (c as f64).ln_1p()) as f32).collect();
-            rank::top_n_with_bonus(&self.model, users, n, exclude, &bonus)
-        } else {
-            rank::top_n(&self.model, users, n, exclude)
-        };
-        let pairs: (Vec<u32>, Vec<u32>) =
-            users.iter().zip(&top).flat_map(|(&u, row)| row.iter().map(move |&(i, _)| (u, i))).unzip();
-        let scores = self.predict_rows(&pairs.0, &pairs.1);
-        let mut at = 0;
-        top.iter()
-            .map(|row| {
-                let out = row
-                    .iter()
-                    .zip(&scores[at..at + row.len()])
-                    .map(|(&(i, _), &score)| Scored { item: self.items.name(i as usize).to_string(), score })
-                    .collect();
-                at += row.len();
-                out
-            })
-            .collect()
+        let bonus: Option<Vec<f32>> = (popularity != 0.0 && popularity.is_finite())
+            .then(|| self.item_count.iter().map(|&c| (popularity * (c as f64).ln_1p()) as f32).collect());
+        // Each user is ranked on their own: chunks change no result, and let a bar show progress.
+        let bar = (users.len() >= MANY_USERS).then(|| crate::progress::count_bar(users.len() as u64, "ranking users"));
+        let mut out = Vec::with_capacity(users.len());
+        for chunk in users.chunks(MANY_USERS / 4) {
+            let top = match &bonus {
+                Some(bonus) => rank::top_n_with_bonus(&self.model, chunk, n, exclude, bonus),
+                None => rank::top_n(&self.model, chunk, n, exclude),
+            };
+            let pairs: (Vec<u32>, Vec<u32>) =
+                chunk.iter().zip(&top).flat_map(|(&u, row)| row.iter().map(move |&(i, _)| (u, i))).unzip();
+            let mut scores = self.predict_rows(&pairs.0, &pairs.1).into_iter();
+            out.extend(top.iter().map(|row| {
+                let named = |(&(i, _), score)| Scored { item: self.items.name(i as usize).to_string(), score };
+                row.iter().zip(scores.by_ref()).map(named).collect()
+            }));
+            if let Some(bar) = &bar {
+                bar.inc(chunk.len() as u64);
+            }
+        }
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        out
     }
 
     /// The `n` items whose factor vectors are closest to `item`'s by cosine similarity (the
