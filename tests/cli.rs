@@ -428,6 +428,39 @@ fn text_ids_train_and_serve_by_name() {
     assert!(out.status.success() && p.starts_with(&format!("user,item,prediction\n{user},\"{item}\",")), "{p}");
 }
 
+/// `export-split --ratings`: the rows `train --ratings` trains and validates on, as two CSV files
+/// (every row once, every column): `predict` on the validation file gives the fit's validation MSE.
+#[test]
+fn export_split_of_a_ratings_file_is_the_split_train_uses() {
+    let dir = common::temp_dir("cli-export-split");
+    let csv = ratings_csv(&dir, 3000);
+    let csv = csv.to_str().unwrap();
+    let out =
+        fastcollab(&["train", "--ratings", csv, "--epochs", "2", "--out", "run", "--export", "m.safetensors"], &dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = fastcollab(&["export-split", "--ratings", csv, "--out", "split"], &dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    let (all, train, valid) = (read("ratings.csv"), read("split/train.csv"), read("split/valid.csv"));
+    let header = all.lines().next().unwrap();
+    assert!(train.starts_with(header) && valid.starts_with(header));
+    let (mut rows, want): (Vec<&str>, Vec<&str>) =
+        (train.lines().skip(1).chain(valid.lines().skip(1)).collect(), all.lines().skip(1).collect());
+    assert_eq!((train.lines().count() - 1, valid.lines().count() - 1), (2700, 300));
+    rows.sort_unstable();
+    let mut want = want;
+    want.sort_unstable();
+    assert_eq!(rows, want, "every row once");
+    let m: serde_json::Value = serde_json::from_str(&read("run/metrics.json")).unwrap();
+    let out =
+        fastcollab(&["predict", "--model", "m.safetensors", "--input", "split/valid.csv", "--output", "p.csv"], &dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mse: f64 = stderr.split("MSE ").nth(1).and_then(|s| s.split(',').next()?.parse().ok()).expect("an MSE");
+    let fit = m["valid_loss"][1].as_f64().unwrap();
+    assert!((mse - fit).abs() <= 1e-5 * fit, "predict's MSE {mse} on valid.csv against the fit's {fit}");
+    assert!(!fastcollab(&["export-split", "--ratings", csv, "--data", "x", "--out", "s"], &dir).status.success());
+}
+
 /// `train --valid-ratings`: a split of one's own. The run validates on that file (its metrics and
 /// exported provenance say so), and its ratings are checked as the training file's are.
 #[test]

@@ -9,7 +9,7 @@ use std::path::Path;
 use super::databunch::{CollabConfig, CollabDataBunch, Encoded};
 use super::provenance::Source;
 use super::read::{check_regular_file, delimiter_of, parse_error};
-use super::split::{random_split, Split};
+use super::split::{random_split, Split, SplitMethod};
 use super::vocab::{Vocab, NA};
 use crate::error::{Error, Result};
 
@@ -305,4 +305,50 @@ fn load(path: &Path, valid_path: Option<&Path>, cfg: &CollabConfig) -> Result<Co
     data.provenance.columns = names.clone();
     data.names = names;
     Ok(data)
+}
+
+/// Writes the rows of `path` that [`load_ratings_csv`] trains on, with this split's `valid_pct`,
+/// `seed` and `method`, into `out/train.csv`, and those it validates on into `out/valid.csv`: every
+/// column, in the file's order, separated by commas, so that other tools (fastai, `fastcollab
+/// predict`) see the same split. Returns how many rows went into each.
+pub fn write_split(path: &Path, valid_pct: f64, seed: u64, method: SplitMethod, out: &Path) -> Result<(usize, usize)> {
+    check_regular_file(path)?;
+    let delimiter = super::read::ReadOptions::sniffed(path)?.delimiter;
+    let open = || csv::ReaderBuilder::new().delimiter(delimiter).from_path(path).map_err(|e| read_error(path, e));
+    let mut record = csv::ByteRecord::new();
+    let mut reader = open()?;
+    let mut n = 0;
+    while reader.read_byte_record(&mut record).map_err(|e| read_error(path, e))? {
+        n += 1;
+    }
+    let split = random_split(n, valid_pct, seed, method)?;
+    let mut valid = vec![false; n];
+    for &r in &split.valid {
+        valid[r] = true;
+    }
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let (train_path, valid_path) = (out.join("train.csv"), out.join("valid.csv"));
+    let writer = |p: &Path| csv::Writer::from_path(p).map_err(|e| Error::io(p, e.into()));
+    let mut writers = [writer(&train_path)?, writer(&valid_path)?];
+    let mut reader = open()?;
+    let header = reader.byte_headers().map_err(|e| read_error(path, e))?.clone();
+    for (w, p) in writers.iter_mut().zip([&train_path, &valid_path]) {
+        w.write_byte_record(&header).map_err(|e| Error::io(p, e.into()))?;
+    }
+    for &is_valid in &valid {
+        if !reader.read_byte_record(&mut record).map_err(|e| read_error(path, e))? {
+            return Err(parse_error(path, 0, "-", "the file changed while it was read"));
+        }
+        let (w, p) = if is_valid { (&mut writers[1], &valid_path) } else { (&mut writers[0], &train_path) };
+        w.write_byte_record(&record).map_err(|e| Error::io(p, e.into()))?;
+    }
+    for (w, p) in writers.iter_mut().zip([&train_path, &valid_path]) {
+        w.flush().map_err(|e| Error::io(p, e))?;
+    }
+    Ok((split.train.len(), split.valid.len()))
+}
+
+/// A CSV error reading `path`, with its line when it has one.
+fn read_error(path: &Path, e: csv::Error) -> Error {
+    parse_error(path, e.position().map_or(0, |p| p.line()), "-", &e.to_string())
 }
