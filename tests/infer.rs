@@ -155,7 +155,8 @@ fn export_then_load_learner_predicts_the_same_bits_without_the_data() {
 }
 
 /// Recommending for many users at once (in chunks, with a progress bar on a terminal) gives each
-/// user what recommending for them alone gives, with or without a popularity weight.
+/// user what recommending for them alone gives, with or without a popularity weight, whether the
+/// lists are collected or handed out one by one.
 #[test]
 fn recommending_for_many_users_is_recommending_for_each() {
     let dir = common::temp_dir("infer-many");
@@ -183,6 +184,18 @@ fn recommending_for_many_users_is_recommending_for_each() {
             assert_eq!(all[k], rec.recommend_rows(&users[k..k + 1], 5, false, alpha)[0], "user row {}", users[k]);
         }
     }
+    // Lists handed out one by one (for writing as they come) are the same, and the first error stops.
+    let mut handed = Vec::new();
+    let stopped = rec.recommend_each(&users, 5, false, 0.0, |u, list| {
+        handed.push((u, list));
+        if handed.len() == 3 {
+            return Err("full");
+        }
+        Ok(())
+    });
+    assert_eq!(stopped, Err("full"));
+    let first: Vec<_> = users[..3].iter().copied().zip(rec.recommend_rows(&users[..3], 5, false, 0.0)).collect();
+    assert_eq!(handed, first);
 }
 
 #[test]

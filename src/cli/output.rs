@@ -17,16 +17,7 @@ pub fn number(x: f32, output: Option<&Path>) -> String {
 pub fn emit(header: &[&str], rows: &[Vec<String>], output: Option<&Path>) -> Result<()> {
     match output {
         Some(path) => {
-            fastcollab::fsutil::write_atomically(path, |tmp| {
-                let mut w = csv::Writer::from_path(tmp).map_err(|e| csv_error(tmp, e))?;
-                w.write_record(header).map_err(|e| csv_error(tmp, e))?;
-                for row in rows {
-                    w.write_record(row).map_err(|e| csv_error(tmp, e))?;
-                }
-                w.flush().map_err(|e| fastcollab::Error::io(tmp, e))
-            })
-            .with_context(|| format!("writing {}", path.display()))?;
-            eprintln!("wrote {} rows to {}", rows.len(), path.display());
+            write_csv(path, header, |push| rows.iter().try_for_each(|row| push(row)))?;
         }
         None => {
             let widths: Vec<usize> = (0..header.len())
@@ -43,6 +34,28 @@ pub fn emit(header: &[&str], rows: &[Vec<String>], output: Option<&Path>) -> Res
             }
         }
     }
+    Ok(())
+}
+
+/// Writes CSV to `path` (atomically: a failed run leaves any earlier file as it was), `header` then
+/// the rows `fill` pushes as it produces them, so that no more than a row is held; says how many.
+pub fn write_csv(
+    path: &Path,
+    header: &[&str],
+    fill: impl FnOnce(&mut dyn FnMut(&[String]) -> fastcollab::Result<()>) -> fastcollab::Result<()>,
+) -> Result<()> {
+    let mut n = 0usize;
+    fastcollab::fsutil::write_atomically(path, |tmp| {
+        let mut w = csv::Writer::from_path(tmp).map_err(|e| csv_error(tmp, e))?;
+        w.write_record(header).map_err(|e| csv_error(tmp, e))?;
+        fill(&mut |row: &[String]| {
+            n += 1;
+            w.write_record(row).map_err(|e| csv_error(tmp, e))
+        })?;
+        w.flush().map_err(|e| fastcollab::Error::io(tmp, e))
+    })
+    .with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("wrote {n} rows to {}", path.display());
     Ok(())
 }
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use clap::Args;
 use fastcollab::infer::Scored;
-use fastcollab::{load_learner, read_delimited, ReadOptions};
+use fastcollab::{load_learner, read_delimited, ReadOptions, Recommender};
 
 use super::output::number;
 
@@ -43,6 +43,9 @@ pub struct RecommendArgs {
     output: Option<PathBuf>,
 }
 
+/// The columns of the output.
+const HEADER: [&str; 4] = ["user", "rank", "item", "score"];
+
 /// One user's recommendations as rows (scores in full for CSV into `output`).
 fn rows<'a>(user: &str, recs: &'a [Scored], output: Option<&'a Path>) -> impl Iterator<Item = Vec<String>> + 'a {
     let user = user.to_string();
@@ -56,16 +59,11 @@ pub fn run(a: RecommendArgs) -> Result<()> {
         bail!("--popularity must be a finite number, got {}", a.popularity);
     }
     let rec = load_learner(&a.model)?;
-    let header = ["user", "rank", "item", "score"];
-    let mut out: Vec<Vec<String>> = Vec::new();
     if a.all {
-        let start = Instant::now();
-        let users: Vec<u32> = (1..rec.users().len() as u32).collect();
-        for (u, recs) in users.iter().zip(rec.recommend_rows(&users, a.n, a.include_seen, a.popularity)) {
-            out.extend(rows(rec.users().name(*u as usize), &recs, a.output.as_deref()));
-        }
-        eprintln!("top {} for {} users in {:.2}s", a.n, users.len(), start.elapsed().as_secs_f64());
-    } else if let Some(path) = &a.ratings {
+        return recommend_all(&rec, &a);
+    }
+    let mut out: Vec<Vec<String>> = Vec::new();
+    if let Some(path) = &a.ratings {
         let table = read_delimited(path, &ReadOptions::sniffed(path)?)?;
         let column = |k: usize, fallback: &str| {
             [rec.meta.names[k].clone(), fallback.to_string()].into_iter().find(|n| table.column(n).is_ok())
@@ -110,5 +108,28 @@ pub fn run(a: RecommendArgs) -> Result<()> {
     } else {
         bail!("say whom to recommend for: --user ID, --all, or --ratings new_user.csv");
     }
-    super::output::emit(&header, &out, a.output.as_deref())
+    super::output::emit(&HEADER, &out, a.output.as_deref())
+}
+
+/// `--all`: every user's list, written to --output as it is ranked (the lists are never all held),
+/// else printed as one table.
+fn recommend_all(rec: &Recommender, a: &RecommendArgs) -> Result<()> {
+    let start = Instant::now();
+    let users: Vec<u32> = (1..rec.users().len() as u32).collect();
+    let name = |u: u32| rec.users().name(u as usize);
+    match a.output.as_deref() {
+        Some(path) => super::output::write_csv(path, &HEADER, |push| {
+            rec.recommend_each(&users, a.n, a.include_seen, a.popularity, |u, recs: Vec<Scored>| {
+                rows(name(u), &recs, Some(path)).try_for_each(|row| push(&row))
+            })
+        })?,
+        None => {
+            let lists = rec.recommend_rows(&users, a.n, a.include_seen, a.popularity);
+            let out: Vec<Vec<String>> =
+                users.iter().zip(&lists).flat_map(|(&u, recs)| rows(name(u), recs, None)).collect();
+            super::output::emit(&HEADER, &out, None)?;
+        }
+    }
+    eprintln!("top {} for {} users in {:.2}s", a.n, users.len(), start.elapsed().as_secs_f64());
+    Ok(())
 }

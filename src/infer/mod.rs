@@ -187,17 +187,36 @@ impl Recommender {
             .ok_or_else(|| Error::UnknownUser { name: user.to_string(), close: self.users.closest(user, 3) })
     }
 
-    /// [`Recommender::recommend`] for user rows, in chunks (bounded memory). With a finite
-    /// `popularity` α ≠ 0 the items are ordered by predicted rating + α·ln(1 + training count) (the
-    /// ranking option of `cv --ranking` when α > 0; α < 0 pushes the long tail), and still scored
-    /// by predicted rating; a non-finite α is ignored.
+    /// [`Recommender::recommend`] for user rows. With a finite `popularity` α ≠ 0 the items are
+    /// ordered by predicted rating + α·ln(1 + training count) (the ranking option of `cv
+    /// --ranking` when α > 0; α < 0 pushes the long tail), and still scored by predicted rating; a
+    /// non-finite α is ignored.
     pub fn recommend_rows(&self, users: &[u32], n: usize, include_seen: bool, popularity: f64) -> Vec<Vec<Scored>> {
+        let mut out = Vec::with_capacity(users.len());
+        let Ok(()) = self.recommend_each(users, n, include_seen, popularity, |_, list| {
+            out.push(list);
+            Ok::<(), std::convert::Infallible>(())
+        });
+        out
+    }
+
+    /// [`Recommender::recommend_rows`], handing each user's list to `each` (users in order) as soon
+    /// as its chunk of users is ranked, so that lists for millions of users can be written out
+    /// without holding them all; stops at the first error `each` returns. From 32,768 users on, a
+    /// progress bar shows on a terminal.
+    pub fn recommend_each<E>(
+        &self,
+        users: &[u32],
+        n: usize,
+        include_seen: bool,
+        popularity: f64,
+        mut each: impl FnMut(u32, Vec<Scored>) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
         let exclude = (!include_seen).then_some(&self.seen);
         let bonus: Option<Vec<f32>> = (popularity != 0.0 && popularity.is_finite())
             .then(|| self.item_count.iter().map(|&c| (popularity * (c as f64).ln_1p()) as f32).collect());
-        // Each user is ranked on their own: chunks change no result, and let a bar show progress.
+        // Each user is ranked on their own: chunks change no result.
         let bar = (users.len() >= MANY_USERS).then(|| crate::progress::count_bar(users.len() as u64, "ranking users"));
-        let mut out = Vec::with_capacity(users.len());
         for chunk in users.chunks(MANY_USERS / 4) {
             let top = match &bonus {
                 Some(bonus) => rank::top_n_with_bonus(&self.model, chunk, n, exclude, bonus),
@@ -206,10 +225,10 @@ impl Recommender {
             let pairs: (Vec<u32>, Vec<u32>) =
                 chunk.iter().zip(&top).flat_map(|(&u, row)| row.iter().map(move |&(i, _)| (u, i))).unzip();
             let mut scores = self.predict_rows(&pairs.0, &pairs.1).into_iter();
-            out.extend(top.iter().map(|row| {
+            for (&u, row) in chunk.iter().zip(&top) {
                 let named = |(&(i, _), score)| Scored { item: self.items.name(i as usize).to_string(), score };
-                row.iter().zip(scores.by_ref()).map(named).collect()
-            }));
+                each(u, row.iter().zip(scores.by_ref()).map(named).collect())?;
+            }
             if let Some(bar) = &bar {
                 bar.inc(chunk.len() as u64);
             }
@@ -217,7 +236,7 @@ impl Recommender {
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
-        out
+        Ok(())
     }
 
     /// The `n` items whose factor vectors are closest to `item`'s by cosine similarity (the
