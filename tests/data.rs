@@ -231,8 +231,8 @@ fn ratings_csv_with_a_validation_file() {
     let dir = common::temp_dir("valid-file");
     let (train, valid) = (dir.join("train.csv"), dir.join("valid.tsv"));
     fs::write(&train, "userId,movieId,rating,timestamp\n3,10,4,1\n1,20,2,2\n3,20,5,3\n2,10,1,4\n").unwrap();
-    // Its own separator; a user and an item the training file does not have.
-    fs::write(&valid, "userId\tmovieId\trating\n1\t10\t3\n9\t20\t4.5\n2\t30\t2\n").unwrap();
+    // Its own separator; a user and an item (within the training ids' span) the training file lacks.
+    fs::write(&valid, "userId\tmovieId\trating\n1\t10\t3\n9\t20\t4.5\n2\t15\t2\n").unwrap();
     let cfg = CollabConfig { bs: 2, valid_pct: 0.5, ..Default::default() };
     let data = load_train_valid_csv(&train, &valid, &cfg).unwrap();
     assert_eq!(data.user_vocab.names(), ["#na#", "1", "2", "3"]);

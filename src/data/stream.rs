@@ -88,11 +88,11 @@ impl Ids {
         match self {
             Ids::Numbers(ids) => {
                 let (vocab, seen) = sorted_numbers(ids, train);
-                (vocab, Rows::Sorted(seen))
+                (vocab, Rows::sorted(seen.into_iter().map(i64::from).collect()))
             }
             Ids::Wide(ids) => {
                 let (vocab, seen) = sorted_numbers(ids, train);
-                (vocab, Rows::SortedWide(seen))
+                (vocab, Rows::sorted(seen))
             }
             Ids::Names { codes, names, .. } => {
                 let mut seen: Vec<u32> = train.iter().map(|&r| codes[r]).collect();
@@ -121,21 +121,53 @@ fn sorted_numbers<T: Ord + Copy + ToString>(ids: &[T], train: &[usize]) -> (Voca
 
 /// Where each id of an [`Ids`] column sits in its vocabulary.
 enum Rows {
-    /// The sorted training ids of a numeric column (row `k + 1` is `ids[k]`).
-    Sorted(Vec<u32>),
-    SortedWide(Vec<i64>),
+    /// The sorted training ids of a numeric column (row `k + 1` is `known[k]`) and, when they are
+    /// dense enough (MovieLens' are), each id's row by its offset from the first (0 for an id no
+    /// training rating has): one read per rating instead of a binary search, a tenth of the
+    /// loading time of 10M ratings.
+    Sorted { known: Vec<i64>, direct: Vec<u32> },
     /// The row of each text id, by its code.
     ByCode(Vec<u32>),
 }
 
 impl Rows {
+    /// The rows of the sorted, distinct training ids `known`.
+    fn sorted(known: Vec<i64>) -> Rows {
+        let span = match (known.first(), known.last()) {
+            (Some(&lo), Some(&hi)) => hi.checked_sub(lo).and_then(|d| usize::try_from(d).ok()).map(|d| d + 1),
+            _ => None,
+        };
+        let direct = match span {
+            Some(span) if span <= 64 * known.len() + (1 << 16) => {
+                let mut direct = vec![0u32; span];
+                for (k, &id) in known.iter().enumerate() {
+                    direct[(id - known[0]) as usize] = k as u32 + 1;
+                }
+                direct
+            }
+            _ => Vec::new(),
+        };
+        Rows::Sorted { known, direct }
+    }
+
     /// The row of rating `r`'s id in `ids`.
     fn of(&self, ids: &Ids, r: usize) -> u32 {
-        match (self, ids) {
-            (Rows::Sorted(known), Ids::Numbers(ids)) => known.binary_search(&ids[r]).map_or(0, |k| k as u32 + 1),
-            (Rows::SortedWide(known), Ids::Wide(ids)) => known.binary_search(&ids[r]).map_or(0, |k| k as u32 + 1),
-            (Rows::ByCode(row), Ids::Names { codes, .. }) => row[codes[r] as usize],
-            _ => unreachable!("rows are built from the same column"),
+        let id = match ids {
+            Ids::Numbers(ids) => ids[r] as i64,
+            Ids::Wide(ids) => ids[r],
+            Ids::Names { codes, .. } => {
+                let Rows::ByCode(row) = self else { unreachable!("rows are built from the same column") };
+                return row[codes[r] as usize];
+            }
+        };
+        let Rows::Sorted { known, direct } = self else { unreachable!("rows are built from the same column") };
+        match known.first() {
+            Some(&lo) if !direct.is_empty() => id
+                .checked_sub(lo)
+                .and_then(|x| usize::try_from(x).ok())
+                .and_then(|x| direct.get(x))
+                .map_or(0, |&row| row),
+            _ => known.binary_search(&id).map_or(0, |k| k as u32 + 1),
         }
     }
 }
