@@ -123,8 +123,8 @@ fn sorted_numbers<T: Ord + Copy + ToString>(ids: &[T], train: &[usize]) -> (Voca
 enum Rows {
     /// The sorted training ids of a numeric column (row `k + 1` is `known[k]`) and, when they are
     /// dense enough (MovieLens' are), each id's row by its offset from the first (0 for an id no
-    /// training rating has): one read per rating instead of a binary search, a tenth of the
-    /// loading time of 10M ratings.
+    /// training rating has): one read per rating instead of a binary search (0.5–1 s of a 7–8 s
+    /// `train` on 10M ratings).
     Sorted { known: Vec<i64>, direct: Vec<u32> },
     /// The row of each text id, by its code.
     ByCode(Vec<u32>),
