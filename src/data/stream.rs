@@ -1,8 +1,9 @@
 //! Lean loading of large ratings files in the ml-latest layout (`ratings.csv` of MovieLens 25M and
 //! friends, or a practitioner's own): records are streamed, numeric ids parsed straight into `u32`
-//! (`i64` for a column holding negative or larger ids; text ids into a number per distinct id) and ratings into `f32`, other columns skipped, and the
-//! split and vocabularies built on those compact arrays. Memory stays close to twice the numbers
-//! themselves (12 bytes a rating), whatever the file's size.
+//! (`i64` for a column holding negative or larger ids; text ids into a number per distinct id) and
+//! ratings into `f32`, other columns skipped, and the split and vocabularies built on those compact
+//! arrays. Memory stays close to twice the numbers themselves (12 bytes a rating), whatever the
+//! file's size.
 use std::collections::HashMap;
 use std::path::Path;
 
