@@ -297,6 +297,11 @@ fn fastcollab_env(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Output {
 }
 
 /// Exit code 1 (an error, not a panic's 101 or a signal) and a message containing `expected`.
+/// The MSE `predict` prints on stderr against a file's ratings.
+fn printed_mse(stderr: &str) -> f64 {
+    stderr.split("MSE ").nth(1).and_then(|s| s.split(',').next()?.parse().ok()).expect("an MSE on stderr")
+}
+
 fn fails_clearly(out: &Output, expected: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "exit status {:?}, stderr: {stderr}", out.status);
@@ -455,7 +460,7 @@ fn export_split_of_a_ratings_file_is_the_split_train_uses() {
     let out =
         fastcollab(&["predict", "--model", "m.safetensors", "--input", "split/valid.csv", "--output", "p.csv"], &dir);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let mse: f64 = stderr.split("MSE ").nth(1).and_then(|s| s.split(',').next()?.parse().ok()).expect("an MSE");
+    let mse = printed_mse(&stderr);
     let fit = m["valid_loss"][1].as_f64().unwrap();
     assert!((mse - fit).abs() <= 1e-5 * fit, "predict's MSE {mse} on valid.csv against the fit's {fit}");
     assert!(!fastcollab(&["export-split", "--ratings", csv, "--data", "x", "--out", "s"], &dir).status.success());
@@ -486,7 +491,7 @@ fn train_with_a_validation_file_of_ones_own() {
     // `predict` on a file with ratings scores them: on the validation file, the fit's last valid loss.
     let out = fastcollab(&["predict", "--model", "m.safetensors", "--input", "late.csv", "--output", "p.csv"], &dir);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let mse: f64 = stderr.split("MSE ").nth(1).and_then(|s| s.split(',').next()?.parse().ok()).expect("an MSE");
+    let mse = printed_mse(&stderr);
     let want = m["valid_loss"][1].as_f64().unwrap();
     // To rounding: on a machine with a GPU the run trains and validates there, `predict` on the CPU.
     assert!(out.status.success() && (mse - want).abs() <= 1e-5 * want, "MSE {mse} against the fit's {want}");
