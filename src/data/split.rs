@@ -42,7 +42,32 @@ pub fn random_split(n: usize, valid_pct: f64, seed: u64, method: SplitMethod) ->
     if !(0.0..1.0).contains(&valid_pct) {
         return Err(Error::InvalidConfig(format!("valid_pct must be in [0, 1), got {valid_pct}")));
     }
-    let perm = match method {
+    let perm = permutation(n, seed, method)?;
+    let cut = (valid_pct * n as f64) as usize;
+    Ok(split_at(&perm, 0..cut))
+}
+
+/// `k` splits of `0..n` for cross-validation: the seeded permutation of [`random_split`] cut into
+/// `k` consecutive parts (sizes differing by one at most); part `f` validates fold `f` and the
+/// rest (sorted) trains it, so every row is validated exactly once.
+pub fn k_fold(n: usize, k: usize, seed: u64, method: SplitMethod) -> Result<Vec<Split>> {
+    if k < 2 || k > n {
+        return Err(Error::InvalidConfig(format!("k-fold needs 2 ≤ k ≤ the number of rows ({n}), got k = {k}")));
+    }
+    let perm = permutation(n, seed, method)?;
+    Ok((0..k).map(|f| split_at(&perm, f * n / k..(f + 1) * n / k)).collect())
+}
+
+/// The split whose validation rows are `perm[valid]`.
+fn split_at(perm: &[usize], valid: std::ops::Range<usize>) -> Split {
+    let mut train: Vec<usize> = perm[..valid.start].iter().chain(&perm[valid.end..]).copied().collect();
+    train.sort_unstable();
+    Split { train, valid: perm[valid].to_vec() }
+}
+
+/// The seeded permutation of `0..n` that `method` draws.
+fn permutation(n: usize, seed: u64, method: SplitMethod) -> Result<Vec<usize>> {
+    Ok(match method {
         SplitMethod::Seeded => {
             let mut p: Vec<usize> = (0..n).collect();
             p.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
@@ -53,12 +78,7 @@ pub fn random_split(n: usize, valid_pct: f64, seed: u64, method: SplitMethod) ->
                 .map_err(|_| Error::InvalidConfig(format!("numpy seeds must fit in 32 bits, got {seed}")))?;
             numpy_legacy_permutation(n, seed)
         }
-    };
-    let cut = (valid_pct * n as f64) as usize;
-    let valid = perm[..cut].to_vec();
-    let mut train = perm[cut..].to_vec();
-    train.sort_unstable();
-    Ok(Split { train, valid })
+    })
 }
 
 /// `np.random.seed(seed); np.random.permutation(n)` with numpy's legacy `RandomState`:
@@ -96,5 +116,31 @@ mod tests {
         // np.random.seed(42); first raw outputs of MT19937 init_genrand(42)
         let mut mt = rand_mt::Mt::new(42);
         assert_eq!([mt.next_u32(), mt.next_u32(), mt.next_u32()], [1608637542, 3421126067, 4083286876]);
+    }
+
+    /// Every row is validated by exactly one fold and trains the others; the parts differ in size
+    /// by one at most; the same seed gives the same folds; k outside 2..=n is refused.
+    #[test]
+    fn k_folds_validate_every_row_once() {
+        for method in [SplitMethod::FastaiV1, SplitMethod::Seeded] {
+            let folds = k_fold(103, 5, 7, method).unwrap();
+            let mut validated = vec![0; 103];
+            for f in &folds {
+                assert_eq!(f.train.len() + f.valid.len(), 103);
+                assert!(f.valid.len() == 20 || f.valid.len() == 21, "{}", f.valid.len());
+                assert!(
+                    f.train.windows(2).all(|w| w[0] < w[1])
+                        && f.valid.iter().all(|v| f.train.binary_search(v).is_err())
+                );
+                f.valid.iter().for_each(|&r| validated[r] += 1);
+            }
+            assert!(validated.iter().all(|&c| c == 1));
+            assert_eq!(folds, k_fold(103, 5, 7, method).unwrap());
+            assert_ne!(folds, k_fold(103, 5, 8, method).unwrap());
+        }
+        assert!(k_fold(10, 1, 0, SplitMethod::Seeded).is_err() && k_fold(3, 4, 0, SplitMethod::Seeded).is_err());
+        // random_split is the first part of the same permutation cut at valid_pct.
+        let split = random_split(100, 0.2, 7, SplitMethod::FastaiV1).unwrap();
+        assert_eq!(split, k_fold(100, 5, 7, SplitMethod::FastaiV1).unwrap()[0]);
     }
 }

@@ -21,6 +21,13 @@ struct Raw {
     ratings: Vec<f32>,
 }
 
+impl Raw {
+    /// No ratings (numeric id columns until a first id says otherwise).
+    fn empty() -> Raw {
+        Raw { users: Ids::Numbers(Vec::new()), items: Ids::Numbers(Vec::new()), ratings: Vec::new() }
+    }
+}
+
 /// One id column as read. Its first id decides its kind: whole numbers (sorted by value in the
 /// vocabulary, as pandas' int64 columns are) or text (any other first id: every id is then taken as
 /// text, numbers too, and sorted as strings, as pandas' object columns are).
@@ -282,8 +289,7 @@ fn read(
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let raw =
-        raw.unwrap_or(Raw { users: Ids::Numbers(Vec::new()), items: Ids::Numbers(Vec::new()), ratings: Vec::new() });
+    let raw = raw.unwrap_or_else(Raw::empty);
     Ok((raw, names))
 }
 
@@ -293,7 +299,13 @@ fn read(
 /// where the header has them, else from the first, second and third columns (fastai's default).
 /// In each id column the ids are all whole numbers or all text, as its first id says.
 pub fn load_ratings_csv(path: &Path, cfg: &CollabConfig) -> Result<CollabDataBunch> {
-    load(path, None, cfg)
+    cfg.validate()?;
+    let file = RatingsFile::read(path, cfg)?;
+    let split = random_split(file.len(), cfg.valid_pct, cfg.seed, cfg.split)?;
+    let mut data = file.bunch(&split, cfg);
+    data.provenance.split = cfg.split.to_string();
+    data.provenance.valid_pct = cfg.valid_pct;
+    Ok(data)
 }
 
 /// [`load_ratings_csv`] with the validation rows given in a second file (the same columns), for
@@ -302,42 +314,78 @@ pub fn load_ratings_csv(path: &Path, cfg: &CollabConfig) -> Result<CollabDataBun
 /// training ids only, and an id that only `valid` has is `#na#`. The ids of `valid` must be of
 /// `train`'s kind (whole numbers or text).
 pub fn load_train_valid_csv(train: &Path, valid: &Path, cfg: &CollabConfig) -> Result<CollabDataBunch> {
-    load(train, Some(valid), cfg)
+    cfg.validate()?;
+    let mut file = RatingsFile::read(train, cfg)?;
+    let n_train = file.len();
+    file.read_more(valid, cfg)?;
+    Ok(file.bunch(&Split { train: (0..n_train).collect(), valid: (n_train..file.len()).collect() }, cfg))
 }
 
-fn load(path: &Path, valid_path: Option<&Path>, cfg: &CollabConfig) -> Result<CollabDataBunch> {
-    cfg.validate()?;
-    let columns = [&cfg.user_name, &cfg.item_name, &cfg.rating_name].map(Option::as_deref);
-    let (raw, names) = read(path, columns, cfg.rating_range, None)?;
-    let (raw, split, sources) = match valid_path {
-        None => {
-            let split = random_split(raw.ratings.len(), cfg.valid_pct, cfg.seed, cfg.split)?;
-            (raw, split, vec![Source::of(path)?])
-        }
-        Some(valid_path) => {
-            let n_train = raw.ratings.len();
-            let (raw, _) = read(valid_path, columns, cfg.rating_range, Some((raw, path)))?;
-            let split = Split { train: (0..n_train).collect(), valid: (n_train..raw.ratings.len()).collect() };
-            (raw, split, vec![Source::of(path)?, Source::of(valid_path)?])
-        }
-    };
-    let (user_vocab, users) = raw.users.encode(&split.train);
-    let (item_vocab, items) = raw.items.encode(&split.train);
-    let encode = |rows: &[usize]| Encoded {
-        users: rows.iter().map(|&r| users.of(&raw.users, r)).collect(),
-        items: rows.iter().map(|&r| items.of(&raw.items, r)).collect(),
-        ratings: rows.iter().map(|&r| raw.ratings[r]).collect(),
-    };
-    let (train, valid) = (encode(&split.train), encode(&split.valid));
-    let mut data =
-        CollabDataBunch::from_encoded(train, valid, user_vocab, item_vocab, cfg.bs, cfg.seed).with_sources(sources);
-    if valid_path.is_none() {
-        data.provenance.split = cfg.split.to_string();
-        data.provenance.valid_pct = cfg.valid_pct;
+/// A ratings CSV read once, as [`load_ratings_csv`] reads it (users, items and ratings in compact
+/// arrays), from which the data of any split of its rows is made: cross-validation folds without
+/// reading the file again.
+pub struct RatingsFile {
+    raw: Raw,
+    names: [String; 3],
+    sources: Vec<Source>,
+    path: std::path::PathBuf,
+}
+
+impl RatingsFile {
+    /// Reads `path` from `cfg`'s columns (else MovieLens' names, else the first three), refusing
+    /// ratings outside `cfg.rating_range`.
+    pub fn read(path: &Path, cfg: &CollabConfig) -> Result<RatingsFile> {
+        let (raw, names) = read(path, columns(cfg), cfg.rating_range, None)?;
+        Ok(RatingsFile { raw, names, sources: vec![Source::of(path)?], path: path.to_path_buf() })
     }
-    data.provenance.columns = names.clone();
-    data.names = names;
-    Ok(data)
+
+    /// Appends the ratings of `path` (the same columns; ids of this file's kinds).
+    fn read_more(&mut self, path: &Path, cfg: &CollabConfig) -> Result<()> {
+        let before = std::mem::replace(&mut self.raw, Raw::empty());
+        (self.raw, _) = read(path, columns(cfg), cfg.rating_range, Some((before, &self.path)))?;
+        self.sources.push(Source::of(path)?);
+        Ok(())
+    }
+
+    /// Number of ratings.
+    pub fn len(&self) -> usize {
+        self.raw.ratings.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.raw.ratings.is_empty()
+    }
+
+    /// The header's names of the user, item and rating columns read.
+    pub fn names(&self) -> &[String; 3] {
+        &self.names
+    }
+
+    /// The data of `split`: its training rows train and its validation rows validate, with
+    /// vocabularies of the training ids (an id only validation rows have is `#na#`), `cfg`'s batch
+    /// size and seed.
+    pub fn bunch(&self, split: &Split, cfg: &CollabConfig) -> CollabDataBunch {
+        let raw = &self.raw;
+        let (user_vocab, users) = raw.users.encode(&split.train);
+        let (item_vocab, items) = raw.items.encode(&split.train);
+        let encode = |rows: &[usize]| Encoded {
+            users: rows.iter().map(|&r| users.of(&raw.users, r)).collect(),
+            items: rows.iter().map(|&r| items.of(&raw.items, r)).collect(),
+            ratings: rows.iter().map(|&r| raw.ratings[r]).collect(),
+        };
+        let (train, valid) = (encode(&split.train), encode(&split.valid));
+        let mut data = CollabDataBunch::from_encoded(train, valid, user_vocab, item_vocab, cfg.bs, cfg.seed)
+            .with_sources(self.sources.clone());
+        data.provenance.columns = self.names.clone();
+        data.names = self.names.clone();
+        data
+    }
+}
+
+/// The columns `cfg` names (`None`: the defaults of [`read`]).
+fn columns(cfg: &CollabConfig) -> [Option<&str>; 3] {
+    [&cfg.user_name, &cfg.item_name, &cfg.rating_name].map(Option::as_deref)
 }
 
 /// Writes the rows of `path` that [`load_ratings_csv`] trains on, with this split's `valid_pct`,
