@@ -88,6 +88,24 @@ impl RecipeName {
 /// The lesson's output range, `y_range = (0, 5.5)`.
 pub const LESSON_Y_RANGE: (f64, f64) = (0.0, 5.5);
 
+/// The output range for a model of `ratings`: the lesson's (0, 5.5) when they lie within it (every
+/// MovieLens scale), else their range widened as the lesson widens 1–5 stars into (0, 5.5), a
+/// quarter of the span below and an eighth above.
+pub fn y_range_for(ratings: &[f32]) -> (f64, f64) {
+    let (lo, hi) = span(ratings);
+    let (l, h) = LESSON_Y_RANGE;
+    if lo >= l && hi <= h || lo > hi {
+        return LESSON_Y_RANGE;
+    }
+    let width = (hi - lo).max(1.0);
+    (lo - width / 4.0, hi + width / 8.0)
+}
+
+/// The lowest and highest of `ratings` (∞ and −∞ for none).
+pub fn span(ratings: &[f32]) -> (f64, f64) {
+    ratings.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &r| (lo.min(r as f64), hi.max(r as f64)))
+}
+
 /// An `EmbeddingDotBias` learner with the lesson's output range and fastai's Adam.
 pub fn dot_bias(n_factors: usize, wd: f64) -> CollabLearnerConfig {
     let model = ModelConfig::DotBias(DotBiasConfig { n_factors, y_range: Some(LESSON_Y_RANGE) });

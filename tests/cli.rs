@@ -433,6 +433,43 @@ fn text_ids_train_and_serve_by_name() {
     assert!(out.status.success() && p.starts_with(&format!("user,item,prediction\n{user},\"{item}\",")), "{p}");
 }
 
+/// `cv --ratings`: k-fold cross-validation of a file of one's own: every row validated once, the
+/// output range and the relevance threshold following its scale, a typo refused by line.
+#[test]
+fn cv_cross_validates_a_ratings_file() {
+    let dir = common::temp_dir("cli-cv-file");
+    let text = std::fs::read_to_string(ratings_csv(&dir, 3000)).unwrap();
+    // The same ratings on a 1–10 scale.
+    let doubled: Vec<String> = text
+        .lines()
+        .enumerate()
+        .map(|(k, l)| {
+            let mut f: Vec<String> = l.split(',').map(String::from).collect();
+            if k > 0 {
+                f[2] = (2.0 * f[2].parse::<f64>().unwrap()).to_string();
+            }
+            f.join(",")
+        })
+        .collect();
+    std::fs::write(dir.join("ten.csv"), doubled.join("\n") + "\n").unwrap();
+    let args = ["cv", "--ratings", "ten.csv", "--folds", "3", "--ranking", "--json", "cv.json"];
+    let out = fastcollab(&args, &dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cv.json")).unwrap()).unwrap();
+    let folds = report["folds"].as_array().unwrap();
+    assert_eq!(folds.len(), 3);
+    assert!(folds.iter().all(|f| f["n_test"] == 1000), "{folds:?}");
+    let y_range = &folds[0]["recipe"]["y_range"];
+    assert!(y_range[0].as_f64().unwrap() < 0.0 && y_range[1].as_f64().unwrap() > 10.0, "{y_range}");
+    assert_eq!(report["ranking"]["relevant_from"], 7.75);
+    let mut lines = doubled.clone();
+    lines[40] = "7,8,1e30,50".into();
+    std::fs::write(dir.join("typo.csv"), lines.join("\n") + "\n").unwrap();
+    fails_clearly(&fastcollab(&["cv", "--ratings", "typo.csv"], &dir), "typo.csv:41: field \"rating\"");
+    assert!(!fastcollab(&["cv", "--ratings", "ten.csv", "--ab"], &dir).status.success());
+}
+
 /// `export-split --ratings`: the rows `train --ratings` trains and validates on, as two CSV files
 /// (every row once, every column): `predict` on the validation file gives the fit's validation MSE.
 #[test]

@@ -1,19 +1,30 @@
-//! `fastcollab cv`: canonical-fold evaluation.
-use std::path::PathBuf;
+//! `fastcollab cv`: canonical-fold evaluation on ml-100k, or k-fold cross-validation of a ratings
+//! file of one's own.
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
+use fastcollab::data::split::{k_fold, SplitMethod};
+use fastcollab::data::stream::{beyond_bulk, RatingsFile};
 use fastcollab::evaluate::cold_start::{cold_start, table, ColdStartPoint};
-use fastcollab::evaluate::{evaluate_folds, AB, FOLDS};
+use fastcollab::evaluate::{evaluate, evaluate_folds, CvReport, AB, FOLDS};
 use fastcollab::plot::plot_lines;
 use fastcollab::recipe::{Recipe, RecipeName, Run};
-use fastcollab::{DeviceChoice, TrainMode};
+use fastcollab::{CollabConfig, DeviceChoice, TrainMode};
 
 #[derive(Args)]
 pub struct CvArgs {
     /// The ml-100k folder (default: the untar_data cache).
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Cross-validate on this ratings CSV instead (read as `train --ratings` reads it, columns
+    /// userId, movieId and rating, else the first three): --folds parts of a seeded permutation of
+    /// its rows, each validated once by a model trained on the others.
+    #[arg(long, conflicts_with_all = ["data", "ab", "cold_start"])]
+    ratings: Option<PathBuf>,
+    /// How many folds for --ratings.
+    #[arg(long, default_value_t = 5, requires = "ratings")]
+    folds: usize,
     /// `lesson`, `tuned` (chosen per fold on its base file alone), `bs256`, `bs1024` or `bs4096`.
     #[arg(long, value_enum, default_value = "lesson")]
     recipe: RecipeName,
@@ -49,9 +60,14 @@ pub struct CvArgs {
 }
 
 pub fn run(args: CvArgs) -> Result<()> {
-    let dir = super::ml100k(args.data)?;
     let run = Run { mode: args.mode, device: args.device, seed: args.seed };
     let k = args.ranking.then_some(args.k);
+    if let Some(csv) = &args.ratings {
+        let report = k_fold_file(csv, args.folds, args.recipe, &run, k)?;
+        println!("{report}");
+        return write_json(args.json.as_deref(), &serde_json::to_value(&report)?);
+    }
+    let dir = super::ml100k(args.data)?;
     let report = evaluate_folds(&dir, &FOLDS, args.recipe, &run, k)?;
     println!("{report}");
     let mut json = serde_json::to_value(&report)?;
@@ -82,8 +98,29 @@ pub fn run(args: CvArgs) -> Result<()> {
         println!("wrote {}", args.plot.display());
         json["cold_start"] = serde_json::to_value(&points)?;
     }
-    if let Some(path) = args.json {
-        std::fs::write(&path, serde_json::to_string_pretty(&json)?)
+    write_json(args.json.as_deref(), &json)
+}
+
+/// `--ratings`: `folds`-fold cross-validation of the file, its folds cut from the seeded
+/// permutation `train --ratings` draws its split from. As in `train`, a rating further from the
+/// bulk of the file's ratings than the bulk's span is refused with its line.
+fn k_fold_file(csv: &Path, folds: usize, recipe: RecipeName, run: &Run, k: Option<usize>) -> Result<CvReport> {
+    let mut cfg = CollabConfig { seed: run.seed, ..Default::default() };
+    let file = RatingsFile::read(csv, &cfg)?;
+    if let Some(accepted) = beyond_bulk(file.ratings()) {
+        cfg.rating_range = Some(accepted);
+        RatingsFile::read(csv, &cfg)
+            .context("ratings are accepted within the span of their bulk (1st to 99th percentile) around it")?;
+    }
+    let splits = k_fold(file.len(), folds, run.seed, SplitMethod::FastaiV1)?;
+    let data = splits.iter().enumerate().map(|(f, split)| Ok((format!("fold{}", f + 1), file.bunch(split, &cfg))));
+    Ok(evaluate(data, recipe, run, k)?)
+}
+
+/// Writes the report as JSON to `path`, if given.
+fn write_json(path: Option<&Path>, json: &serde_json::Value) -> Result<()> {
+    if let Some(path) = path {
+        std::fs::write(path, serde_json::to_string_pretty(json)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use fastcollab::data::movielens::TITLE;
-use fastcollab::data::stream::{load_ratings_csv, load_train_valid_csv};
+use fastcollab::data::stream::{beyond_bulk, load_ratings_csv, load_train_valid_csv};
+use fastcollab::evaluate::ranking::relevant_from_for;
 use fastcollab::evaluate::{choose_alpha, rank_fold, Ranking};
 use fastcollab::plot::plot_lr_find;
 use fastcollab::recipe::{self, Recipe, RecipeName, Run, LESSON_Y_RANGE};
@@ -134,7 +135,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         }
     };
     let y_range = y_range.unwrap_or_else(|| {
-        let chosen = default_y_range(&data.train.ratings);
+        let chosen = recipe::y_range_for(&data.train.ratings);
         if chosen != LESSON_Y_RANGE {
             eprintln!("training ratings outside the lesson's y_range (0, 5.5): y_range {chosen:?} (--y-range sets it)");
         }
@@ -202,7 +203,8 @@ fn load_csv(csv: &Path, a: &TrainArgs, bs: usize, y_range: Option<(f64, f64)>) -
         None => load_ratings_csv(csv, cfg),
     };
     let data = load(&cfg)?;
-    if let (None, Some(accepted)) = (y_range, far_from_bulk(&data)) {
+    let all: Vec<f32> = data.train.ratings.iter().chain(&data.valid.ratings).copied().collect();
+    if let (None, Some(accepted)) = (y_range, beyond_bulk(&all)) {
         cfg.rating_range = Some(accepted);
         load(&cfg).context(
             "without --y-range, ratings are accepted within the span of their bulk (1st to 99th percentile) \
@@ -216,42 +218,11 @@ fn load_csv(csv: &Path, a: &TrainArgs, bs: usize, y_range: Option<(f64, f64)>) -
     Ok(data)
 }
 
-/// The accepted range of `data`'s ratings when some lie outside it: their bulk (1st to 99th
-/// percentile) widened by its span on each side (1–5 stars: −3 to 9).
-fn far_from_bulk(data: &CollabDataBunch) -> Option<(f64, f64)> {
-    let mut all: Vec<f32> = data.train.ratings.iter().chain(&data.valid.ratings).copied().collect();
-    if all.is_empty() {
-        return None;
-    }
-    let last = all.len() - 1;
-    let mut at = |q: f64| *all.select_nth_unstable_by((q * last as f64).round() as usize, f32::total_cmp).1 as f64;
-    let (lo, hi) = (at(0.01), at(0.99));
-    let span = hi - lo;
-    let accepted = (lo - span, hi + span);
-    let outside = |r: &f32| !(accepted.0..=accepted.1).contains(&(*r as f64));
-    data.train.ratings.iter().chain(&data.valid.ratings).any(outside).then_some(accepted)
-}
-
-/// The lesson's `y_range` when `ratings` lie within it (MovieLens' scales), else their range widened
-/// as the lesson widens 1–5 stars into (0, 5.5): a quarter of the span below, an eighth above.
-fn default_y_range(ratings: &[f32]) -> (f64, f64) {
-    let (lo, hi) = span_of(ratings);
-    let (l, h) = LESSON_Y_RANGE;
-    if lo >= l && hi <= h || lo > hi {
-        return LESSON_Y_RANGE;
-    }
-    let span = (hi - lo).max(1.0);
-    (lo - span / 4.0, hi + span / 8.0)
-}
-
 /// `--ranking`: every item ranked for the validation users by the trained model (alone and blended
 /// with popularity, its weight chosen on a hold-out of the training rows) and by the baselines.
 fn rank(learn: &Learner, recipe: &Recipe, a: &TrainArgs) -> Result<Ranking> {
     let ratings = &learn.data.train.ratings;
-    let from = a.relevant_from.unwrap_or_else(|| {
-        let (lo, hi) = span_of(ratings);
-        (lo + 0.75 * (hi - lo)) as f32
-    });
+    let from = a.relevant_from.unwrap_or_else(|| relevant_from_for(ratings));
     let run = Run { mode: a.mode, device: a.device, seed: a.split.seed };
     let alpha = choose_alpha(&learn.data, recipe, &run, a.k, from)?;
     let ranking = rank_fold(&learn.data, std::slice::from_ref(learn), alpha, a.k, a.split.seed, from);
@@ -261,11 +232,6 @@ fn rank(learn: &Learner, recipe: &Recipe, a: &TrainArgs) -> Result<Ranking> {
         a.k, ranking.n_users
     );
     Ok(ranking)
-}
-
-/// The lowest and highest of `ratings` (∞ and −∞ for none).
-fn span_of(ratings: &[f32]) -> (f64, f64) {
-    ratings.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &r| (lo.min(r as f64), hi.max(r as f64)))
 }
 
 /// `metrics.json` of `train`: the run's metrics, the recipe it trained and, with `--ranking`, the

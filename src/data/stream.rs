@@ -357,6 +357,11 @@ impl RatingsFile {
         self.raw.ratings.is_empty()
     }
 
+    /// The ratings, in file order.
+    pub fn ratings(&self) -> &[f32] {
+        &self.raw.ratings
+    }
+
     /// The header's names of the user, item and rating columns read.
     pub fn names(&self) -> &[String; 3] {
         &self.names
@@ -381,6 +386,23 @@ impl RatingsFile {
         data.names = self.names.clone();
         data
     }
+}
+
+/// The accepted range of `ratings` when some lie outside it: their bulk (1st to 99th percentile)
+/// widened by its span on each side (1–5 stars: −3 to 9). A rating beyond is taken for a typo when
+/// no output range is given (`train --ratings`, `cv --ratings`): the file is read again with this
+/// range, which stops at the first such rating with its line.
+pub fn beyond_bulk(ratings: &[f32]) -> Option<(f64, f64)> {
+    if ratings.is_empty() {
+        return None;
+    }
+    let mut all = ratings.to_vec();
+    let last = all.len() - 1;
+    let mut at = |q: f64| *all.select_nth_unstable_by((q * last as f64).round() as usize, f32::total_cmp).1 as f64;
+    let (lo, hi) = (at(0.01), at(0.99));
+    let span = hi - lo;
+    let accepted = (lo - span, hi + span);
+    ratings.iter().any(|&r| !(accepted.0..=accepted.1).contains(&(r as f64))).then_some(accepted)
 }
 
 /// The columns `cfg` names (`None`: the defaults of [`read`]).

@@ -17,7 +17,7 @@ use crate::infer::rank::{predict_all, top_n_by};
 use crate::infer::Seen;
 use crate::learner::Learner;
 use crate::metrics::{mae, mse};
-use crate::recipe::{mean_predictions, tune, Recipe, RecipeName, Run, LESSON_Y_RANGE};
+use crate::recipe::{mean_predictions, tune, y_range_for, Recipe, RecipeName, Run};
 use ranking::RankingMetrics;
 use tch::Tensor;
 
@@ -108,12 +108,16 @@ pub fn fold_data(dir: &Path, name: &str, bs: usize, seed: u64) -> Result<CollabD
 }
 
 /// The recipe named `name` for a fold: a fixed one, or for `tuned` the one [`tune`] chooses on the
-/// fold's base file alone (nested: the test file is never read for the choice).
+/// fold's base file alone (nested: the test file is never read for the choice); its output range
+/// follows the fold's training ratings ([`y_range_for`]: the lesson's on MovieLens' scales).
 pub fn recipe_for(name: RecipeName, data: &CollabDataBunch, run: &Run) -> Result<Recipe> {
-    match name.fixed() {
-        Some(recipe) => Ok(recipe),
-        None => Ok(tune(data, run, 5, LESSON_Y_RANGE)?.chosen),
-    }
+    let y_range = y_range_for(&data.train.ratings);
+    let mut recipe = match name.fixed() {
+        Some(recipe) => recipe,
+        None => tune(data, run, 5, y_range)?.chosen,
+    };
+    recipe.learner.model = recipe.learner.model.clone().with_y_range(Some(y_range));
+    Ok(recipe)
 }
 
 /// The popularity weights [`choose_alpha`] tries.
@@ -202,25 +206,40 @@ pub fn evaluate_folds(
     run: &Run,
     ranking_k: Option<usize>,
 ) -> Result<CvReport> {
+    let data = folds.iter().map(|name| Ok((name.to_string(), fold_data(dir, name, 64, run.seed)?)));
+    evaluate(data, recipe, run, ranking_k)
+}
+
+/// [`evaluate_folds`] for any folds, each named with its data (made as the evaluation reaches it):
+/// the recipe trains on its training rows and is measured on its validation rows. A rating ¾ of the
+/// way up the training ratings' range or higher is relevant for ranking (4 on 1–5 stars).
+pub fn evaluate(
+    folds: impl IntoIterator<Item = Result<(String, CollabDataBunch)>>,
+    recipe: RecipeName,
+    run: &Run,
+    ranking_k: Option<usize>,
+) -> Result<CvReport> {
     let start = Instant::now();
     let mut results = Vec::new();
-    for name in folds {
-        let data = fold_data(dir, name, 64, run.seed)?;
+    let mut relevant_from = ranking::RELEVANT_FROM;
+    for fold in folds {
+        let (name, data) = fold?;
         let chosen = recipe_for(recipe, &data, run)?;
         let n_unseen = data.n_unseen_valid();
         let learners = chosen.fit_all(&data, run)?;
         let preds = mean_predictions(&learners, &data.valid);
+        relevant_from = ranking::relevant_from_for(&data.train.ratings);
         let ranking = match ranking_k {
             Some(k) => {
-                let alpha = choose_alpha(&data, &chosen, run, k, ranking::RELEVANT_FROM)?;
-                Some(rank_fold(&data, &learners, alpha, k, run.seed, ranking::RELEVANT_FROM))
+                let alpha = choose_alpha(&data, &chosen, run, k, relevant_from)?;
+                Some(rank_fold(&data, &learners, alpha, k, run.seed, relevant_from))
             }
             None => None,
         };
         let targets = &data.valid.ratings;
         let m = mse(&preds, targets);
         results.push(FoldResult {
-            name: name.to_string(),
+            name,
             recipe: chosen,
             mse: m,
             rmse: m.sqrt(),
@@ -245,7 +264,7 @@ pub fn evaluate_folds(
             random: mean(|r| r.random),
             k,
             n_users: each.iter().map(|r| r.n_users).sum(),
-            relevant_from: ranking::RELEVANT_FROM,
+            relevant_from,
         }
     });
     Ok(CvReport {

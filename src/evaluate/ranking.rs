@@ -18,6 +18,13 @@ use crate::infer::Seen;
 /// A rating at least this high is relevant on MovieLens' scales.
 pub const RELEVANT_FROM: f32 = 4.0;
 
+/// The relevance threshold for training ratings `ratings` on any scale: three quarters of the way
+/// up their range ([`RELEVANT_FROM`], 4, on 1–5 stars).
+pub fn relevant_from_for(ratings: &[f32]) -> f32 {
+    let (lo, hi) = crate::recipe::span(ratings);
+    (lo + 0.75 * (hi - lo)) as f32
+}
+
 /// Precision, recall, NDCG, MAP and hit rate at `k`, averaged over users, and catalogue coverage.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct RankingMetrics {
