@@ -1,6 +1,7 @@
 //! Evaluation the way the benchmarks do it: train on MovieLens' canonical `uN.base` files and
-//! measure on the matching `uN.test` (rating error, and optionally top-k ranking); cold-start
-//! curves on the base files alone; and the speed figures of `fastcollab bench` ([`mod@bench`]).
+//! measure on the matching `uN.test` (rating error, and optionally top-k ranking), or the same over
+//! any folds (k-fold cross-validation of a ratings file); cold-start curves on the base files alone;
+//! and the speed figures of `fastcollab bench` ([`mod@bench`]).
 pub mod bench;
 pub mod cold_start;
 pub mod ranking;
