@@ -468,6 +468,15 @@ fn cv_cross_validates_a_ratings_file() {
     std::fs::write(dir.join("typo.csv"), lines.join("\n") + "\n").unwrap();
     fails_clearly(&fastcollab(&["cv", "--ratings", "typo.csv"], &dir), "typo.csv:41: field \"rating\"");
     assert!(!fastcollab(&["cv", "--ratings", "ten.csv", "--ab"], &dir).status.success());
+    // A given output range and named columns, as `train --ratings` takes them.
+    let args = ["cv", "--ratings", "ten.csv", "--folds", "2", "--y-range", "0,11", "--rating-col", "rating"];
+    let out = fastcollab(&[&args[..], &["--user-col", "userId", "--json", "cv2.json"]].concat(), &dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cv2.json")).unwrap()).unwrap();
+    assert_eq!(report["folds"][1]["recipe"]["y_range"], serde_json::json!([0.0, 11.0]));
+    let typo = ["cv", "--ratings", "typo.csv", "--y-range", "0,11"];
+    fails_clearly(&fastcollab(&typo, &dir), "typo.csv:41: field \"rating\"");
 }
 
 /// `export-split --ratings`: the rows `train --ratings` trains and validates on, as two CSV files

@@ -25,6 +25,19 @@ pub struct CvArgs {
     /// How many folds for --ratings.
     #[arg(long, default_value_t = 5, requires = "ratings")]
     folds: usize,
+    /// The --ratings column holding the users.
+    #[arg(long, requires = "ratings")]
+    user_col: Option<String>,
+    /// The --ratings column holding the items.
+    #[arg(long, requires = "ratings")]
+    item_col: Option<String>,
+    /// The --ratings column holding the ratings.
+    #[arg(long, requires = "ratings")]
+    rating_col: Option<String>,
+    /// The models' output range for --ratings, `LO,HI`. Default: the lesson's 0,5.5 when a fold's
+    /// training ratings lie within it, else their range widened as `train --ratings` widens it.
+    #[arg(long, value_delimiter = ',', value_name = "LO,HI", allow_hyphen_values = true, requires = "ratings")]
+    y_range: Option<Vec<f64>>,
     /// `lesson`, `tuned` (chosen per fold on its base file alone), `bs256`, `bs1024` or `bs4096`.
     #[arg(long, value_enum, default_value = "lesson")]
     recipe: RecipeName,
@@ -63,7 +76,7 @@ pub fn run(args: CvArgs) -> Result<()> {
     let run = Run { mode: args.mode, device: args.device, seed: args.seed };
     let k = args.ranking.then_some(args.k);
     if let Some(csv) = &args.ratings {
-        let report = k_fold_file(csv, args.folds, args.recipe, &run, k)?;
+        let report = k_fold_file(csv, &args, &run, k)?;
         println!("{report}");
         return write_json(args.json.as_deref(), &serde_json::to_value(&report)?);
     }
@@ -101,20 +114,29 @@ pub fn run(args: CvArgs) -> Result<()> {
     write_json(args.json.as_deref(), &json)
 }
 
-/// `--ratings`: `folds`-fold cross-validation of the file, its folds cut from the seeded
-/// permutation `train --ratings` draws its split from. As in `train`, a rating further from the
-/// bulk of the file's ratings than the bulk's span is refused with its line.
-fn k_fold_file(csv: &Path, folds: usize, recipe: RecipeName, run: &Run, k: Option<usize>) -> Result<CvReport> {
-    let mut cfg = CollabConfig { seed: run.seed, ..Default::default() };
+/// `--ratings`: `--folds`-fold cross-validation of the file, its folds cut from the seeded
+/// permutation `train --ratings` draws its split from. As in `train`, without `--y-range` a rating
+/// further from the bulk of the file's ratings than the bulk's span is refused with its line; with
+/// it, one further outside it than its width.
+fn k_fold_file(csv: &Path, a: &CvArgs, run: &Run, k: Option<usize>) -> Result<CvReport> {
+    let y_range = super::y_range_arg(a.y_range.as_deref())?;
+    let mut cfg = CollabConfig {
+        user_name: a.user_col.clone(),
+        item_name: a.item_col.clone(),
+        rating_name: a.rating_col.clone(),
+        seed: run.seed,
+        rating_range: y_range.map(|(lo, hi)| (lo - (hi - lo), hi + (hi - lo))),
+        ..Default::default()
+    };
     let file = RatingsFile::read(csv, &cfg)?;
-    if let Some(accepted) = beyond_bulk(file.ratings()) {
+    if let (None, Some(accepted)) = (y_range, beyond_bulk(file.ratings())) {
         cfg.rating_range = Some(accepted);
         RatingsFile::read(csv, &cfg)
             .context("ratings are accepted within the span of their bulk (1st to 99th percentile) around it")?;
     }
-    let splits = k_fold(file.len(), folds, run.seed, SplitMethod::FastaiV1)?;
+    let splits = k_fold(file.len(), a.folds, run.seed, SplitMethod::FastaiV1)?;
     let data = splits.iter().enumerate().map(|(f, split)| Ok((format!("fold{}", f + 1), file.bunch(split, &cfg))));
-    Ok(evaluate(data, recipe, run, k)?)
+    Ok(evaluate(data, a.recipe, run, k, y_range)?)
 }
 
 /// Writes the report as JSON to `path`, if given.

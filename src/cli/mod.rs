@@ -136,3 +136,12 @@ pub(crate) fn ratings(table: &fastcollab::Table, name: &str, path: &std::path::P
     let line = reader.byte_records().nth(r).and_then(|rec| Some(rec.ok()?.position()?.line())).unwrap_or(0);
     bail!("{}:{line}: field {name:?}: {:?} is not a finite number", path.display(), col.value(r).to_string())
 }
+
+/// The `--y-range LO,HI` flag's values, checked.
+fn y_range_arg(values: Option<&[f64]>) -> Result<Option<(f64, f64)>> {
+    match values {
+        Some(&[lo, hi]) if lo < hi && lo.is_finite() && hi.is_finite() => Ok(Some((lo, hi))),
+        Some(bad) => bail!("--y-range needs LO,HI, finite with LO < HI, got {bad:?}"),
+        None => Ok(None),
+    }
+}

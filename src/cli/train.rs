@@ -121,11 +121,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         bail!("--recipe tuned chooses among EmbeddingDotBias models; with --use-nn give --wd and --lr instead");
     }
     let bs = a.bs.unwrap_or(a.recipe.fixed().map_or(Recipe::lesson().bs, |r| r.bs));
-    let y_range = match a.y_range.as_deref() {
-        Some(&[lo, hi]) if lo < hi && lo.is_finite() && hi.is_finite() => Some((lo, hi)),
-        Some(bad) => bail!("--y-range needs LO,HI, finite with LO < HI, got {bad:?}"),
-        None => None,
-    };
+    let y_range = super::y_range_arg(a.y_range.as_deref())?;
     let data = match &a.ratings {
         Some(csv) => load_csv(csv, &a, bs, y_range)?,
         None => {

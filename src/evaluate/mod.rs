@@ -109,10 +109,11 @@ pub fn fold_data(dir: &Path, name: &str, bs: usize, seed: u64) -> Result<CollabD
 }
 
 /// The recipe named `name` for a fold: a fixed one, or for `tuned` the one [`tune`] chooses on the
-/// fold's base file alone (nested: the test file is never read for the choice); its output range
-/// follows the fold's training ratings ([`y_range_for`]: the lesson's on MovieLens' scales).
-pub fn recipe_for(name: RecipeName, data: &CollabDataBunch, run: &Run) -> Result<Recipe> {
-    let y_range = y_range_for(&data.train.ratings);
+/// fold's base file alone (nested: the test file is never read for the choice); its output range is
+/// `y_range`, else follows the fold's training ratings ([`y_range_for`]: the lesson's on MovieLens'
+/// scales).
+pub fn recipe_for(name: RecipeName, data: &CollabDataBunch, run: &Run, y_range: Option<(f64, f64)>) -> Result<Recipe> {
+    let y_range = y_range.unwrap_or_else(|| y_range_for(&data.train.ratings));
     let mut recipe = match name.fixed() {
         Some(recipe) => recipe,
         None => tune(data, run, 5, y_range)?.chosen,
@@ -208,24 +209,26 @@ pub fn evaluate_folds(
     ranking_k: Option<usize>,
 ) -> Result<CvReport> {
     let data = folds.iter().map(|name| Ok((name.to_string(), fold_data(dir, name, 64, run.seed)?)));
-    evaluate(data, recipe, run, ranking_k)
+    evaluate(data, recipe, run, ranking_k, None)
 }
 
 /// [`evaluate_folds`] for any folds, each named with its data (made as the evaluation reaches it):
-/// the recipe trains on its training rows and is measured on its validation rows. A rating ¾ of the
-/// way up the training ratings' range or higher is relevant for ranking (4 on 1–5 stars).
+/// the recipe trains on its training rows (with the output range `y_range`, else one that follows
+/// them) and is measured on its validation rows. A rating ¾ of the way up the training ratings'
+/// range or higher is relevant for ranking (4 on 1–5 stars).
 pub fn evaluate(
     folds: impl IntoIterator<Item = Result<(String, CollabDataBunch)>>,
     recipe: RecipeName,
     run: &Run,
     ranking_k: Option<usize>,
+    y_range: Option<(f64, f64)>,
 ) -> Result<CvReport> {
     let start = Instant::now();
     let mut results = Vec::new();
     let mut relevant_from = ranking::RELEVANT_FROM;
     for fold in folds {
         let (name, data) = fold?;
-        let chosen = recipe_for(recipe, &data, run)?;
+        let chosen = recipe_for(recipe, &data, run, y_range)?;
         let n_unseen = data.n_unseen_valid();
         let learners = chosen.fit_all(&data, run)?;
         let preds = mean_predictions(&learners, &data.valid);
