@@ -25,15 +25,8 @@ pub struct CvArgs {
     /// How many folds for --ratings.
     #[arg(long, default_value_t = 5, requires = "ratings")]
     folds: usize,
-    /// The --ratings column holding the users.
-    #[arg(long, requires = "ratings")]
-    user_col: Option<String>,
-    /// The --ratings column holding the items.
-    #[arg(long, requires = "ratings")]
-    item_col: Option<String>,
-    /// The --ratings column holding the ratings.
-    #[arg(long, requires = "ratings")]
-    rating_col: Option<String>,
+    #[command(flatten)]
+    columns: super::ColumnArgs,
     /// The models' output range for --ratings, `LO,HI`. Default: the lesson's 0,5.5 when a fold's
     /// training ratings lie within it, else their range widened as `train --ratings` widens it.
     #[arg(long, value_delimiter = ',', value_name = "LO,HI", allow_hyphen_values = true, requires = "ratings")]
@@ -120,14 +113,9 @@ pub fn run(args: CvArgs) -> Result<()> {
 /// it, one further outside it than its width.
 fn k_fold_file(csv: &Path, a: &CvArgs, run: &Run, k: Option<usize>) -> Result<CvReport> {
     let y_range = super::y_range_arg(a.y_range.as_deref())?;
-    let mut cfg = CollabConfig {
-        user_name: a.user_col.clone(),
-        item_name: a.item_col.clone(),
-        rating_name: a.rating_col.clone(),
-        seed: run.seed,
-        rating_range: y_range.map(|(lo, hi)| (lo - (hi - lo), hi + (hi - lo))),
-        ..Default::default()
-    };
+    let mut cfg =
+        CollabConfig { seed: run.seed, rating_range: y_range.map(super::accepted_around), ..Default::default() };
+    a.columns.name_in(&mut cfg);
     let file = RatingsFile::read(csv, &cfg)?;
     if let (None, Some(accepted)) = (y_range, beyond_bulk(file.ratings())) {
         cfg.rating_range = Some(accepted);

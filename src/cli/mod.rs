@@ -86,6 +86,28 @@ fn check_writable_file(path: &std::path::Path) -> Result<()> {
     check_writable_dir(dir)
 }
 
+/// The columns of a `--ratings` file, when they are not MovieLens' names (nor the first three).
+#[derive(Args)]
+struct ColumnArgs {
+    /// The --ratings column holding the users.
+    #[arg(long, requires = "ratings")]
+    user_col: Option<String>,
+    /// The --ratings column holding the items.
+    #[arg(long, requires = "ratings")]
+    item_col: Option<String>,
+    /// The --ratings column holding the ratings.
+    #[arg(long, requires = "ratings")]
+    rating_col: Option<String>,
+}
+
+impl ColumnArgs {
+    /// Names these columns in `cfg`.
+    fn name_in(&self, cfg: &mut CollabConfig) {
+        (cfg.user_name, cfg.item_name, cfg.rating_name) =
+            (self.user_col.clone(), self.item_col.clone(), self.rating_col.clone());
+    }
+}
+
 /// The ml-100k folder and the validation split, shared by the subcommands that split.
 #[derive(Args)]
 struct SplitArgs {
@@ -107,7 +129,6 @@ impl SplitArgs {
     /// The data-bunch configuration for these split settings and columns; ratings further outside
     /// `y_range` than its width are refused while reading (with file and line).
     fn config(&self, item: &str, bs: usize, y_range: (f64, f64)) -> CollabConfig {
-        let span = y_range.1 - y_range.0;
         CollabConfig {
             user_name: Some("userId".into()),
             item_name: Some(item.into()),
@@ -116,9 +137,15 @@ impl SplitArgs {
             seed: self.seed,
             bs,
             split: self.split,
-            rating_range: Some((y_range.0 - span, y_range.1 + span)),
+            rating_range: Some(accepted_around(y_range)),
         }
     }
+}
+
+/// The ratings accepted with the output range `y_range`: those within its width of it (0–5.5: −5.5
+/// to 11); a rating further out is taken for a typo and refused with its line.
+fn accepted_around((lo, hi): (f64, f64)) -> (f64, f64) {
+    (lo - (hi - lo), hi + (hi - lo))
 }
 
 /// The ratings in column `name` of `table` (read from `path`), or which line holds no number.

@@ -28,15 +28,8 @@ pub struct TrainArgs {
     /// --ratings: a split of your own, e.g. by time. --ratings then trains on all its rows.
     #[arg(long, requires = "ratings", conflicts_with_all = ["valid_pct", "split"])]
     valid_ratings: Option<PathBuf>,
-    /// The --ratings column holding the users.
-    #[arg(long, requires = "ratings")]
-    user_col: Option<String>,
-    /// The --ratings column holding the items.
-    #[arg(long, requires = "ratings")]
-    item_col: Option<String>,
-    /// The --ratings column holding the ratings.
-    #[arg(long, requires = "ratings")]
-    rating_col: Option<String>,
+    #[command(flatten)]
+    columns: super::ColumnArgs,
     /// The model's output range, `LO,HI` (fastai's `y_range`). Default: the lesson's 0,5.5 when the
     /// training ratings lie within it, else the range of the training ratings widened as the
     /// lesson widens 1–5 stars (a quarter of the span below, an eighth above).
@@ -192,7 +185,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
 /// its line.
 fn load_csv(csv: &Path, a: &TrainArgs, bs: usize, y_range: Option<(f64, f64)>) -> Result<CollabDataBunch> {
     let mut cfg = a.split.config("movieId", bs, y_range.unwrap_or(LESSON_Y_RANGE));
-    (cfg.user_name, cfg.item_name, cfg.rating_name) = (a.user_col.clone(), a.item_col.clone(), a.rating_col.clone());
+    a.columns.name_in(&mut cfg);
     cfg.rating_range = cfg.rating_range.filter(|_| y_range.is_some());
     let load = |cfg: &CollabConfig| match &a.valid_ratings {
         Some(valid) => load_train_valid_csv(csv, valid, cfg),
