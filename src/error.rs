@@ -61,6 +61,14 @@ pub enum Error {
         /// The closest known names, best first.
         close: Vec<String>,
     },
+    /// A title that several items of a model share, given to name one item.
+    #[error("{} items have the title {title:?}: name one by its id ({})", .ids.len(), .ids.join(", "))]
+    AmbiguousTitle {
+        /// The title given.
+        title: String,
+        /// The ids of the items that have it.
+        ids: Vec<String>,
+    },
     /// A user that a trained model does not know.
     #[error("user {name:?} is not in the model's vocabulary{}; to recommend for a new user, pass their ratings (fold-in: `recommend --ratings FILE`)", suggest(.close))]
     UnknownUser {

@@ -193,6 +193,14 @@ fn export_split_and_cv_on_ml100k() {
     let mean = report["mean_rmse"].as_f64().unwrap();
     assert!(mean <= 0.915, "lesson recipe mean RMSE {mean}");
     assert!(report["sd_rmse"].as_f64().unwrap() > 0.0 && report["seconds"].as_f64().unwrap() > 0.0);
+
+    // Items by movieId show u.item's titles; the lesson's items are the titles themselves.
+    let train = ["train", "--data", d, "--epochs", "1", "--out", "run", "--export", "ids.safetensors"];
+    assert!(fastcollab(&[&train[..], &["--item", "movieId"]].concat(), &dir).status.success());
+    let out = fastcollab(&["similar", "--model", "ids.safetensors", "--item", "Star Wars (1977)", "-n", "1"], &dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("item              rank  similar  score   title\nStar Wars (1977)  1  "), "{text}");
+    fails_clearly(&fastcollab(&[&train[..], &["--items", "u.item"]].concat(), &dir), "u.item's titles already");
 }
 
 #[test]
@@ -645,4 +653,76 @@ fn exported_model_commands_and_their_csv_columns() {
     assert!(std::fs::metadata(dir.join("pca.png")).unwrap().len() > 10_000);
     std::fs::write(dir.join("junk.safetensors"), "not a model").unwrap();
     fails_clearly(&fastcollab(&["info", "--model", "junk.safetensors"], &dir), "junk.safetensors");
+}
+
+/// `train --items FILE`: a practitioner's model shows titles next to its item ids (recommend,
+/// similar, interpret, info), finds an item by its exact title, and keeps ids where titles repeat.
+#[test]
+fn item_titles_travel_with_the_model() {
+    let dir = common::temp_dir("cli-titles");
+    let csv = ratings_csv(&dir, 3000);
+    let csv = csv.to_str().unwrap();
+    // movies.csv's shape: quoted titles with commas; item 2 has none; items 3 and 4 share one.
+    let mut movies = String::from("movieId,title,genres\n");
+    for i in 0..200 {
+        let title = match i {
+            2 => continue,
+            3 | 4 => "\"Twin, The (1990)\"".to_string(),
+            _ => format!("\"Film {i}, The ({})\"", 1900 + i),
+        };
+        movies += &format!("{i},{title},Drama\n");
+    }
+    std::fs::write(dir.join("movies.csv"), movies).unwrap();
+    let train = ["train", "--ratings", csv, "--epochs", "2", "--out", "run"];
+    let out = fastcollab(&[&train[..], &["--items", "movies.csv", "--export", "m.safetensors"]].concat(), &dir);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("movies.csv: titles from column \"title\" by \"movieId\"; 1 of the model's"), "{stderr}");
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+
+    let out =
+        fastcollab(&["recommend", "--model", "m.safetensors", "--user", "5", "-n", "3", "--output", "r.csv"], &dir);
+    assert!(out.status.success());
+    let r = read("r.csv");
+    assert!(r.starts_with("user,rank,item,score,title\n5,1,") && r.lines().count() == 4, "{r}");
+    for line in r.lines().skip(1) {
+        let item = line.split(',').nth(2).unwrap();
+        let want =
+            if item == "2" { ",".to_string() } else { format!("The ({})\"", 1900 + item.parse::<i32>().unwrap()) };
+        assert!(line.ends_with(&want) || item == "3" || item == "4", "{line}");
+    }
+    // By exact title, the same list as by id; a title two items share names both ids.
+    let similar = |item: &str, out: &str| {
+        assert!(fastcollab(&["similar", "--model", "m.safetensors", "--item", item, "-n", "4", "--output", out], &dir)
+            .status
+            .success());
+        let mut rows = csv::Reader::from_path(dir.join(out)).unwrap();
+        assert_eq!(rows.headers().unwrap(), vec!["item", "rank", "similar", "score", "title"]);
+        rows.records().map(|r| r.unwrap().iter().skip(1).map(String::from).collect()).collect::<Vec<Vec<String>>>()
+    };
+    let by_id = similar("7", "s1.csv");
+    assert!(by_id.len() == 4 && by_id.iter().all(|r| r[3].is_empty() == (r[1] == "2")), "{by_id:?}");
+    assert_eq!(similar("Film 7, The (1907)", "s2.csv"), by_id);
+    fails_clearly(
+        &fastcollab(&["similar", "--model", "m.safetensors", "--item", "Twin, The (1990)"], &dir),
+        "2 items have the title \"Twin, The (1990)\": name one by its id (3, 4)",
+    );
+    // Fold-in ratings may name items by title too.
+    std::fs::write(dir.join("new.csv"), "movieId,rating\n\"Film 7, The (1907)\",5\n11,4\n").unwrap();
+    let out = fastcollab(&["recommend", "--model", "m.safetensors", "--ratings", "new.csv", "-n", "2"], &dir);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).lines().count() == 3);
+    let info = fastcollab(&["info", "--model", "m.safetensors"], &dir);
+    assert!(String::from_utf8_lossy(&info.stdout).contains("item titles: "), "info says the model has titles");
+    let out = fastcollab(&["interpret", "--model", "m.safetensors", "-n", "2"], &dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("(value, title, mean rating)") && text.contains(", The (19"),
+        "{text}"
+    );
+
+    // An id given two titles is refused by its line, and nothing is written.
+    std::fs::write(dir.join("twice.csv"), "movieId,title\n1,One\n\"2\",Two\n1,Uno\n").unwrap();
+    let out = fastcollab(&[&train[..], &["--items", "twice.csv", "--export", "other.safetensors"]].concat(), &dir);
+    fails_clearly(&out, "twice.csv:4: field \"movieId\": item \"1\" has a second title, \"Uno\" (the first: \"One\")");
+    assert!(!dir.join("other.safetensors").exists());
 }

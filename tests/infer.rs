@@ -278,3 +278,45 @@ fn fastai_loads_the_export_and_predicts_the_same() {
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert!(v["max_abs_diff"].as_f64().unwrap() <= 1e-5, "{v}");
 }
+
+/// Titles given at training travel in the export: recommendations and similar items carry them,
+/// an item is found by its exact title, and a model without titles has none.
+#[test]
+fn item_titles_are_exported_and_served() {
+    use fastcollab::data::titles::ItemTitles;
+    use fastcollab::Table;
+    let dir = common::temp_dir("infer-titles");
+    let data = load_ratings_csv(&ratings_csv(&dir), &CollabConfig::default()).unwrap();
+    let ids: Vec<i64> = (0..1000).collect();
+    let titles = Table::new(
+        vec!["movieId".into(), "title".into()],
+        vec![
+            fastcollab::data::table::Column::Int(ids.clone()),
+            fastcollab::data::table::Column::Str(ids.iter().map(|i| format!("Film {i}")).collect()),
+        ],
+    )
+    .unwrap();
+    let (data, missing) = data.with_item_titles(&ItemTitles::from_table(&titles, "movieId", "title").unwrap());
+    assert_eq!(missing, 0);
+    let mut learn = collab_learner(data, &common::dot_bias_on_cpu(8, 0.05, TrainMode::Auto)).unwrap();
+    learn.verbose = false;
+    learn.fit_one_cycle(1, 1e-2).unwrap();
+    let (titled, plain) = (dir.join("titled.safetensors"), dir.join("plain.safetensors"));
+    learn.export(&titled).unwrap();
+    learn.data.item_titles = None;
+    learn.export(&plain).unwrap();
+
+    let (rec, without) = (load_learner(&titled).unwrap(), load_learner(&plain).unwrap());
+    let recs = rec.recommend("3", 5, false).unwrap();
+    assert!(recs.iter().all(|s| s.title.as_deref() == Some(&format!("Film {}", s.item)[..])), "{recs:?}");
+    let untitled = without.recommend("3", 5, false).unwrap();
+    assert_eq!(
+        recs.iter().map(|s| (&s.item, s.score)).collect::<Vec<_>>(),
+        untitled.iter().map(|s| (&s.item, s.score)).collect::<Vec<_>>()
+    );
+    assert!(untitled.iter().all(|s| s.title.is_none()) && !without.has_item_titles());
+    assert_eq!(rec.item_row("Film 7").unwrap(), rec.item_row("7").unwrap());
+    assert_eq!(rec.item_title(rec.item_row("7").unwrap()), Some("Film 7"));
+    assert!(without.item_row("Film 7").is_err());
+    assert_eq!(rec.similar_items("Film 7", 3).unwrap(), rec.similar_items("7", 3).unwrap());
+}

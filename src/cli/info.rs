@@ -35,6 +35,10 @@ pub fn run(a: InfoArgs) -> Result<()> {
         m.vocab.item.len(),
         m.names
     );
+    if let Some(titles) = &m.item_titles {
+        let titled = titles.iter().filter(|t| !t.is_empty()).count();
+        println!("item titles: {titled} of {} items", titles.len() - 1);
+    }
     println!("training ratings kept for recommendations: {}", rec.seen().items.len());
     println!("provenance: {}", serde_json::to_string_pretty(&m.provenance)?);
     println!("training: {}", serde_json::to_string_pretty(&m.training)?);

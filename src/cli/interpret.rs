@@ -32,11 +32,15 @@ pub fn run(a: InterpretArgs) -> Result<()> {
     if names.is_empty() {
         bail!("{}: no item has a training rating to read", a.model.display());
     }
-    let column = &rec.meta.names[1];
-    let shown: Vec<&&str> = names.iter().take(10).collect();
+    // Items are read by id and shown by title, for a model with item titles.
+    let label = |name: &str| rec.item_row(name).ok().and_then(|r| rec.item_title(r)).unwrap_or(name).to_string();
+    let labels: Vec<String> = names.iter().map(|n| label(n)).collect();
+    let top: Vec<_> = top.iter().zip(&labels).map(|((_, count, mean), l)| (l.clone(), *count, *mean)).collect();
+    let column = if rec.has_item_titles() { "title" } else { &rec.meta.names[1] };
+    let shown: Vec<&String> = labels.iter().take(10).collect();
     println!("the {} most rated items in training (by {column}), first 10: {shown:?}\n", names.len());
     if let CollabModel::DotBias(_) = rec.model {
-        let biases = ranked(&rec.item_bias(&names)?, &names);
+        let biases = ranked(&rec.item_bias(&names)?, &labels);
         println!(
             "{}",
             Extremes { what: "item bias", name: column, ranked: &biases, stats: &top, n: a.n.unwrap_or(15) }
@@ -51,13 +55,13 @@ pub fn run(a: InterpretArgs) -> Result<()> {
     println!("item PCA: explained variance {}\n", ratio.join(", "));
     let facs: Vec<Vec<f64>> = (0..k).map(|f| items_pca.factor(f)).collect::<fastcollab::Result<_>>()?;
     for (f, fac) in facs.iter().enumerate().take(2) {
-        let ranked = ranked(&Tensor::from_slice(fac), &names);
+        let ranked = ranked(&Tensor::from_slice(fac), &labels);
         let what = format!("fac{f}");
         println!("{}", Extremes { what: &what, name: column, ranked: &ranked, stats: &top, n: a.n.unwrap_or(10) });
     }
     if let Some(path) = &a.plot {
         let (x, y) = (0, if k > 2 { 2 } else { k - 1 });
-        let points: Vec<_> = (0..50.min(names.len())).map(|i| (facs[x][i], facs[y][i], names[i].to_string())).collect();
+        let points: Vec<_> = (0..50.min(names.len())).map(|i| (facs[x][i], facs[y][i], labels[i].clone())).collect();
         let title = format!("{} most rated items on PCA factors {x} and {y}", points.len());
         plot_labelled_scatter(&points, path, &title, &format!("fac{x}"), &format!("fac{y}"))?;
         println!("plotted {}", path.display());

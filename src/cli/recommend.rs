@@ -38,20 +38,34 @@ pub struct RecommendArgs {
     /// ALPHA demotes popular items instead (more of the long tail).
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     popularity: f64,
-    /// Write `user,rank,item,score` as CSV here instead of printing a table.
+    /// Write `user,rank,item,score` (and `title`, for a model with item titles) as CSV here instead
+    /// of printing a table.
     #[arg(long)]
     output: Option<PathBuf>,
 }
 
-/// The columns of the output.
-const HEADER: [&str; 4] = ["user", "rank", "item", "score"];
+/// The columns of the output: `title` last, for a model with item titles.
+fn header(rec: &Recommender) -> &'static [&'static str] {
+    let all = &["user", "rank", "item", "score", "title"];
+    &all[..if rec.has_item_titles() { 5 } else { 4 }]
+}
 
-/// One user's recommendations as rows (scores in full for CSV into `output`).
-fn rows<'a>(user: &str, recs: &'a [Scored], output: Option<&'a Path>) -> impl Iterator<Item = Vec<String>> + 'a {
+/// One user's recommendations as rows (scores in full for CSV into `output`), with titles when
+/// `titled`.
+fn rows<'a>(
+    user: &str,
+    recs: &'a [Scored],
+    titled: bool,
+    output: Option<&'a Path>,
+) -> impl Iterator<Item = Vec<String>> + 'a {
     let user = user.to_string();
-    recs.iter()
-        .enumerate()
-        .map(move |(k, s)| vec![user.clone(), (k + 1).to_string(), s.item.clone(), number(s.score, output)])
+    recs.iter().enumerate().map(move |(k, s)| {
+        let mut row = vec![user.clone(), (k + 1).to_string(), s.item.clone(), number(s.score, output)];
+        if titled {
+            row.push(s.title.clone().unwrap_or_default());
+        }
+        row
+    })
 }
 
 pub fn run(a: RecommendArgs) -> Result<()> {
@@ -100,15 +114,16 @@ pub fn run(a: RecommendArgs) -> Result<()> {
         if a.include_seen {
             rated.clear();
         }
-        out.extend(rows(&name, &rec.recommend_folded(&folded, a.n, &rated, a.popularity), a.output.as_deref()));
+        let recs = rec.recommend_folded(&folded, a.n, &rated, a.popularity);
+        out.extend(rows(&name, &recs, rec.has_item_titles(), a.output.as_deref()));
     } else if let Some(user) = &a.user {
         let u = rec.recommended_user(user)?;
         let recs = rec.recommend_rows(&[u], a.n, a.include_seen, a.popularity).pop().unwrap_or_default();
-        out.extend(rows(user, &recs, a.output.as_deref()));
+        out.extend(rows(user, &recs, rec.has_item_titles(), a.output.as_deref()));
     } else {
         bail!("say whom to recommend for: --user ID, --all, or --ratings new_user.csv");
     }
-    super::output::emit(&HEADER, &out, a.output.as_deref())
+    super::output::emit(header(&rec), &out, a.output.as_deref())
 }
 
 /// `--all`: every user's list, written to --output as it is ranked (the lists are never all held),
@@ -116,18 +131,18 @@ pub fn run(a: RecommendArgs) -> Result<()> {
 fn recommend_all(rec: &Recommender, a: &RecommendArgs) -> Result<()> {
     let start = Instant::now();
     let users: Vec<u32> = (1..rec.users().len() as u32).collect();
-    let name = |u: u32| rec.users().name(u as usize);
+    let (name, titled) = (|u: u32| rec.users().name(u as usize), rec.has_item_titles());
     match a.output.as_deref() {
-        Some(path) => super::output::write_csv(path, &HEADER, |push| {
+        Some(path) => super::output::write_csv(path, header(rec), |push| {
             rec.recommend_each(&users, a.n, a.include_seen, a.popularity, |u, recs: Vec<Scored>| {
-                rows(name(u), &recs, Some(path)).try_for_each(|row| push(&row))
+                rows(name(u), &recs, titled, Some(path)).try_for_each(|row| push(&row))
             })
         })?,
         None => {
             let lists = rec.recommend_rows(&users, a.n, a.include_seen, a.popularity);
             let out: Vec<Vec<String>> =
-                users.iter().zip(&lists).flat_map(|(&u, recs)| rows(name(u), recs, None)).collect();
-            super::output::emit(&HEADER, &out, None)?;
+                users.iter().zip(&lists).flat_map(|(&u, recs)| rows(name(u), recs, titled, None)).collect();
+            super::output::emit(header(rec), &out, None)?;
         }
     }
     eprintln!("top {} for {} users in {:.2}s", a.n, users.len(), start.elapsed().as_secs_f64());

@@ -3,8 +3,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use fastcollab::data::movielens::TITLE;
+use fastcollab::data::movielens::{ITEM, TITLE};
 use fastcollab::data::stream::{beyond_bulk, load_ratings_csv, load_train_valid_csv};
+use fastcollab::data::titles::ItemTitles;
 use fastcollab::evaluate::ranking::relevant_from_for;
 use fastcollab::evaluate::{choose_alpha, rank_fold, Ranking};
 use fastcollab::plot::plot_lr_find;
@@ -47,9 +48,16 @@ pub struct TrainArgs {
     /// the way up the training ratings' range (4 on 1–5 stars, as `cv --ranking`).
     #[arg(long, requires = "ranking", allow_negative_numbers = true)]
     relevant_from: Option<f32>,
-    /// Item column for ml-100k: `title` (the lesson) or `movieId`.
+    /// Item column for ml-100k: `title` (the lesson) or `movieId` (the model's items are then ids,
+    /// shown with u.item's titles).
     #[arg(long, default_value = TITLE)]
     item: String,
+    /// Titles to show with the model's items (`recommend`, `similar`, `interpret`; exported with
+    /// --export): a CSV with a header, ids from the ratings' item column where it has one (e.g.
+    /// movieId), else from its first column, titles from `title`, else from its second column.
+    /// MovieLens' movies.csv works as it is. The items stay ids.
+    #[arg(long, value_name = "FILE")]
+    items: Option<PathBuf>,
     /// Start from a named recipe: lesson, bs256, bs1024, bs4096, or tuned (a single model chosen on
     /// a hold-out of the training rows; ensembles apply to `cv` only).
     #[arg(long, value_enum, default_value = "lesson")]
@@ -120,8 +128,28 @@ pub fn run(a: TrainArgs) -> Result<()> {
         None => {
             let ml = MovieLens100k::load(&super::ml100k(a.split.data.clone())?)?;
             let cfg = a.split.config(&a.item, bs, y_range.unwrap_or(LESSON_Y_RANGE));
-            CollabDataBunch::from_df(&ml.rating_movie()?, &cfg)?.with_sources(ml.sources)
+            let data = CollabDataBunch::from_df(&ml.rating_movie()?, &cfg)?.with_sources(ml.sources);
+            match (a.item.as_str(), &a.items) {
+                (TITLE, Some(_)) => bail!("--items: the model's items are u.item's titles already (--item title)"),
+                (ITEM, None) => data.with_item_titles(&ItemTitles::from_table(&ml.movies, ITEM, TITLE)?).0,
+                _ => data,
+            }
         }
+    };
+    let data = match &a.items {
+        Some(path) => {
+            let titles =
+                ItemTitles::read(path, &data.names[1]).with_context(|| format!("--items {}", path.display()))?;
+            let (data, missing) = data.with_item_titles(&titles);
+            let [id, title] = &titles.columns;
+            eprintln!(
+                "{}: titles from column {title:?} by {id:?}; {missing} of the model's {} items have none",
+                path.display(),
+                data.n_items() - 1
+            );
+            data
+        }
+        None => data,
     };
     let y_range = y_range.unwrap_or_else(|| {
         let chosen = recipe::y_range_for(&data.train.ratings);

@@ -9,6 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use super::provenance::{Provenance, Source};
 use super::split::{random_split, SplitMethod};
 use super::table::{Column, Table};
+use super::titles::ItemTitles;
 use super::vocab::Vocab;
 use crate::error::{Error, Result};
 
@@ -110,6 +111,9 @@ pub struct CollabDataBunch {
     pub valid_rows: Vec<usize>,
     /// Where the data came from and how it was split.
     pub provenance: Provenance,
+    /// Display titles of the items in row order (`""` where an item has none), when items are ids
+    /// and titles were given ([`CollabDataBunch::with_item_titles`]); exported with the model.
+    pub item_titles: Option<Vec<String>>,
 }
 
 fn pick<'a>(table: &'a Table, name: &Option<String>, default: usize) -> Result<(String, &'a Column)> {
@@ -195,6 +199,7 @@ impl CollabDataBunch {
             valid_rows,
             provenance: Provenance { seed: cfg.seed, columns: names.clone(), ..Default::default() },
             names,
+            item_titles: None,
         })
     }
 
@@ -220,6 +225,7 @@ impl CollabDataBunch {
             train_rows: vec![],
             valid_rows: vec![],
             provenance,
+            item_titles: None,
         }
     }
 
@@ -227,6 +233,15 @@ impl CollabDataBunch {
     pub fn with_sources(mut self, sources: Vec<Source>) -> Self {
         self.provenance.sources = sources;
         self
+    }
+
+    /// Gives the items display titles (a titles file read is added to the sources); returns how
+    /// many items have none.
+    pub fn with_item_titles(mut self, titles: &ItemTitles) -> (Self, usize) {
+        let (rows, missing) = titles.for_vocab(&self.item_vocab);
+        self.item_titles = Some(rows);
+        self.provenance.sources.extend(titles.source.clone());
+        (self, missing)
     }
 
     /// Embedding rows for users, `#na#` included.

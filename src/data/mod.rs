@@ -8,4 +8,5 @@ pub mod split;
 pub mod stream;
 pub mod synthetic;
 pub mod table;
+pub mod titles;
 pub mod vocab;

@@ -87,6 +87,7 @@ impl Learner {
                 n_train: d.train.len(),
                 n_valid: d.valid.len(),
             },
+            item_titles: d.item_titles.clone(),
         }
     }
 }

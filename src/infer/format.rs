@@ -110,6 +110,11 @@ pub struct ExportMeta {
     pub training: Training,
     /// What the last fit measured.
     pub metrics: Metrics,
+    /// Display titles of the items in row order (`""` where an item has none), when the items are
+    /// ids and titles were given at training (`train --items FILE`). Absent otherwise, and in files
+    /// written before it existed; readers that do not know it ignore it (no new format version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_titles: Option<Vec<String>>,
 }
 
 /// A tensor to write: name, element type, shape, little-endian bytes.

@@ -44,6 +44,8 @@ pub struct Recommender {
 pub struct Scored {
     /// The item's name (id or title).
     pub item: String,
+    /// The item's display title, when the model has titles for its items and this one has one.
+    pub title: Option<String>,
     /// Predicted rating, or cosine similarity for [`Recommender::similar_items`].
     pub score: f32,
 }
@@ -103,6 +105,9 @@ pub fn load_learner(path: &Path) -> Result<Recommender> {
         ratings,
     };
     let item_count = read.i64("item.count", &[n_items], path)?;
+    if let Some(titles) = meta.item_titles.as_ref().filter(|t| t.len() != n_items) {
+        return Err(bad(format!("has {} item titles for {n_items} items", titles.len())));
+    }
     let users = Vocab::from_names(meta.vocab.user.clone(), meta.vocab.user_numeric);
     let items = Vocab::from_names(meta.vocab.item.clone(), meta.vocab.item_numeric);
     Ok(Recommender { meta, model, vs, users, items, seen, item_count, path: path.to_path_buf() })
@@ -139,9 +144,38 @@ impl Recommender {
         lookup(&self.users, name, false)
     }
 
-    /// The row of item `name`; an unknown item is an error with close matches.
+    /// The row of item `name`: an item id (or title, for a model trained on titles), else, for a
+    /// model with display titles, the one item with that exact title. An unknown item is an error
+    /// with close matches; a title several items share is an error naming their ids.
     pub fn item_row(&self, name: &str) -> Result<u32> {
-        lookup(&self.items, name, true)
+        let by_id = lookup(&self.items, name, true);
+        let Some(titles) = self.meta.item_titles.as_ref().filter(|_| by_id.is_err()) else { return by_id };
+        let rows: Vec<usize> = (1..titles.len()).filter(|&r| titles[r] == name).collect();
+        match rows[..] {
+            [] => by_id,
+            [row] => Ok(row as u32),
+            _ => Err(Error::AmbiguousTitle {
+                title: name.to_string(),
+                ids: rows.iter().map(|&r| self.items.name(r).to_string()).collect(),
+            }),
+        }
+    }
+
+    /// The display title of item row `row`, when the model has titles and this item has one.
+    pub fn item_title(&self, row: u32) -> Option<&str> {
+        let title = self.meta.item_titles.as_ref()?.get(row as usize)?;
+        (!title.is_empty()).then_some(title.as_str())
+    }
+
+    /// Whether the model carries display titles for its items.
+    pub fn has_item_titles(&self) -> bool {
+        self.meta.item_titles.is_some()
+    }
+
+    /// Item row `row` with `score`, named and titled.
+    fn scored(&self, row: u32, score: f32) -> Scored {
+        let title = self.item_title(row).map(str::to_string);
+        Scored { item: self.items.name(row as usize).to_string(), title, score }
     }
 
     /// Predicted ratings for (user row, item row) pairs, through [`CollabModel::predict_rows`] (the
@@ -226,7 +260,7 @@ impl Recommender {
                 chunk.iter().zip(&top).flat_map(|(&u, row)| row.iter().map(move |&(i, _)| (u, i))).unzip();
             let mut scores = self.predict_rows(&pairs.0, &pairs.1).into_iter();
             for (&u, row) in chunk.iter().zip(&top) {
-                let named = |(&(i, _), score)| Scored { item: self.items.name(i as usize).to_string(), score };
+                let named = |(&(i, _), score)| self.scored(i, score);
                 each(u, row.iter().zip(scores.by_ref()).map(named).collect())?;
             }
             if let Some(bar) = &bar {
@@ -253,7 +287,7 @@ impl Recommender {
         sims[i as usize] = f32::NEG_INFINITY;
         let mut order: Vec<usize> = (1..sims.len()).filter(|&j| sims[j] > f32::NEG_INFINITY).collect();
         order.sort_by(|&a, &b| sims[b].total_cmp(&sims[a]).then(a.cmp(&b)));
-        Ok(order.into_iter().take(n).map(|j| Scored { item: self.items.name(j).to_string(), score: sims[j] }).collect())
+        Ok(order.into_iter().take(n).map(|j| self.scored(j as u32, sims[j])).collect())
     }
 
     /// Fold-in settings with this model's training `wd`, β2 and ε.
@@ -297,10 +331,6 @@ impl Recommender {
         let ranked: Vec<f32> = (0..all.len()).map(|k| scores[k] + bonus(k)).collect();
         let mut order: Vec<usize> = (0..all.len()).collect();
         order.sort_by(|&a, &b| ranked[b].total_cmp(&ranked[a]).then(a.cmp(&b)));
-        order
-            .into_iter()
-            .take(n)
-            .map(|k| Scored { item: self.items.name(all[k] as usize).to_string(), score: scores[k] })
-            .collect()
+        order.into_iter().take(n).map(|k| self.scored(all[k], scores[k])).collect()
     }
 }
