@@ -318,5 +318,7 @@ fn item_titles_are_exported_and_served() {
     assert_eq!(rec.item_row("Film 7").unwrap(), rec.item_row("7").unwrap());
     assert_eq!(rec.item_title(rec.item_row("7").unwrap()), Some("Film 7"));
     assert!(without.item_row("Film 7").is_err());
+    let (by_title, unknown) = rec.predict_names(&[("3", "Film 7"), ("3", "7"), ("3", "Film 99999")]);
+    assert!(by_title[0] == by_title[1] && unknown == 1, "{by_title:?}, {unknown} unknown");
     assert_eq!(rec.similar_items("Film 7", 3).unwrap(), rec.similar_items("7", 3).unwrap());
 }

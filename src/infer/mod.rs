@@ -7,7 +7,9 @@ pub mod format;
 pub mod inspect;
 pub mod rank;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use tch::{nn, Device, Kind, Tensor};
 
@@ -37,6 +39,8 @@ pub struct Recommender {
     seen: Seen,
     item_count: Vec<i64>,
     path: PathBuf,
+    /// Item rows by display title, built on first use.
+    by_title: OnceLock<HashMap<String, Vec<u32>>>,
 }
 
 /// An item with its score.
@@ -110,7 +114,8 @@ pub fn load_learner(path: &Path) -> Result<Recommender> {
     }
     let users = Vocab::from_names(meta.vocab.user.clone(), meta.vocab.user_numeric);
     let items = Vocab::from_names(meta.vocab.item.clone(), meta.vocab.item_numeric);
-    Ok(Recommender { meta, model, vs, users, items, seen, item_count, path: path.to_path_buf() })
+    let (path, by_title) = (path.to_path_buf(), OnceLock::new());
+    Ok(Recommender { meta, model, vs, users, items, seen, item_count, path, by_title })
 }
 
 impl Recommender {
@@ -149,16 +154,30 @@ impl Recommender {
     /// with close matches; a title several items share is an error naming their ids.
     pub fn item_row(&self, name: &str) -> Result<u32> {
         let by_id = lookup(&self.items, name, true);
-        let Some(titles) = self.meta.item_titles.as_ref().filter(|_| by_id.is_err()) else { return by_id };
-        let rows: Vec<usize> = (1..titles.len()).filter(|&r| titles[r] == name).collect();
-        match rows[..] {
+        if by_id.is_ok() {
+            return by_id;
+        }
+        match self.titled(name) {
             [] => by_id,
-            [row] => Ok(row as u32),
-            _ => Err(Error::AmbiguousTitle {
+            [row] => Ok(*row),
+            rows => Err(Error::AmbiguousTitle {
                 title: name.to_string(),
-                ids: rows.iter().map(|&r| self.items.name(r).to_string()).collect(),
+                ids: rows.iter().map(|&r| self.items.name(r as usize).to_string()).collect(),
             }),
         }
+    }
+
+    /// The item rows whose display title is exactly `title` (none for a model without titles),
+    /// from an index built on first use.
+    fn titled(&self, title: &str) -> &[u32] {
+        let index = self.by_title.get_or_init(|| {
+            let mut index: HashMap<String, Vec<u32>> = HashMap::new();
+            for (r, t) in self.meta.item_titles.iter().flatten().enumerate().skip(1) {
+                index.entry(t.clone()).or_default().push(r as u32);
+            }
+            index
+        });
+        index.get(title).map_or(&[], Vec::as_slice)
     }
 
     /// The display title of item row `row`, when the model has titles and this item has one.
@@ -189,14 +208,20 @@ impl Recommender {
         Ok(self.predict_rows(&[self.user_row(user)?], &[self.item_row(item)?])[0])
     }
 
-    /// Predictions for pairs of names; unknown users or items are predicted through `#na#` (as
-    /// fastai does for new rows) and counted in the second value.
+    /// Predictions for pairs of names (items by id, or by a title only one item has); unknown
+    /// users or items are predicted through `#na#` (as fastai does for new rows) and counted in the
+    /// second value.
     pub fn predict_names<S: AsRef<str>>(&self, pairs: &[(S, S)]) -> (Vec<f32>, usize) {
         let mut unknown = 0;
+        let by_title = |name: &str| match self.titled(name) {
+            &[row] => Some(row),
+            _ => None,
+        };
+        let item = |name: &str| self.items.get(name).or_else(|| by_title(name));
         let (users, items): (Vec<u32>, Vec<u32>) = pairs
             .iter()
             .map(|(u, i)| {
-                let (u, i) = (self.users.get(u.as_ref()), self.items.get(i.as_ref()));
+                let (u, i) = (self.users.get(u.as_ref()), item(i.as_ref()));
                 if u.is_none() || i.is_none() {
                     unknown += 1;
                 }
