@@ -21,7 +21,6 @@ import fastai
 import torch
 from fastai.collab import EmbeddingDotBias
 from safetensors import safe_open
-from safetensors.torch import load_file
 
 p = argparse.ArgumentParser()
 p.add_argument("model", help="the exported .safetensors file")
@@ -29,14 +28,15 @@ p.add_argument("predictions", help="CSV with user,item,prediction columns (fastc
 p.add_argument("--tol", type=float, default=1e-5)
 a = p.parse_args()
 
+names = ["u_weight.weight", "i_weight.weight", "u_bias.weight", "i_bias.weight"]
 with safe_open(a.model, "pt") as f:
     meta = f.metadata()
-spec = json.loads(meta["model"])
+    spec = json.loads(meta["model"])
+    if spec["kind"] != "EmbeddingDotBias":
+        sys.exit(f"{a.model} holds a {spec['kind']}; this script loads EmbeddingDotBias")
+    # The model's tensors only (the file's other tensors, e.g. u32 seen.items, are not fastai's).
+    tensors = {n: f.get_tensor(n) for n in names}
 vocab = json.loads(meta["vocab"])
-if spec["kind"] != "EmbeddingDotBias":
-    sys.exit(f"{a.model} holds a {spec['kind']}; this script loads EmbeddingDotBias")
-names = ["u_weight.weight", "i_weight.weight", "u_bias.weight", "i_bias.weight"]
-tensors = load_file(a.model)
 y_range = tuple(spec["y_range"]) if spec["y_range"] else None
 model = EmbeddingDotBias(spec["n_factors"], len(vocab["user"]), len(vocab["item"]), y_range=y_range)
 model.load_state_dict({n: tensors[n] for n in names})

@@ -69,7 +69,7 @@ fn export_then_load_learner_predicts_the_same_bits_without_the_data() {
     assert_eq!(floats(rec.item_weight(&top).unwrap()), top_weight);
     assert_eq!(rec.predict("3", "7").unwrap(), by_name);
     let m = &rec.meta;
-    assert_eq!((m.format.as_str(), m.format_version), ("fastcollab", 1));
+    assert_eq!((m.format.as_str(), m.format_version), ("fastcollab", 2));
     assert_eq!(m.names, ["userId", "movieId", "rating"].map(String::from));
     assert_eq!(m.provenance.sources.len(), 1);
     assert_eq!(m.provenance.sources[0].sha256.len(), 64);
@@ -216,10 +216,10 @@ fn truncated_corrupt_foreign_and_newer_files_are_refused() {
     let header_cut = write("header.safetensors", &bytes[..20]);
     let noise: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8).collect();
     let random = write("random.safetensors", &noise);
-    let newer = String::from_utf8_lossy(&bytes).contains("\"format_version\":\"1\"");
+    let newer = String::from_utf8_lossy(&bytes).contains("\"format_version\":\"2\"");
     assert!(newer, "the metadata holds the version as a string");
     let text = bytes.clone();
-    let pos = text.windows(20).position(|w| w == b"\"format_version\":\"1\"").unwrap();
+    let pos = text.windows(20).position(|w| w == b"\"format_version\":\"2\"").unwrap();
     let mut future = text.clone();
     future[pos + 18] = b'9';
     let future = write("future.safetensors", &future);

@@ -32,9 +32,8 @@ impl Learner {
         }
         let seen = Seen::from_encoded(&self.data.train, self.data.n_users());
         let indptr: Vec<i64> = seen.indptr.iter().map(|&x| x as i64).collect();
-        let items: Vec<i64> = seen.items.iter().map(|&x| x as i64).collect();
         blobs.push(Blob::i64("seen.indptr", vec![indptr.len()], &indptr));
-        blobs.push(Blob::i64("seen.items", vec![items.len()], &items));
+        blobs.push(Blob::u32("seen.items", vec![seen.items.len()], &seen.items));
         blobs.push(Blob::f32("seen.ratings", vec![seen.ratings.len()], &seen.ratings));
         let mut count = vec![0i64; self.data.n_items()];
         for &i in &self.data.train.items {

@@ -14,8 +14,9 @@ use crate::model::NnLayout;
 
 /// The value of the `format` key.
 pub const FORMAT: &str = "fastcollab";
-/// The newest format version this build reads and the one it writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest format version this build reads and the one it writes. Version 2 stores
+/// `seen.items` as u32 (version 1: i64, twice the bytes); both are read.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The model's kind and shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -131,6 +132,16 @@ impl Blob {
         Blob {
             name: name.into(),
             dtype: Dtype::F32,
+            shape,
+            bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        }
+    }
+
+    /// A u32 tensor.
+    pub fn u32(name: &str, shape: Vec<usize>, values: &[u32]) -> Blob {
+        Blob {
+            name: name.into(),
+            dtype: Dtype::U32,
             shape,
             bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
         }
@@ -275,8 +286,73 @@ impl Read {
         Ok(bytes.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
     }
 
+    /// The row numbers in tensor `name` of exactly `shape`: u32 (format version 2), or i64 (version
+    /// 1), each below `rows`.
+    pub fn rows(&self, name: &str, shape: &[usize], rows: usize, path: &Path) -> Result<Vec<u32>> {
+        let bad = |message: String| Error::Model { path: path.to_path_buf(), message };
+        let values: Vec<u32> = match self.tensors.get(name) {
+            Some((Dtype::U32, s, bytes)) if s == shape => {
+                bytes.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes"))).collect()
+            }
+            Some((Dtype::I64, s, _)) if s == shape => {
+                let wide = self.i64(name, shape, path)?;
+                wide.iter().map(|&r| u32::try_from(r).unwrap_or(u32::MAX)).collect()
+            }
+            Some((dtype, s, _)) => {
+                return Err(bad(format!("tensor {name} is {dtype:?} {s:?}, expected U32 {shape:?}")))
+            }
+            None => return Err(bad(format!("has no tensor {name:?}"))),
+        };
+        match values.iter().find(|&&r| r as usize >= rows) {
+            Some(r) => Err(bad(format!("tensor {name} holds row {r}, beyond the {rows} rows"))),
+            None => Ok(values),
+        }
+    }
+
     /// The shape of tensor `name`, if present.
     pub fn shape(&self, name: &str) -> Option<&[usize]> {
         self.tensors.get(name).map(|t| t.1.as_slice())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::synthetic::{generate, SyntheticConfig};
+    use crate::learner::{collab_learner, CollabLearnerConfig, DeviceChoice};
+
+    /// A file of format version 1 (the training items each user rated as i64) reads as the same
+    /// model as this build's export of it (u32): the same seen items, the same recommendations.
+    #[test]
+    fn version_1_files_are_still_read() {
+        let cfg = SyntheticConfig { n_users: 50, n_items: 40, n_ratings: 1500, ..SyntheticConfig::movielens_25m(1500) };
+        let data = generate(&cfg, 0.1, 64).unwrap();
+        let learn =
+            collab_learner(data, &CollabLearnerConfig { device: DeviceChoice::Cpu, ..Default::default() }).unwrap();
+        let dir = std::env::temp_dir().join(format!("fastcollab-format-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (v2, v1) = (dir.join("v2.safetensors"), dir.join("v1.safetensors"));
+        learn.export(&v2).unwrap();
+        let read = read(&v2).unwrap();
+        assert_eq!((read.meta.format_version, read.tensors["seen.items"].0), (2, Dtype::U32));
+        let meta = ExportMeta { format_version: 1, ..read.meta.clone() };
+        let blobs: Vec<Blob> = read
+            .tensors
+            .iter()
+            .map(|(name, (dtype, shape, bytes))| match name.as_str() {
+                "seen.items" => {
+                    let rows = read.rows(name, shape, usize::MAX, &v2).unwrap();
+                    Blob::i64(name, shape.clone(), &rows.iter().map(|&r| r as i64).collect::<Vec<_>>())
+                }
+                _ => Blob { name: name.clone(), dtype: *dtype, shape: shape.clone(), bytes: bytes.clone() },
+            })
+            .collect();
+        write(&v1, &meta, &blobs).unwrap();
+        let (old, new) = (crate::load_learner(&v1).unwrap(), crate::load_learner(&v2).unwrap());
+        assert_eq!(old.meta.format_version, 1);
+        assert!(std::fs::metadata(&v1).unwrap().len() > std::fs::metadata(&v2).unwrap().len());
+        assert_eq!((&old.seen().indptr, &old.seen().items), (&new.seen().indptr, &new.seen().items));
+        let users: Vec<u32> = (1..old.users().len() as u32).collect();
+        assert_eq!(old.recommend_rows(&users, 5, false, 0.0), new.recommend_rows(&users, 5, false, 0.0));
     }
 }

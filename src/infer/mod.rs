@@ -94,20 +94,14 @@ pub fn load_learner(path: &Path) -> Result<Recommender> {
     }
     let indptr = read.i64("seen.indptr", &[n_users + 1], path)?;
     let nnz = read.shape("seen.items").and_then(|s| s.first().copied()).unwrap_or(0);
-    let items = read.i64("seen.items", &[nnz], path)?;
+    let items = read.rows("seen.items", &[nnz], n_items, path)?;
     let ratings = read.f32("seen.ratings", &[nnz], path)?;
-    let ok = indptr.first() == Some(&0)
-        && indptr.windows(2).all(|w| w[0] <= w[1])
-        && indptr.last() == Some(&(nnz as i64))
-        && items.iter().all(|&i| i >= 0 && (i as usize) < n_items);
+    let ok =
+        indptr.first() == Some(&0) && indptr.windows(2).all(|w| w[0] <= w[1]) && indptr.last() == Some(&(nnz as i64));
     if !ok {
-        return Err(bad("has inconsistent seen.indptr / seen.items".into()));
+        return Err(bad("has inconsistent seen.indptr".into()));
     }
-    let seen = Seen {
-        indptr: indptr.iter().map(|&x| x as usize).collect(),
-        items: items.iter().map(|&x| x as u32).collect(),
-        ratings,
-    };
+    let seen = Seen { indptr: indptr.iter().map(|&x| x as usize).collect(), items, ratings };
     let item_count = read.i64("item.count", &[n_items], path)?;
     if let Some(titles) = meta.item_titles.as_ref().filter(|t| t.len() != n_items) {
         return Err(bad(format!("has {} item titles for {n_items} items", titles.len())));
