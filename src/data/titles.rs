@@ -28,7 +28,7 @@ impl ItemTitles {
     /// Reads a delimited file with a header (commas, tabs, semicolons or bars, as ratings files):
     /// ids from the column `id_column` where the header has it (the ratings' item column, e.g.
     /// `movieId`), else the first; titles from [`TITLE_COLUMN`] where it has it, else the second.
-    /// An id given two different titles is an error naming both lines.
+    /// An id given a second, different title is an error naming its line.
     pub fn read(path: &Path, id_column: &str) -> Result<ItemTitles> {
         let sniffed = ReadOptions::sniffed(path)?;
         let header = {
