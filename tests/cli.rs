@@ -707,10 +707,15 @@ fn item_titles_travel_with_the_model() {
         &fastcollab(&["similar", "--model", "m.safetensors", "--item", "Twin, The (1990)"], &dir),
         "2 items have the title \"Twin, The (1990)\": name one by its id (3, 4)",
     );
-    // Fold-in ratings may name items by title too.
+    // Fold-in ratings may name items by title too, also in a `title` column.
     std::fs::write(dir.join("new.csv"), "movieId,rating\n\"Film 7, The (1907)\",5\n11,4\n").unwrap();
     let out = fastcollab(&["recommend", "--model", "m.safetensors", "--ratings", "new.csv", "-n", "2"], &dir);
-    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).lines().count() == 3);
+    let by_id = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success() && by_id.lines().count() == 3, "{by_id}");
+    std::fs::write(dir.join("titles.csv"), "title,rating\n\"Film 7, The (1907)\",5\n\"Film 11, The (1911)\",4\n")
+        .unwrap();
+    let out = fastcollab(&["recommend", "--model", "m.safetensors", "--ratings", "titles.csv", "-n", "2"], &dir);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), by_id);
     let info = fastcollab(&["info", "--model", "m.safetensors"], &dir);
     assert!(String::from_utf8_lossy(&info.stdout).contains("item titles: "), "info says the model has titles");
     let out = fastcollab(&["interpret", "--model", "m.safetensors", "-n", "2"], &dir);

@@ -21,9 +21,9 @@ pub struct RecommendArgs {
     /// Recommend for every user of the model (use with --output).
     #[arg(long)]
     all: bool,
-    /// A CSV of ratings (`item,rating` columns, or the training data's names) of a user the model
-    /// has never seen, folded in; with --user, extra ratings of that known user (or, for a name the
-    /// model does not know, a new user by that name).
+    /// A CSV of ratings (`item,rating` columns, the training data's names, or `title,rating` for a
+    /// model with item titles) of a user the model has never seen, folded in; with --user, extra
+    /// ratings of that known user (or, for a name the model does not know, a new user by that name).
     #[arg(long, conflicts_with = "all")]
     ratings: Option<PathBuf>,
     /// How many items.
@@ -79,15 +79,18 @@ pub fn run(a: RecommendArgs) -> Result<()> {
     let mut out: Vec<Vec<String>> = Vec::new();
     if let Some(path) = &a.ratings {
         let table = read_delimited(path, &ReadOptions::sniffed(path)?)?;
-        let column = |k: usize, fallback: &str| {
-            [rec.meta.names[k].clone(), fallback.to_string()].into_iter().find(|n| table.column(n).is_ok())
-        };
-        let (Some(items), Some(values)) = (column(1, "item"), column(2, "rating")) else {
+        // Items by the training name, `item`, or (for a model with item titles) `title`.
+        let titles = if rec.has_item_titles() { "title" } else { "item" };
+        let item_columns = distinct(&[&rec.meta.names[1], "item", titles]);
+        let rating_columns = distinct(&[&rec.meta.names[2], "rating"]);
+        let found = |names: &[&str]| names.iter().find(|n| table.column(n).is_ok()).map(|n| n.to_string());
+        let (Some(items), Some(values)) = (found(&item_columns), found(&rating_columns)) else {
+            let or = |names: &[&str]| names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(" or ");
             bail!(
-                "{}: needs an item column ({:?} or \"item\") and a rating column ({:?} or \"rating\"); it has {:?}",
+                "{}: needs an item column ({}) and a rating column ({}); it has {:?}",
                 path.display(),
-                rec.meta.names[1],
-                rec.meta.names[2],
+                or(&item_columns),
+                or(&rating_columns),
                 table.names()
             )
         };
@@ -124,6 +127,17 @@ pub fn run(a: RecommendArgs) -> Result<()> {
         bail!("say whom to recommend for: --user ID, --all, or --ratings new_user.csv");
     }
     super::output::emit(header(&rec), &out, a.output.as_deref())
+}
+
+/// `names` without repeats, in order.
+fn distinct<'a>(names: &[&'a str]) -> Vec<&'a str> {
+    let mut out: Vec<&str> = Vec::new();
+    for &n in names {
+        if !out.contains(&n) {
+            out.push(n);
+        }
+    }
+    out
 }
 
 /// `--all`: every user's list, written to --output as it is ranked (the lists are never all held),
