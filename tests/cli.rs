@@ -716,6 +716,15 @@ fn item_titles_travel_with_the_model() {
         .unwrap();
     let out = fastcollab(&["recommend", "--model", "m.safetensors", "--ratings", "titles.csv", "-n", "2"], &dir);
     assert_eq!(String::from_utf8_lossy(&out.stdout), by_id);
+    // `predict` reads a `title` column too, and predicts a title as its item.
+    std::fs::write(dir.join("pairs.csv"), "user,title\n5,\"Film 7, The (1907)\"\n").unwrap();
+    std::fs::write(dir.join("ids.csv"), "user,item\n5,7\n").unwrap();
+    let predict = |input: &str| {
+        let out = fastcollab(&["predict", "--model", "m.safetensors", "--input", input, "--output", "p.csv"], &dir);
+        assert!(out.status.success());
+        read("p.csv").lines().nth(1).unwrap().rsplit(',').next().unwrap().to_string()
+    };
+    assert_eq!(predict("pairs.csv"), predict("ids.csv"));
     let info = fastcollab(&["info", "--model", "m.safetensors"], &dir);
     assert!(String::from_utf8_lossy(&info.stdout).contains("item titles: "), "info says the model has titles");
     let out = fastcollab(&["interpret", "--model", "m.safetensors", "-n", "2"], &dir);

@@ -164,6 +164,26 @@ pub(crate) fn ratings(table: &fastcollab::Table, name: &str, path: &std::path::P
     bail!("{}:{line}: field {name:?}: {:?} is not a finite number", path.display(), col.value(r).to_string())
 }
 
+/// The first of `names` (repeats dropped) that `table` (read from `path`) has as a column; else an
+/// error naming the file, the column's use (`what`), the names looked for and those it has.
+pub(crate) fn column_of<'a>(
+    table: &fastcollab::Table,
+    path: &std::path::Path,
+    what: &str,
+    names: &[&'a str],
+) -> Result<&'a str> {
+    if let Some(found) = names.iter().find(|n| table.column(n).is_ok()) {
+        return Ok(found);
+    }
+    let mut looked: Vec<String> = Vec::new();
+    for n in names.iter().map(|n| format!("{n:?}")) {
+        if !looked.contains(&n) {
+            looked.push(n);
+        }
+    }
+    bail!("{}: needs {what} column ({}); it has {:?}", path.display(), looked.join(" or "), table.names())
+}
+
 /// The `--y-range LO,HI` flag's values, checked.
 fn y_range_arg(values: Option<&[f64]>) -> Result<Option<(f64, f64)>> {
     match values {

@@ -1,7 +1,7 @@
 //! `fastcollab predict`: ratings for (user, item) pairs from a CSV file.
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
 use fastcollab::{load_learner, metrics, read_delimited, ReadOptions};
 
@@ -13,7 +13,7 @@ pub struct PredictArgs {
     #[arg(long)]
     model: PathBuf,
     /// CSV with a header and the user and item columns, named as in the training data (e.g.
-    /// `userId,title`) or `user,item`. With a rating column too (named as in the training data, or
+    /// `userId,title`) or `user,item` (or `user,title` for a model with item titles). With a rating column too (named as in the training data, or
     /// `rating`), the predictions' MSE, RMSE and MAE against it are printed on stderr.
     #[arg(long)]
     input: PathBuf,
@@ -25,16 +25,14 @@ pub struct PredictArgs {
 pub fn run(a: PredictArgs) -> Result<()> {
     let rec = load_learner(&a.model)?;
     let table = read_delimited(&a.input, &ReadOptions::sniffed(&a.input)?)?;
-    let pick = |names: [&str; 2]| -> Result<Vec<String>> {
-        for name in names {
-            if let Ok(col) = table.column(name) {
-                return Ok((0..table.len()).map(|r| col.value(r).to_string()).collect());
-            }
-        }
-        bail!("{}: no column {:?} (or {:?}); it has {:?}", a.input.display(), names[0], names[1], table.names())
+    let pick = |what: &str, names: &[&str]| -> Result<Vec<String>> {
+        let col = table.column(super::column_of(&table, &a.input, what, names)?)?;
+        Ok((0..table.len()).map(|r| col.value(r).to_string()).collect())
     };
-    let users = pick([&rec.meta.names[0], "user"])?;
-    let items = pick([&rec.meta.names[1], "item"])?;
+    // Items by the training name, `item`, or (for a model with item titles) `title`.
+    let titles = if rec.has_item_titles() { "title" } else { "item" };
+    let users = pick("a user", &[&rec.meta.names[0], "user"])?;
+    let items = pick("an item", &[&rec.meta.names[1], "item", titles])?;
     let pairs: Vec<(&str, &str)> = users.iter().map(String::as_str).zip(items.iter().map(String::as_str)).collect();
     let (preds, unknown) = rec.predict_names(&pairs);
     if unknown > 0 {

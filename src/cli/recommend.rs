@@ -81,21 +81,10 @@ pub fn run(a: RecommendArgs) -> Result<()> {
         let table = read_delimited(path, &ReadOptions::sniffed(path)?)?;
         // Items by the training name, `item`, or (for a model with item titles) `title`.
         let titles = if rec.has_item_titles() { "title" } else { "item" };
-        let item_columns = distinct(&[&rec.meta.names[1], "item", titles]);
-        let rating_columns = distinct(&[&rec.meta.names[2], "rating"]);
-        let found = |names: &[&str]| names.iter().find(|n| table.column(n).is_ok()).map(|n| n.to_string());
-        let (Some(items), Some(values)) = (found(&item_columns), found(&rating_columns)) else {
-            let or = |names: &[&str]| names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(" or ");
-            bail!(
-                "{}: needs an item column ({}) and a rating column ({}); it has {:?}",
-                path.display(),
-                or(&item_columns),
-                or(&rating_columns),
-                table.names()
-            )
-        };
-        let values = super::ratings(&table, &values, path)?;
-        let items = table.column(&items)?;
+        let items = super::column_of(&table, path, "an item", &[&rec.meta.names[1], "item", titles])?;
+        let values = super::column_of(&table, path, "a rating", &[&rec.meta.names[2], "rating"])?;
+        let values = super::ratings(&table, values, path)?;
+        let items = table.column(items)?;
         let ratings: Vec<(String, f32)> = (0..table.len()).map(|r| (items.value(r).to_string(), values[r])).collect();
         let cfg = rec.fold_in_config();
         let start = Instant::now();
@@ -127,17 +116,6 @@ pub fn run(a: RecommendArgs) -> Result<()> {
         bail!("say whom to recommend for: --user ID, --all, or --ratings new_user.csv");
     }
     super::output::emit(header(&rec), &out, a.output.as_deref())
-}
-
-/// `names` without repeats, in order.
-fn distinct<'a>(names: &[&'a str]) -> Vec<&'a str> {
-    let mut out: Vec<&str> = Vec::new();
-    for &n in names {
-        if !out.contains(&n) {
-            out.push(n);
-        }
-    }
-    out
 }
 
 /// `--all`: every user's list, written to --output as it is ranked (the lists are never all held),
