@@ -13,8 +13,9 @@ pub struct PredictArgs {
     #[arg(long)]
     model: PathBuf,
     /// CSV with a header and the user and item columns, named as in the training data (e.g.
-    /// `userId,title`) or `user,item` (or `user,title` for a model with item titles). With a rating column too (named as in the training data, or
-    /// `rating`), the predictions' MSE, RMSE and MAE against it are printed on stderr.
+    /// `userId,title`) or `user,item` (or `user,title` for a model with item titles). With a rating
+    /// column too (named as in the training data, or `rating`), the predictions' MSE, RMSE and MAE
+    /// against it are printed on stderr.
     #[arg(long)]
     input: PathBuf,
     /// Write `user,item,prediction` as CSV here instead of printing a table.
