@@ -29,6 +29,12 @@ fn ratings_csv(dir: &Path, rows: usize) -> std::path::PathBuf {
     path
 }
 
+/// `train` on the ratings file `csv` for two epochs into `run/`, with `extra` flags (e.g.
+/// `--export m.safetensors`), run in `dir`.
+fn train_small(dir: &Path, csv: &str, extra: &[&str]) -> Output {
+    fastcollab(&[&["train", "--ratings", csv, "--epochs", "2", "--out", "run"][..], extra].concat(), dir)
+}
+
 #[test]
 fn train_on_a_ratings_csv_writes_model_and_metrics() {
     let dir = common::temp_dir("cli-train");
@@ -494,8 +500,7 @@ fn export_split_of_a_ratings_file_is_the_split_train_uses() {
     let dir = common::temp_dir("cli-export-split");
     let csv = ratings_csv(&dir, 3000);
     let csv = csv.to_str().unwrap();
-    let out =
-        fastcollab(&["train", "--ratings", csv, "--epochs", "2", "--out", "run", "--export", "m.safetensors"], &dir);
+    let out = train_small(&dir, csv, &["--export", "m.safetensors"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = fastcollab(&["export-split", "--ratings", csv, "--out", "split"], &dir);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -592,8 +597,7 @@ fn exported_model_commands_and_their_csv_columns() {
     let dir = common::temp_dir("cli-infer");
     let csv = ratings_csv(&dir, 3000);
     let csv = csv.to_str().unwrap();
-    let out =
-        fastcollab(&["train", "--ratings", csv, "--epochs", "2", "--out", "run", "--export", "m.safetensors"], &dir);
+    let out = train_small(&dir, csv, &["--export", "m.safetensors"]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("exported the model for inference to m.safetensors"));
     let info = fastcollab(&["info", "--model", "m.safetensors"], &dir);
@@ -673,8 +677,7 @@ fn item_titles_travel_with_the_model() {
         movies += &format!("{i},{title},Drama\n");
     }
     std::fs::write(dir.join("movies.csv"), movies).unwrap();
-    let train = ["train", "--ratings", csv, "--epochs", "2", "--out", "run"];
-    let out = fastcollab(&[&train[..], &["--items", "movies.csv", "--export", "m.safetensors"]].concat(), &dir);
+    let out = train_small(&dir, csv, &["--items", "movies.csv", "--export", "m.safetensors"]);
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("movies.csv: titles from column \"title\" by \"movieId\"; 1 of the model's"), "{stderr}");
@@ -736,7 +739,7 @@ fn item_titles_travel_with_the_model() {
 
     // An id given two titles is refused by its line, and nothing is written.
     std::fs::write(dir.join("twice.csv"), "movieId,title\n1,One\n\"2\",Two\n1,Uno\n").unwrap();
-    let out = fastcollab(&[&train[..], &["--items", "twice.csv", "--export", "other.safetensors"]].concat(), &dir);
+    let out = train_small(&dir, csv, &["--items", "twice.csv", "--export", "other.safetensors"]);
     fails_clearly(&out, "twice.csv:4: field \"movieId\": item \"1\" has a second title, \"Uno\" (the first: \"One\")");
     assert!(!dir.join("other.safetensors").exists());
 }

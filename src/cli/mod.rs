@@ -164,6 +164,14 @@ pub(crate) fn ratings(table: &fastcollab::Table, name: &str, path: &std::path::P
     bail!("{}:{line}: field {name:?}: {:?} is not a finite number", path.display(), col.value(r).to_string())
 }
 
+/// The names an input file's item column may have for `rec`: the training data's, `item`, and, for a
+/// model with item titles, `title`.
+pub(crate) fn item_columns(rec: &fastcollab::Recommender) -> Vec<&str> {
+    let mut names = vec![rec.meta.names[1].as_str(), "item"];
+    names.extend(rec.has_item_titles().then_some("title"));
+    names
+}
+
 /// The first of `names` (repeats dropped) that `table` (read from `path`) has as a column; else an
 /// error naming the file, the column's use (`what`), the names looked for and those it has.
 pub(crate) fn column_of<'a>(

@@ -30,10 +30,8 @@ pub fn run(a: PredictArgs) -> Result<()> {
         let col = table.column(super::column_of(&table, &a.input, what, names)?)?;
         Ok((0..table.len()).map(|r| col.value(r).to_string()).collect())
     };
-    // Items by the training name, `item`, or (for a model with item titles) `title`.
-    let titles = if rec.has_item_titles() { "title" } else { "item" };
     let users = pick("a user", &[&rec.meta.names[0], "user"])?;
-    let items = pick("an item", &[&rec.meta.names[1], "item", titles])?;
+    let items = pick("an item", &super::item_columns(&rec))?;
     let pairs: Vec<(&str, &str)> = users.iter().map(String::as_str).zip(items.iter().map(String::as_str)).collect();
     let (preds, unknown) = rec.predict_names(&pairs);
     if unknown > 0 {

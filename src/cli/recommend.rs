@@ -79,9 +79,7 @@ pub fn run(a: RecommendArgs) -> Result<()> {
     let mut out: Vec<Vec<String>> = Vec::new();
     if let Some(path) = &a.ratings {
         let table = read_delimited(path, &ReadOptions::sniffed(path)?)?;
-        // Items by the training name, `item`, or (for a model with item titles) `title`.
-        let titles = if rec.has_item_titles() { "title" } else { "item" };
-        let items = super::column_of(&table, path, "an item", &[&rec.meta.names[1], "item", titles])?;
+        let items = super::column_of(&table, path, "an item", &super::item_columns(&rec))?;
         let values = super::column_of(&table, path, "a rating", &[&rec.meta.names[2], "rating"])?;
         let values = super::ratings(&table, values, path)?;
         let items = table.column(items)?;
