@@ -1,7 +1,7 @@
 //! Item titles for display: a table of item ids and titles (MovieLens' `movies.csv`, `u.item`, or
 //! a file of your own) matched to an item vocabulary, so that recommendations read as titles while
 //! the model's items stay ids (unique, unlike titles).
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use super::provenance::Source;
@@ -62,11 +62,11 @@ impl ItemTitles {
     /// `movieId`, `title`); an id repeated keeps its first title.
     pub fn from_table(table: &Table, id: &str, title: &str) -> Result<ItemTitles> {
         let (ids, titles) = (table.column(id)?, table.column(title)?);
-        let mut seen = HashMap::new();
+        let mut seen = HashSet::new();
         let mut pairs = Vec::new();
         for r in 0..table.len() {
             let key = ids.value(r).to_string().trim().to_string();
-            if seen.insert(key.clone(), r).is_none() {
+            if seen.insert(key.clone()) {
                 pairs.push((key, titles.value(r).to_string()));
             }
         }
