@@ -12,7 +12,9 @@ pub mod recorder;
 pub mod schedule;
 
 use std::ops::ControlFlow;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use rand::SeedableRng;
@@ -369,13 +371,34 @@ impl Learner {
         n_steps: usize,
         schedule: impl Fn(usize) -> (f64, f64),
         validate: bool,
+        hook: impl FnMut(BatchEnd) -> ControlFlow<()>,
+    ) -> Result<()> {
+        // The training ratings are lent to the fit, which may share them with a helper thread
+        // (the engine's batches are prepared ahead), and put back when it ends, even by a panic:
+        // no copy of them is made.
+        let train = Arc::new(std::mem::take(&mut self.data.train));
+        let fit = catch_unwind(AssertUnwindSafe(|| self.run_on(&train, n_epochs, n_steps, schedule, validate, hook)));
+        // Every engine and helper thread is gone by now, and with them their handles on `train`.
+        debug_assert_eq!(Arc::strong_count(&train), 1, "the training ratings are still shared after the fit");
+        self.data.train = Arc::try_unwrap(train).unwrap_or_else(|shared| (*shared).clone());
+        fit.unwrap_or_else(|panic| resume_unwind(panic))
+    }
+
+    /// [`Learner::run`] on the training ratings `train` (lent from the data bunch).
+    fn run_on(
+        &mut self,
+        train: &Arc<Encoded>,
+        n_epochs: usize,
+        n_steps: usize,
+        schedule: impl Fn(usize) -> (f64, f64),
+        validate: bool,
         mut hook: impl FnMut(BatchEnd) -> ControlFlow<()>,
     ) -> Result<()> {
-        let n_batches = self.data.n_train_batches();
+        let n_batches = train.len() / self.data.bs;
         if n_batches == 0 {
             return Err(Error::InvalidConfig(format!(
                 "{} training rows make no batch of {}",
-                self.data.train.len(),
+                train.len(),
                 self.data.bs
             )));
         }
@@ -403,18 +426,12 @@ impl Learner {
         // The engine's view of the learner, built afresh at each call (disjoint borrows of fields).
         macro_rules! live {
             () => {
-                Live {
-                    model: &self.model,
-                    params: &self.params,
-                    opt: &mut self.opt,
-                    data: &self.data.train,
-                    plan: &plan,
-                }
+                Live { model: &self.model, params: &self.params, opt: &mut self.opt, data: train, plan: &plan }
             };
         }
         // A fit's time includes building its engine; the first epoch's order is drawn meanwhile.
         let fit_start = Instant::now();
-        let mut orders = EpochOrders::new(self.data.train.len(), &self.rng);
+        let mut orders = EpochOrders::new(train.len(), &self.rng);
         let (mut engine, path) = engine::build(mode, &live!())?;
         if path != mode && self.verbose {
             eprintln!("the exact path's closed form cannot follow this schedule; training through {}", path.name());
@@ -428,7 +445,8 @@ impl Learner {
         let mut stopped = false;
         for epoch in 0..n_epochs {
             let start = Instant::now();
-            let order = orders.next(&mut self.rng, epoch + 1 < n_epochs && k + n_batches < n_steps);
+            let order = Arc::new(orders.next(&mut self.rng, epoch + 1 < n_epochs && k + n_batches < n_steps));
+            engine.epoch(&order, self.data.bs);
             let bar = progress::batch_bar(n_batches as u64, &format!("Epoch {}/{n_epochs} :", epoch + 1));
             let mut train_loss = f64::NAN;
             for (b, batch) in order.chunks_exact(self.data.bs).enumerate() {

@@ -3,9 +3,12 @@
 //! brought up to date; the zero-gradient steps it missed are applied in closed form
 //! ([`CatchUp`]) just before a batch reads it, and for every row at each synchronisation point
 //! (validation, end of fit), so every weight is what the dense path computes, up to rounding.
+use std::sync::Arc;
+
 use super::catchup::CatchUp;
+use super::feed::Touched;
 use super::pair::Pair;
-use super::tables::{adamw_rows, prefetch, DotTables, Half, Scratch, Side, SideRule, Touched, AHEAD};
+use super::tables::{adamw_rows, prefetch, DotTables, Half, Scratch, Side, SideRule, AHEAD};
 use super::{Engine, Live};
 use crate::error::Result;
 use crate::kernels::vectorized;
@@ -24,9 +27,8 @@ impl Exact {
     /// An engine over `tables` for a fit whose schedule `catchup` was built from; `par` runs its
     /// steps on two threads.
     pub fn new(tables: DotTables, catchup: CatchUp, par: bool) -> Self {
-        let par = par.then(Pair::new);
         let last = last_steps(&tables.tables.sides);
-        Exact { scratch: Scratch::new(&tables.tables), tables, catchup, last, par }
+        Exact { scratch: Scratch::new(&tables.tables, par), tables, catchup, last, par: par.then(Pair::new) }
     }
 }
 
@@ -155,6 +157,10 @@ impl Engine for Exact {
         let Exact { tables, scratch, catchup, last, par } = self;
         let [[mut r00, mut r01], [mut r10, mut r11]] = CatchUpRows::all(catchup, last, k);
         tables.step(batch, scratch, par.as_mut(), [[&mut r00, &mut r01], [&mut r10, &mut r11]]) as f64
+    }
+
+    fn epoch(&mut self, order: &Arc<Vec<u32>>, bs: usize) {
+        self.scratch.epoch(order, bs);
     }
 
     fn sync(&mut self, live: &mut Live<'_>, k: usize) -> Result<()> {

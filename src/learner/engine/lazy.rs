@@ -1,8 +1,9 @@
 //! The lazy path (opt-in, `--mode lazy`): AdamW updates only the rows in the batch. Untouched rows
 //! neither decay nor coast on their momentum, so this is not fastai's optimizer; it is never
 //! chosen automatically.
+use super::feed::Touched;
 use super::plain::{Plain, StepRule};
-use super::tables::{adamw_rows, Half, SideRule, Touched};
+use super::tables::{adamw_rows, Half, SideRule};
 
 /// Row-sparse ("lazy") AdamW on an `EmbeddingDotBias`'s tables.
 pub(crate) type Lazy = Plain<TouchedRows>;
@@ -11,8 +12,12 @@ pub(crate) type Lazy = Plain<TouchedRows>;
 pub(crate) struct TouchedRows([f32; 8]);
 
 impl StepRule for TouchedRows {
-    fn new(scalars: [f32; 8]) -> Self {
-        TouchedRows(scalars)
+    fn new(_rows: usize) -> Self {
+        TouchedRows([0.0; 8])
+    }
+
+    fn set(&mut self, scalars: [f32; 8]) {
+        self.0 = scalars;
     }
 }
 

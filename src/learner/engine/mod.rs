@@ -7,6 +7,7 @@ mod autograd;
 pub(crate) mod catchup;
 mod dense;
 mod exact;
+mod feed;
 mod lanes;
 mod lazy;
 mod mlp;
@@ -14,6 +15,8 @@ mod nn;
 mod pair;
 mod plain;
 pub(crate) mod tables;
+
+use std::sync::Arc;
 
 use tch::{Device, Kind};
 
@@ -33,8 +36,8 @@ pub(crate) struct Live<'a> {
     pub params: &'a Params,
     /// Adam's moments, in parameter order.
     pub opt: &'a mut AdamState,
-    /// The training ratings.
-    pub data: &'a Encoded,
+    /// The training ratings (shared with a thread that prepares batches).
+    pub data: &'a Arc<Encoded>,
     /// The fit's hyper-parameters.
     pub plan: &'a Plan,
 }
@@ -44,6 +47,9 @@ pub(crate) trait Engine {
     /// One optimizer step (local step `k`, 1-based) on the training rows `batch`; returns the
     /// batch's mean loss.
     fn step(&mut self, live: &mut Live<'_>, batch: &[u32], k: usize) -> f64;
+    /// An epoch starts whose steps take `order`'s batches of `bs` in turn (whole batches only), so
+    /// that an engine may prepare them ahead.
+    fn epoch(&mut self, _order: &Arc<Vec<u32>>, _bs: usize) {}
     /// Brings every parameter up to date with step `k` and writes parameters and Adam moments into
     /// the learner's tensors.
     fn sync(&mut self, live: &mut Live<'_>, k: usize) -> Result<()>;

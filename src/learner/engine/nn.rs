@@ -4,10 +4,13 @@
 //! by side for each rating, into one small matrix; the layers after them run forward and backward
 //! in Rust ([`Mlp`], dropout included), and the gradient of each rating's row is summed per touched user or item in batch order; AdamW then updates those rows
 //! and the network's (small) layers in Rust loops. Results are the autograd path's up to rounding.
+use std::sync::Arc;
+
 use super::catchup::CatchUp;
 use super::exact::{catch_up_sides, last_steps, CatchUpRows, RowMark};
+use super::feed::Touched;
 use super::mlp::Mlp;
-use super::tables::{adamw, floats, halves, parts, write, Scratch, Side, SideRule, Tables, Touched};
+use super::tables::{adamw, floats, halves, parts, write, Scratch, Side, SideRule, Tables};
 use super::{Engine, Live};
 use crate::error::{Error, Result};
 use crate::model::{CollabModel, EmbeddingNN};
@@ -70,7 +73,7 @@ impl NnExact {
             model.batch_norm_stats().iter().map(|(m, v)| Ok((floats(m)?, floats(v)?))).collect::<Result<_>>()?;
         let mlp = Mlp::new(emb_drop, specs, y_range, stats);
         let last = last_steps(&tables.sides);
-        Ok(NnExact { scratch: Scratch::new(&tables), tables, catchup, last, layers, mlp })
+        Ok(NnExact { scratch: Scratch::new(&tables, false), tables, catchup, last, layers, mlp })
     }
 }
 
@@ -120,9 +123,10 @@ impl Engine for NnExact {
         let NnExact { tables, scratch, catchup, last, layers, mlp } = self;
         let [[mut r00, mut r01], [mut r10, mut r11]] = CatchUpRows::all(catchup, last, k);
         tables.open(batch, scratch, None, [[&mut r00, &mut r01], [&mut r10, &mut r11]]);
-        let [t0, t1] = scratch.touched();
-        let x = joined_rows(&tables.sides, scratch.batch());
-        let y: Vec<f32> = scratch.batch().iter().map(|r| r.2).collect();
+        let prepared = scratch.prepared();
+        let [t0, t1] = &prepared.touched;
+        let x = joined_rows(&tables.sides, &prepared.batch);
+        let y: Vec<f32> = prepared.batch.iter().map(|r| r.2).collect();
         let (wu, wi) = (tables.sides[0].w, tables.sides[1].w);
         let (loss, g) = through_mlp(mlp, x, &y, layers, model);
         let grads = [per_slot(&g, t0, 0, wu, wu + wi), per_slot(&g, t1, wu, wi, wu + wi)];
@@ -140,8 +144,11 @@ impl Engine for NnExact {
         for layer in layers.iter_mut() {
             adamw(&mut layer.p, &mut layer.m, &mut layer.v, &layer.g, if layer.decay { scalars } else { &no_decay });
         }
-        scratch.clear();
         loss
+    }
+
+    fn epoch(&mut self, order: &Arc<Vec<u32>>, bs: usize) {
+        self.scratch.epoch(order, bs);
     }
 
     fn sync(&mut self, live: &mut Live<'_>, k: usize) -> Result<()> {

@@ -1,16 +1,18 @@
 //! The CPU engine without catch-up, generic over what happens to a side's rows after a batch:
 //! every row steps (dense, fastai's math as written) or only the touched ones (lazy).
-use std::marker::PhantomData;
+use std::sync::Arc;
 
 use super::pair::Pair;
 use super::tables::{DotTables, Scratch, SideRule};
 use super::{Engine, Live};
 use crate::error::Result;
 
-/// A rule built from the step's AdamW scalars.
+/// A rule for one half of a side, given each step's AdamW scalars.
 pub(crate) trait StepRule: SideRule + Sized {
-    /// The rule for one step.
-    fn new(scalars: [f32; 8]) -> Self;
+    /// The rule for a half of `rows` rows.
+    fn new(rows: usize) -> Self;
+    /// Sets the scalars of the step about to be taken.
+    fn set(&mut self, scalars: [f32; 8]);
 }
 
 /// Rust-loop AdamW on an `EmbeddingDotBias`'s tables, rows updated by the rule `R`.
@@ -18,22 +20,32 @@ pub(crate) struct Plain<R> {
     tables: DotTables,
     scratch: Scratch,
     par: Option<Pair>,
-    rule: PhantomData<R>,
+    /// Per side and half.
+    rules: [[R; 2]; 2],
 }
 
-impl<R> Plain<R> {
+impl<R: StepRule> Plain<R> {
     /// An engine over `tables` (copied out of the learner); `par` runs its steps on two threads.
     pub fn new(tables: DotTables, par: bool) -> Self {
-        Plain { scratch: Scratch::new(&tables.tables), tables, par: par.then(Pair::new), rule: PhantomData }
+        let rules = tables.tables.sides.each_ref().map(|s| s.halves.each_ref().map(|h| R::new(h.rows().len())));
+        Plain { scratch: Scratch::new(&tables.tables, par), tables, par: par.then(Pair::new), rules }
     }
 }
 
 impl<R: StepRule> Engine for Plain<R> {
     fn step(&mut self, live: &mut Live<'_>, batch: &[u32], k: usize) -> f64 {
         let scalars = live.plan.hyper(k).scalars();
-        let [[mut r00, mut r01], [mut r10, mut r11]] = [[(); 2]; 2].map(|h| h.map(|_| R::new(scalars)));
-        let rules = [[&mut r00, &mut r01], [&mut r10, &mut r11]];
+        let rules = self.rules.each_mut().map(|halves| {
+            halves.each_mut().map(|r| {
+                r.set(scalars);
+                r
+            })
+        });
         self.tables.step(batch, &mut self.scratch, self.par.as_mut(), rules) as f64
+    }
+
+    fn epoch(&mut self, order: &Arc<Vec<u32>>, bs: usize) {
+        self.scratch.epoch(order, bs);
     }
 
     fn sync(&mut self, live: &mut Live<'_>, _k: usize) -> Result<()> {

@@ -5,10 +5,13 @@
 //! The engines own this memory: it is copied from the learner's tensors when a fit starts and
 //! written back when it ends (validation between epochs reads these rows), so no pointer into a
 //! libtorch tensor is ever kept, whatever a caller does to the tensors between fits.
+use std::sync::Arc;
+
 use tch::{Device, Kind, Tensor};
 
 use super::super::optim::AdamState;
 use super::super::params::Params;
+use super::feed::{Feed, Packed, Prepared, Preparer, Touched};
 use super::lanes::elementwise;
 use super::pair::Pair;
 use crate::data::databunch::Encoded;
@@ -179,16 +182,15 @@ pub(crate) fn huge_zeroed<T: Copy + Default>(n: usize) -> Vec<T> {
     v
 }
 
-/// Users (side 0) and items (side 1), and the training ratings packed as (user, item, rating) so
-/// that reading one costs one cache miss, not three.
+/// Users (side 0) and items (side 1), and the training ratings the batches are prepared from.
 pub(crate) struct Tables {
     pub sides: [Side; 2],
-    ratings: Vec<(u32, u32, f32)>,
+    data: Arc<Encoded>,
 }
 
 impl Tables {
-    /// The two sides and the packed training ratings, which must all have rows in them.
-    pub fn new(mut sides: [Side; 2], data: &Encoded) -> Result<Self> {
+    /// The two sides and the training ratings, which must all have rows in them.
+    pub fn new(mut sides: [Side; 2], data: &Arc<Encoded>) -> Result<Self> {
         for (side, ids, what) in [(0, &data.users, "user"), (1, &data.items, "item")] {
             let rows = sides[side].rows();
             if let Some(bad) = ids.iter().find(|&&r| r as usize >= rows) {
@@ -198,24 +200,19 @@ impl Tables {
                 )));
             }
         }
-        // Ordinary pages: a batch reads one line of a rating, so huge pages spared no measurable
-        // time (1-epoch fits of 25M ratings, alternating: 7.13 against 7.09 s of epochs), while on
-        // these VMs the first touch of fresh huge pages costs about 6 ms each (the host backs
-        // memory the guest freed anew): 1.4–1.7 s more for building a fit's 270 MB.
-        let ratings: Vec<(u32, u32, f32)> =
-            (0..data.len()).map(|r| (data.users[r], data.items[r], data.ratings[r])).collect();
-        let bytes = std::mem::size_of_val(ratings.as_slice())
+        // A rating's user, item and value: 12 bytes.
+        let bytes = data.len() * std::mem::size_of::<Packed>()
             + sides.iter().flat_map(|s| &s.halves).map(|h| std::mem::size_of_val(h.data.as_slice())).sum::<usize>();
         let level = if bytes > FAR_BYTES { Level::L2 } else { Level::L1 };
         for half in sides.iter_mut().flat_map(|s| &mut s.halves) {
             half.level = level;
         }
-        Ok(Tables { sides, ratings })
+        Ok(Tables { sides, data: data.clone() })
     }
 
-    /// Packs `batch` (numbers of training ratings) into `s` and opens its rows on both sides
-    /// (`rules[side][parity].open` before anything reads them), even rows on one thread and odd
-    /// rows on the other when `par`.
+    /// Takes the prepared `batch` (numbers of training ratings) from `s` and opens its rows on both
+    /// sides (`rules[side][parity].open` before anything reads them), even rows on one thread and
+    /// odd rows on the other when `par`.
     pub fn open<R: SideRule>(
         &mut self,
         batch: &[u32],
@@ -223,18 +220,10 @@ impl Tables {
         mut par: Option<&mut Pair>,
         rules: [[&mut R; 2]; 2],
     ) {
-        s.batch.resize(batch.len(), (0, 0, 0.0));
-        let (b0, b1) = s.batch.split_at_mut(batch.len() / 2);
-        let (n0, n1) = batch.split_at(batch.len() / 2);
-        // Every half holds the level chosen for the whole fit.
-        let (ratings, level) = (&self.ratings, self.sides[0].halves[0].level);
-        both(par.as_deref_mut(), || pack(ratings, n0, b0, level), || pack(ratings, n1, b1, level));
-        let b = &s.batch;
-        let [s0, s1] = &mut s.touched;
-        both(par.as_deref_mut(), || s0.assign(b, 0, level), || s1.assign(b, 1, level));
+        let p = s.feed.next(batch, par.as_deref_mut());
         let [[r00, r01], [r10, r11]] = rules;
         let [[u0, u1], [i0, i1]] = halves(&mut self.sides);
-        let ([ur0, ur1], [ir0, ir1]) = (s0.of_parities(), s1.of_parities());
+        let ([ur0, ur1], [ir0, ir1]) = (p.touched[0].of_parities(), p.touched[1].of_parities());
         both(
             par,
             || {
@@ -272,9 +261,8 @@ pub(crate) fn parts<'a>(names: &[&str], params: &'a Params, opt: &'a AdamState) 
 }
 
 impl DotTables {
-    /// Copies the model's tables and their Adam moments out of the learner's tensors, and packs the
-    /// training ratings.
-    pub fn load(model: &EmbeddingDotBias, params: &Params, opt: &AdamState, data: &Encoded) -> Result<Self> {
+    /// Copies the model's tables and their Adam moments out of the learner's tensors.
+    pub fn load(model: &EmbeddingDotBias, params: &Params, opt: &AdamState, data: &Arc<Encoded>) -> Result<Self> {
         let side = |j: usize| Side::load(&parts(&NAMES[j], params, opt)?);
         let tables = Tables::new([side(0)?, side(1)?], data)?;
         Ok(DotTables { tables, nf: model.n_factors(), y_range: model.y_range.map(|(lo, hi)| (lo as f32, hi as f32)) })
@@ -315,21 +303,22 @@ impl DotTables {
         let (nf, y_range) = (self.nf, self.y_range);
         let [[r00, r01], [r10, r11]] = rules;
         self.tables.open(batch, s, par.as_deref_mut(), [[&mut *r00, &mut *r01], [&mut *r10, &mut *r11]]);
-        let [s0, s1] = &s.touched;
-        let n = s.batch.len();
-        s.d.resize(n, 0.0);
-        s.sq.resize(n, 0.0);
-        let (d0, d1) = s.d.split_at_mut(n / 2);
-        let (q0, q1) = s.sq.split_at_mut(n / 2);
-        let (b, sides) = (&s.batch, &self.tables.sides);
+        let Scratch { feed, grads: [g0, g1], d, sq } = s;
+        let p = feed.current();
+        let [s0, s1] = &p.touched;
+        let n = p.batch.len();
+        d.resize(n, 0.0);
+        sq.resize(n, 0.0);
+        let (d0, d1) = d.split_at_mut(n / 2);
+        let (q0, q1) = sq.split_at_mut(n / 2);
+        let (b, sides) = (&p.batch, &self.tables.sides);
         both(
             par.as_deref_mut(),
             || forward(d0, q0, sides, b, 0..n / 2, nf, y_range),
             || forward(d1, q1, sides, b, n / 2..n, nf, y_range),
         );
-        let loss = s.sq.iter().fold(0.0f32, |sum, &q| sum + q);
-        let [g0, g1] = &mut s.grads;
-        let d = &s.d;
+        let loss = sq.iter().fold(0.0f32, |sum, &q| sum + q);
+        let d = &*d;
         both(par.as_deref_mut(), || grads_side(g0, s0, &sides[1], b, 0, d), || grads_side(g1, s1, &sides[0], b, 1, d));
         let (g0, g1) = (&*g0, &*g1);
         let [[u0, u1], [i0, i1]] = halves(&mut self.tables.sides);
@@ -344,143 +333,37 @@ impl DotTables {
                 r11.update(i1, s1, g1);
             },
         );
-        s.clear();
         loss / n as f32
     }
 }
 
-/// The rows of one side that a batch touches: slot `k` holds the `k`-th such row (even rows
-/// first), and its gradient is accumulated in row `k` of a compact buffer.
-#[derive(Default)]
-pub(crate) struct Touched {
-    /// Per row of the side: its slot, or `NO_SLOT`.
-    slot: Vec<u32>,
-    /// The touched rows, in slot order: even rows (slots `..n0`) before odd ones, each in order of
-    /// first touch.
-    pub rows: Vec<u32>,
-    /// How many touched rows are even.
-    n0: usize,
-    /// Room for the odd rows while the batch is read.
-    odd: Vec<u32>,
-    /// The slot of each rating's row, in batch order.
-    of_rating: Vec<u32>,
-}
-
-/// Both sides' touched rows and gradients (`rows × w` per side), the batch's packed ratings, and
-/// the derivative of the loss with respect to each rating's raw score.
-#[derive(Default)]
+/// Where a step's prepared batches come from, and room for its gradients (`rows × w` per side,
+/// one row per slot) and for the derivative of the loss with respect to each rating's raw score.
 pub(crate) struct Scratch {
-    touched: [Touched; 2],
+    feed: Feed,
     grads: [Vec<f32>; 2],
-    batch: Vec<(u32, u32, f32)>,
     d: Vec<f32>,
     /// Each rating's squared error.
     sq: Vec<f32>,
 }
 
-/// Marks a row without a slot.
-const NO_SLOT: u32 = u32::MAX;
-
 impl Scratch {
-    /// Empty scratch space for `tables`.
-    pub fn new(tables: &Tables) -> Self {
-        let side = |j: usize| Touched { slot: vec![NO_SLOT; tables.sides[j].rows()], ..Default::default() };
-        Scratch { touched: [side(0), side(1)], ..Default::default() }
+    /// Scratch space for steps on `tables`, whose batches are prepared ahead on a helper thread
+    /// when the fit is large and the engine has no second thread (`par`).
+    pub fn new(tables: &Tables, par: bool) -> Self {
+        let level = tables.sides[0].halves[0].level;
+        let prep = Preparer::new(tables.data.clone(), tables.sides.each_ref().map(Side::rows), level);
+        Scratch { feed: Feed::new(prep, par), grads: Default::default(), d: vec![], sq: vec![] }
     }
 
-    /// The rows each side's batch touched.
-    pub fn touched(&self) -> &[Touched; 2] {
-        &self.touched
+    /// An epoch with training order `order` and batches of `bs` starts.
+    pub fn epoch(&mut self, order: &Arc<Vec<u32>>, bs: usize) {
+        self.feed.epoch(order, bs);
     }
 
-    /// The batch's packed ratings (user row, item row, rating).
-    pub fn batch(&self) -> &[(u32, u32, f32)] {
-        &self.batch
-    }
-
-    /// Forgets the batch.
-    pub fn clear(&mut self) {
-        self.touched.iter_mut().for_each(Touched::clear);
-        self.batch.clear();
-    }
-}
-
-impl Touched {
-    /// The slot of each rating's row, in batch order.
-    pub fn of_rating(&self) -> &[u32] {
-        &self.of_rating
-    }
-
-    /// The slot of `row`, if the batch touches it.
-    #[inline(always)]
-    pub fn slot(&self, row: usize) -> Option<usize> {
-        let s = self.slot[row];
-        (s != NO_SLOT).then(|| (s >> 1) as usize + (s & 1) as usize * self.n0)
-    }
-
-    /// The slots of the touched rows of one parity.
-    #[inline(always)]
-    fn slots(&self, parity: usize) -> std::ops::Range<usize> {
-        if parity == 0 {
-            0..self.n0
-        } else {
-            self.n0..self.rows.len()
-        }
-    }
-
-    /// The touched rows of one parity and their gradient rows (`w` per slot) in `grads`.
-    #[inline(always)]
-    pub fn of_parity<'g>(&self, parity: usize, grads: &'g [f32], w: usize) -> (&[u32], &'g [f32]) {
-        let slots = self.slots(parity);
-        (&self.rows[slots.clone()], &grads[slots.start * w..slots.end * w])
-    }
-
-    /// Gives every row of side `j` that `batch` touches a slot, even rows first.
-    #[inline(always)]
-    fn assign(&mut self, batch: &[(u32, u32, f32)], j: usize, level: Level) {
-        let side_row = |r: &(u32, u32, f32)| if j == 0 { r.0 } else { r.1 } as usize;
-        // Each first touch is written to both lists and counted in its own (no branch on parity).
-        let Touched { slot, rows, odd, of_rating, .. } = self;
-        rows.resize(batch.len(), 0);
-        odd.resize(batch.len(), 0);
-        let mut n = [0usize; 2];
-        for (k, r) in batch.iter().enumerate() {
-            if let Some(ahead) = batch.get(k + AHEAD) {
-                prefetch(slot, side_row(ahead), 1, level);
-            }
-            let row = side_row(r);
-            if slot[row] == NO_SLOT {
-                let parity = row & 1;
-                slot[row] = (n[parity] << 1 | parity) as u32;
-                rows[n[0]] = row as u32;
-                odd[n[1]] = row as u32;
-                n[parity] += 1;
-            }
-            of_rating.push(slot[row]);
-        }
-        let n0 = n[0] as u32;
-        rows.truncate(n[0]);
-        rows.extend_from_slice(&odd[..n[1]]);
-        for s in of_rating.iter_mut() {
-            *s = (*s >> 1) + (*s & 1) * n0;
-        }
-        self.n0 = n[0];
-    }
-
-    /// Each parity's rows.
-    fn of_parities(&self) -> [&[u32]; 2] {
-        let (r0, r1) = self.rows.split_at(self.n0);
-        [r0, r1]
-    }
-
-    /// Forgets the batch.
-    fn clear(&mut self) {
-        for &row in &self.rows {
-            self.slot[row as usize] = NO_SLOT;
-        }
-        self.rows.clear();
-        self.n0 = 0;
-        self.of_rating.clear();
+    /// The batch being stepped, as prepared.
+    pub fn prepared(&self) -> &Prepared {
+        self.feed.current()
     }
 }
 
@@ -496,7 +379,7 @@ pub(crate) trait SideRule: Send {
 /// Runs `f0` and `f1`, on two threads when there is a `par` (callers give them disjoint work, each
 /// done in the same order either way, so the results are the same bits).
 #[inline(always)]
-fn both<A: Send, B: Send>(
+pub(crate) fn both<A: Send, B: Send>(
     par: Option<&mut Pair>,
     f0: impl FnOnce() -> A + Send,
     f1: impl FnOnce() -> B + Send,
@@ -519,7 +402,7 @@ pub(crate) enum Level {
     L2,
 }
 
-/// Above this many bytes of tables and packed ratings, a fit's prefetches go to [`Level::L2`].
+/// Above this many bytes of tables and training ratings, a fit's prefetches go to [`Level::L2`].
 /// Measured with 1-epoch exact fits of the synthetic set, both levels alternating in one process:
 /// at 25M ratings (300 MB) the second level was 4.5–7.8% faster in five of six runs (of 3 to 10
 /// pairs; even in the sixth), at 5M 5.6%, at 2M (25 MB) 4.7%, at 1M (13 MB) even; the lesson's fit
@@ -552,17 +435,6 @@ pub(crate) fn prefetch<T>(data: &[T], start: usize, len: usize, level: Level) {
     let _ = (data, start, len, level);
 }
 
-/// Copies the ratings numbered `batch` into `out`.
-#[inline(always)]
-fn pack(ratings: &[(u32, u32, f32)], batch: &[u32], out: &mut [(u32, u32, f32)], level: Level) {
-    for (k, (&r, out)) in batch.iter().zip(out).enumerate() {
-        if let Some(&ahead) = batch.get(k + 4 * AHEAD) {
-            prefetch(ratings, ahead as usize, 1, level);
-        }
-        *out = ratings[r as usize];
-    }
-}
-
 vectorized! {
     /// [`DotTables::predict`] into `out`.
     fn predict_pairs => predict_pairs_impl(out: &mut [f32], t: &DotTables, users: &[u32], items: &[u32])
@@ -586,7 +458,7 @@ vectorized! {
         d: &mut [f32],
         sq: &mut [f32],
         sides: &[Side; 2],
-        batch: &[(u32, u32, f32)],
+        batch: &[Packed],
         part: std::ops::Range<usize>,
         nf: usize,
         y_range: Option<(f32, f32)>
@@ -599,7 +471,7 @@ fn forward_impl(
     d: &mut [f32],
     sq: &mut [f32],
     sides: &[Side; 2],
-    batch: &[(u32, u32, f32)],
+    batch: &[Packed],
     part: std::ops::Range<usize>,
     nf: usize,
     y_range: Option<(f32, f32)>,
@@ -628,17 +500,17 @@ vectorized! {
     /// `other`) to its own row's gradient (factors; the bias, last in a row, gets `d`), in batch
     /// order.
     fn grads_side => grads_side_impl(
-        grads: &mut Vec<f32>, own: &Touched, other: &Side, batch: &[(u32, u32, f32)], j: usize, d: &[f32]
+        grads: &mut Vec<f32>, own: &Touched, other: &Side, batch: &[Packed], j: usize, d: &[f32]
     )
 }
 
 #[inline(always)]
-fn grads_side_impl(grads: &mut Vec<f32>, own: &Touched, other: &Side, batch: &[(u32, u32, f32)], j: usize, d: &[f32]) {
+fn grads_side_impl(grads: &mut Vec<f32>, own: &Touched, other: &Side, batch: &[Packed], j: usize, d: &[f32]) {
     let (w, nf) = (other.w, other.w - 1);
     grads.clear();
     grads.resize(own.rows.len() * w, 0.0);
-    for (k, &d) in d.iter().enumerate() {
-        let so = own.of_rating[k] as usize;
+    for (k, (&d, &so)) in d.iter().zip(own.of_rating()).enumerate() {
+        let so = so as usize;
         let x = if j == 0 { batch[k].1 } else { batch[k].0 };
         let xrow = other.params(x as usize);
         let g = &mut grads[so * w..(so + 1) * w];
