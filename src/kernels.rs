@@ -66,3 +66,41 @@ pub(crate) fn sigmoid_range(x: f32, y_range: Option<(f32, f32)>) -> f32 {
 pub(crate) fn dot_bias_score(u: &[f32], i: &[f32], u_bias: f32, i_bias: f32, y_range: Option<(f32, f32)>) -> f32 {
     sigmoid_range(dot(u, i) + u_bias + i_bias, y_range)
 }
+
+/// How many ratings (or rows) ahead the loops prefetch.
+pub(crate) const AHEAD: usize = 8;
+
+/// The cache level a prefetch brings its lines into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Level {
+    /// The first level: for tables that the outer caches hold, so a prefetched line is at hand.
+    L1,
+    /// The second level: for tables larger than the caches, whose lines mostly come from memory.
+    L2,
+}
+
+/// Hints the CPU to fetch `len` elements of `data` from `start` into cache at `level` (every cache
+/// line they overlap).
+#[inline(always)]
+pub(crate) fn prefetch<T>(data: &[T], start: usize, len: usize, level: Level) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0, _MM_HINT_T1};
+        let size = std::mem::size_of::<T>();
+        let base = data.as_ptr() as *const i8;
+        let end = (start + len).min(data.len()) * size;
+        let mut at = start * size;
+        while at < end {
+            // SAFETY: prefetching is only a hint, and the address lies inside `data`.
+            unsafe {
+                match level {
+                    Level::L1 => _mm_prefetch::<_MM_HINT_T0>(base.add(at)),
+                    Level::L2 => _mm_prefetch::<_MM_HINT_T1>(base.add(at)),
+                }
+            };
+            at += 64;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (data, start, len, level);
+}

@@ -4,6 +4,7 @@ use std::fmt;
 use tch::{nn, Device, Kind, Tensor};
 
 use super::init::{embedding, sigmoid_range, InitRng};
+use crate::kernels::{prefetch, Level, AHEAD};
 
 /// Shape of an [`EmbeddingDotBias`].
 #[derive(Debug, Clone, PartialEq)]
@@ -119,7 +120,14 @@ crate::kernels::vectorized! {
 #[inline(always)]
 fn predict_into_impl(out: &mut [f32], w: &HostWeights, users: &[u32], items: &[u32]) {
     let nf = w.nf;
-    for ((out, &u), &i) in out.iter_mut().zip(users).zip(items) {
+    for (k, ((out, &u), &i)) in out.iter_mut().zip(users).zip(items).enumerate() {
+        if let (Some(&u), Some(&i)) = (users.get(k + AHEAD), items.get(k + AHEAD)) {
+            let (u, i) = (u as usize, i as usize);
+            prefetch(&w.u, u * nf, nf, Level::L1);
+            prefetch(&w.i, i * nf, nf, Level::L1);
+            prefetch(&w.u_bias, u, 1, Level::L1);
+            prefetch(&w.i_bias, i, 1, Level::L1);
+        }
         let (u, i) = (u as usize, i as usize);
         let (uf, itf) = (&w.u[u * nf..(u + 1) * nf], &w.i[i * nf..(i + 1) * nf]);
         *out = crate::kernels::dot_bias_score(uf, itf, w.u_bias[u], w.i_bias[i], w.y_range);

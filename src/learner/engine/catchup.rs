@@ -17,7 +17,7 @@
 //! (a vectorised sum), not a chain of dense steps.
 use super::super::optim::AdamHyper;
 use super::lanes::elementwise;
-use super::tables::{prefetch, Level};
+use crate::kernels::{prefetch, Level};
 use std::collections::VecDeque;
 use std::sync::OnceLock;
 

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use super::catchup::CatchUp;
 use super::feed::Touched;
 use super::pair::Pair;
-use super::tables::{adamw_rows, prefetch, DotTables, Half, Scratch, Side, SideRule, AHEAD};
+use super::tables::{adamw_rows, DotTables, Half, Scratch, Side, SideRule};
 use super::{Engine, Live};
 use crate::error::Result;
-use crate::kernels::vectorized;
+use crate::kernels::{prefetch, vectorized, AHEAD};
 
 /// Sparse AdamW with closed-form catch-up of untouched rows.
 pub(crate) struct Exact {

@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use super::pair::Pair;
-use super::tables::{both, prefetch, Level, AHEAD};
+use super::tables::both;
 use crate::data::databunch::Encoded;
+use crate::kernels::{prefetch, Level, AHEAD};
 
 /// A batch's rating as (user row, item row, rating): the step reads each from one place.
 pub(crate) type Packed = (u32, u32, f32);
