@@ -65,7 +65,7 @@ impl Plan {
 }
 
 /// What a gap of zero-gradient steps does to a row, as scalars shared by all its elements.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub(crate) struct Gap {
     /// Product of the weight decays.
     pub decay: f32,
@@ -75,6 +75,16 @@ pub(crate) struct Gap {
     pub v_scale: f32,
     /// The series sums `W_j`.
     pub w: [f32; TERMS],
+}
+
+/// A touched row's catch-up before a step: the step it stands at, and the gap from there to the
+/// step before (the default when there is none: the row is up to date).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct RowGap {
+    /// The step the row was last brought up to date with.
+    pub k0: u32,
+    /// The gap from `k0` to the step before the one about to be taken.
+    pub gap: Gap,
 }
 
 /// Prefix tables of one fit's schedule, from which any gap is composed in O(1). The per-step tables
@@ -235,6 +245,11 @@ impl CatchUp {
         })
     }
 
+    /// Tables for the same schedule, built afresh (for a thread that computes gaps ahead).
+    pub fn fresh(&self) -> CatchUp {
+        CatchUp::new(&self.plan).expect("a schedule accepted once is accepted again")
+    }
+
     /// Makes the tables ready for gaps ending at step `k` (a step's catch-up, or a synchronisation
     /// point): builds the blocks up to `k`'s and drops those no such gap can read any more.
     pub fn advance(&mut self, k: usize) {
@@ -369,7 +384,23 @@ impl CatchUp {
     /// bound of its second moments (0 when unknown); returns that bound at the gap's end.
     #[inline(always)]
     pub fn apply(&self, k0: usize, k1: usize, p: &mut [f32], m: &mut [f32], v: &mut [f32], v_floor: f32) -> f32 {
-        let gap = self.gap(k0, k1);
+        self.apply_gap(&self.gap(k0, k1), k0, k1, p, m, v, v_floor)
+    }
+
+    /// [`CatchUp::apply`] with the gap's scalars `gap` (`self.gap(k0, k1)`) already computed.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub fn apply_gap(
+        &self,
+        gap: &Gap,
+        k0: usize,
+        k1: usize,
+        p: &mut [f32],
+        m: &mut [f32],
+        v: &mut [f32],
+        v_floor: f32,
+    ) -> f32 {
+        let gap = *gap;
         // Elements with momentum and sqrt(v) within STEPWISE_BELOW·ε·sqrt(bc2) take the slow road
         // (rare), and only a row whose bound allows one is searched. The bias correction only grows
         // along the gap, so its value at the end bounds it.

@@ -1,5 +1,6 @@
 //! The dense path: fastai's math as written, AdamW over every row of every table at every step.
 //! The reference the exact sparse path is tested against (`--mode dense`).
+use super::catchup::RowGap;
 use super::feed::Touched;
 use super::plain::{Plain, StepRule};
 use super::tables::{adamw, adamw_zero, Half, SideRule};
@@ -29,7 +30,7 @@ impl StepRule for EveryRow {
 }
 
 impl SideRule for EveryRow {
-    fn open(&mut self, _half: &mut Half, rows: &[u32]) {
+    fn open(&mut self, _half: &mut Half, rows: &[u32], _gaps: &[RowGap]) {
         for (j, &r) in rows.iter().enumerate() {
             self.grad_row[r as usize / 2] = j as u32;
         }

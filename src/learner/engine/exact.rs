@@ -5,7 +5,8 @@
 //! (validation, end of fit), so every weight is what the dense path computes, up to rounding.
 use std::sync::Arc;
 
-use super::catchup::CatchUp;
+use super::catchup::{CatchUp, RowGap};
+use super::feed::Epoch;
 use super::feed::Touched;
 use super::pair::Pair;
 use super::tables::{adamw_rows, DotTables, Half, Scratch, Side, SideRule};
@@ -21,6 +22,8 @@ pub(crate) struct Exact {
     /// Per side and half, where each row stands.
     last: [[Vec<RowMark>; 2]; 2],
     par: Option<Pair>,
+    /// The step of the last synchronisation point since the current epoch started.
+    synced: Option<usize>,
 }
 
 impl Exact {
@@ -28,7 +31,8 @@ impl Exact {
     /// steps on two threads.
     pub fn new(tables: DotTables, catchup: CatchUp, par: bool) -> Self {
         let last = last_steps(&tables.tables.sides);
-        Exact { scratch: Scratch::new(&tables.tables, par), tables, catchup, last, par: par.then(Pair::new) }
+        let scratch = Scratch::new(&tables.tables, par, Some(catchup.fresh()));
+        Exact { scratch, tables, catchup, last, par: par.then(Pair::new), synced: None }
     }
 }
 
@@ -75,8 +79,8 @@ pub(crate) fn catch_up_sides(c: &mut CatchUp, last: &mut [[Vec<RowMark>; 2]; 2],
 }
 
 impl SideRule for CatchUpRows<'_> {
-    fn open(&mut self, half: &mut Half, rows: &[u32]) {
-        catch_up_rows(self.catchup, self.last, half, rows, self.k - 1);
+    fn open(&mut self, half: &mut Half, rows: &[u32], gaps: &[RowGap]) {
+        catch_up_prepared(self.catchup, self.last, half, rows, gaps, self.k - 1);
     }
 
     fn update(&mut self, half: &mut Half, touched: &Touched, grads: &[f32]) {
@@ -152,24 +156,55 @@ fn catch_up_rows_impl(c: &CatchUp, last: &mut [RowMark], half: &mut Half, rows: 
     }
 }
 
+vectorized! {
+    /// Brings every row of `rows` (all in `half`) up to step `k` through its gap in `gaps` (computed
+    /// ahead from where the order says it stands, `last[row / 2].step`), prefetching ahead.
+    fn catch_up_prepared => catch_up_prepared_impl(
+        c: &CatchUp, last: &mut [RowMark], half: &mut Half, rows: &[u32], gaps: &[RowGap], k: usize
+    )
+}
+
+#[inline(always)]
+fn catch_up_prepared_impl(c: &CatchUp, last: &mut [RowMark], half: &mut Half, rows: &[u32], gaps: &[RowGap], k: usize) {
+    assert_eq!(rows.len(), gaps.len(), "the exact path's batches are prepared with their rows' gaps");
+    for (j, (&row, g)) in rows.iter().zip(gaps).enumerate() {
+        if let Some(&far) = rows.get(j + 2 * AHEAD) {
+            prefetch(last, far as usize / 2, 1, half.level);
+        }
+        if let Some(&ahead) = rows.get(j + AHEAD) {
+            half.prefetch(ahead as usize);
+        }
+        let row = row as usize;
+        let RowMark { step, v_floor } = last[row / 2];
+        debug_assert_eq!(step, g.k0, "row {row} stands where its order says");
+        if (step as usize) < k {
+            let (p, m, v) = half.state(row);
+            let v_floor = c.apply_gap(&g.gap, step as usize, k, p, m, v, v_floor);
+            last[row / 2] = RowMark { step: k as u32, v_floor };
+        }
+    }
+}
+
 impl Engine for Exact {
     fn step(&mut self, _live: &mut Live<'_>, batch: &[u32], k: usize) -> f64 {
-        let Exact { tables, scratch, catchup, last, par } = self;
+        let Exact { tables, scratch, catchup, last, par, .. } = self;
         let [[mut r00, mut r01], [mut r10, mut r11]] = CatchUpRows::all(catchup, last, k);
         tables.step(batch, scratch, par.as_mut(), [[&mut r00, &mut r01], [&mut r10, &mut r11]]) as f64
     }
 
-    fn epoch(&mut self, order: &Arc<Vec<u32>>, bs: usize) {
-        self.scratch.epoch(order, bs);
+    fn epoch(&mut self, order: &Arc<Vec<u32>>, bs: usize, first_step: usize) {
+        self.scratch.epoch(Epoch { order: order.clone(), bs, first_step, synced: self.synced.take() });
     }
 
     fn sync(&mut self, live: &mut Live<'_>, k: usize) -> Result<()> {
         catch_up_sides(&mut self.catchup, &mut self.last, &mut self.tables.tables.sides, k);
+        self.synced = Some(k);
         self.tables.store(live.params, live.opt)
     }
 
     fn predict(&mut self, k: usize, users: &[u32], items: &[u32]) -> Option<Vec<f32>> {
         catch_up_sides(&mut self.catchup, &mut self.last, &mut self.tables.tables.sides, k);
+        self.synced = Some(k);
         Some(self.tables.predict(users, items))
     }
 }

@@ -1,13 +1,16 @@
 //! Where the CPU engines' batches come from. Before a step can touch the tables, its batch is
-//! *prepared*: its ratings gathered from the training ratings, and the rows it touches on each
-//! side found and given slots. That work depends on the epoch's order only, not on the
-//! model, so for a large fit on one engine thread a helper thread prepares batches a chunk ahead
+//! *prepared*: its ratings gathered from the training ratings, the rows it touches on each side
+//! found and given slots, and for the exact path each such row's catch-up gap computed (the step a
+//! row stands at follows from the order alone: the last step that touched it, or the last
+//! synchronisation point). That work depends on the epoch's order and the schedule only, not on
+//! the model, so for a large fit on one engine thread a helper thread prepares batches a chunk ahead
 //! of the steps, as a data loader's worker does; otherwise each step prepares its own batch. The
 //! prepared batches are the same either way, and so are the results.
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use super::catchup::{CatchUp, RowGap};
 use super::pair::Pair;
 use super::tables::both;
 use crate::data::databunch::Encoded;
@@ -23,8 +26,22 @@ pub(crate) struct Prepared {
     pub batch: Vec<Packed>,
     /// Users (0) and items (1) the batch touches.
     pub touched: [Touched; 2],
+    /// For the exact path, per side, each touched row's catch-up (in slot order); else empty.
+    gaps: [Vec<RowGap>; 2],
     /// The batch's first rating number: checked against the step's batch.
     first: u32,
+}
+
+impl Prepared {
+    /// The catch-ups of side `j`'s touched rows of one parity (empty when not computed).
+    pub fn gaps(&self, j: usize, parity: usize) -> &[RowGap] {
+        let (t, g) = (&self.touched[j], &self.gaps[j]);
+        match (g.is_empty(), parity) {
+            (true, _) => &[],
+            (false, 0) => &g[..t.n0],
+            (false, _) => &g[t.n0..],
+        }
+    }
 }
 
 /// The rows of one side that a batch touches: slot `k` holds the `k`-th such row (even rows
@@ -73,17 +90,49 @@ pub(crate) struct Preparer {
     odd: [Vec<u32>; 2],
     /// Where prefetches bring their lines.
     level: Level,
+    /// For the exact path: the schedule's tables and where each row stands.
+    gaps: Option<Standing>,
+}
+
+/// Where every row stands, from the order alone, and the schedule's tables to compose gaps from.
+struct Standing {
+    catchup: CatchUp,
+    /// Per side, per row: the last step that touched it (0: none).
+    touched_at: [Vec<u32>; 2],
+    /// The last step at which every row was brought up to date.
+    synced: u32,
 }
 
 impl Preparer {
-    /// A preparer for the ratings `data` over sides of `rows` rows.
-    pub fn new(data: Arc<Encoded>, rows: [usize; 2], level: Level) -> Self {
-        Preparer { data, slots: rows.map(|n| vec![NO_SLOT; n]), odd: Default::default(), level }
+    /// A preparer for the ratings `data` over sides of `rows` rows; with `catchup` (the exact
+    /// path's schedule), it computes each touched row's catch-up gap too.
+    pub fn new(data: Arc<Encoded>, rows: [usize; 2], level: Level, catchup: Option<CatchUp>) -> Self {
+        let gaps = catchup.map(|catchup| Standing { catchup, touched_at: rows.map(|n| vec![0; n]), synced: 0 });
+        Preparer { data, slots: rows.map(|n| vec![NO_SLOT; n]), odd: Default::default(), level, gaps }
     }
 
-    /// Prepares `batch` (numbers of training ratings) into `out`, on two threads when `par`.
-    pub fn prepare(&mut self, batch: &[u32], out: &mut Prepared, mut par: Option<&mut Pair>) {
-        let Preparer { data, slots: [slot0, slot1], odd: [odd0, odd1], level } = self;
+    /// An epoch starts at local step `first_step`, every row brought up to date with step `synced`
+    /// since the last one started, if given. Batches prepared beyond the last step taken (an epoch
+    /// that stopped early) touched no row: a fit goes on after such a stop only from a
+    /// synchronisation point at that step, which is checked.
+    fn epoch(&mut self, first_step: usize, synced: Option<usize>) {
+        let Some(s) = &mut self.gaps else { return };
+        if let Some(k) = synced {
+            s.synced = k as u32;
+        }
+        for at in s.touched_at.iter_mut().flatten().filter(|at| **at as usize >= first_step) {
+            assert!(
+                s.synced as usize + 1 == first_step,
+                "an epoch stopped early and the next one starts unsynchronised"
+            );
+            *at = 0;
+        }
+    }
+
+    /// Prepares `batch` (numbers of training ratings), the batch of local step `k`, into `out`, on
+    /// two threads when `par`.
+    pub fn prepare(&mut self, batch: &[u32], k: usize, out: &mut Prepared, mut par: Option<&mut Pair>) {
+        let Preparer { data, slots: [slot0, slot1], odd: [odd0, odd1], level, gaps } = self;
         let (data, level) = (&**data, *level);
         out.first = batch.first().copied().unwrap_or(0);
         out.batch.resize(batch.len(), (0, 0, 0.0));
@@ -91,7 +140,46 @@ impl Preparer {
         let (n0, n1) = batch.split_at(batch.len() / 2);
         both(par.as_deref_mut(), || gather(data, n0, b0, level), || gather(data, n1, b1, level));
         let (b, [t0, t1]) = (&out.batch, &mut out.touched);
-        both(par, || t0.assign(b, 0, slot0, odd0, level), || t1.assign(b, 1, slot1, odd1, level));
+        both(par.as_deref_mut(), || t0.assign(b, 0, slot0, odd0, level), || t1.assign(b, 1, slot1, odd1, level));
+        match gaps {
+            Some(Standing { catchup, touched_at: [at0, at1], synced }) => {
+                // As the step itself does: tables ready for step k, rows caught up to k − 1.
+                catchup.advance(k);
+                let (c, s, [t0, t1], [g0, g1]) = (&*catchup, *synced, &out.touched, &mut out.gaps);
+                both(par, || standing(c, t0, at0, s, k, g0, level), || standing(c, t1, at1, s, k, g1, level));
+            }
+            None => out.gaps.iter_mut().for_each(Vec::clear),
+        }
+    }
+}
+
+/// Each of `touched`'s rows' catch-up before step `k` into `gaps` (slot order), and step `k` as
+/// the last that touched them.
+fn standing(
+    c: &CatchUp,
+    touched: &Touched,
+    at: &mut [u32],
+    synced: u32,
+    k: usize,
+    gaps: &mut Vec<RowGap>,
+    level: Level,
+) {
+    gaps.clear();
+    let rows = &touched.rows;
+    for (j, &row) in rows.iter().enumerate() {
+        if let Some(&far) = rows.get(j + 2 * AHEAD) {
+            prefetch(at, far as usize, 1, level);
+        }
+        if let Some(&ahead) = rows.get(j + AHEAD) {
+            let k0 = at[ahead as usize].max(synced) as usize;
+            if k0 + 1 < k {
+                c.prefetch(k0, k - 1, level);
+            }
+        }
+        let k0 = at[row as usize].max(synced);
+        at[row as usize] = k as u32;
+        let gap = if (k0 as usize) + 1 < k { c.gap(k0 as usize, k - 1) } else { Default::default() };
+        gaps.push(RowGap { k0, gap });
     }
 }
 
@@ -162,10 +250,23 @@ const READY_CHUNKS: usize = 2;
 
 /// Each step's prepared batch.
 pub(crate) enum Feed {
-    /// Each step prepares its own batch (on two threads when the engine has them).
-    Inline(Preparer, Prepared),
+    /// Each step prepares its own batch (on two threads when the engine has them): `step` is the
+    /// next batch's step.
+    Inline { prep: Box<Preparer>, out: Prepared, step: usize },
     /// A helper thread prepares the batches of each epoch's order ahead of the steps.
     Ahead(Ahead),
+}
+
+/// An epoch as the feed is told of it.
+pub(crate) struct Epoch {
+    /// Its training order (whole batches only are taken).
+    pub order: Arc<Vec<u32>>,
+    /// The batch size.
+    pub bs: usize,
+    /// The local step of its first batch.
+    pub first_step: usize,
+    /// The step every row was brought up to date with since the last epoch started, if any.
+    pub synced: Option<usize>,
 }
 
 impl Feed {
@@ -174,24 +275,31 @@ impl Feed {
         if !par && prep.data.len() >= AHEAD_FROM {
             Feed::Ahead(Ahead::start(prep))
         } else {
-            Feed::Inline(prep, Prepared::default())
+            Feed::Inline { prep: Box::new(prep), out: Prepared::default(), step: 1 }
         }
     }
 
-    /// An epoch with training order `order` and batches of `bs` (whole batches only) starts.
-    pub fn epoch(&mut self, order: &Arc<Vec<u32>>, bs: usize) {
-        if let Feed::Ahead(a) = self {
-            a.epoch += 1;
-            // A helper that has stopped is reported by `next`.
-            let _ = a.channels.as_ref().map(|c| c.orders.send((a.epoch, order.clone(), bs)));
+    /// An epoch starts.
+    pub fn epoch(&mut self, epoch: Epoch) {
+        match self {
+            Feed::Inline { prep, step, .. } => {
+                prep.epoch(epoch.first_step, epoch.synced);
+                *step = epoch.first_step;
+            }
+            Feed::Ahead(a) => {
+                a.epoch += 1;
+                // A helper that has stopped is reported by `next`.
+                let _ = a.channels.as_ref().map(|c| c.orders.send((a.epoch, epoch)));
+            }
         }
     }
 
     /// The prepared `batch`: the epoch's next one.
     pub fn next(&mut self, batch: &[u32], par: Option<&mut Pair>) -> &Prepared {
         let p = match self {
-            Feed::Inline(prep, out) => {
-                prep.prepare(batch, out, par);
+            Feed::Inline { prep, out, step } => {
+                prep.prepare(batch, *step, out, par);
+                *step += 1;
                 out
             }
             Feed::Ahead(a) => a.next(),
@@ -206,7 +314,7 @@ impl Feed {
     /// The batch `next` gave last.
     pub fn current(&self) -> &Prepared {
         match self {
-            Feed::Inline(_, out) => out,
+            Feed::Inline { out, .. } => out,
             Feed::Ahead(a) => &a.chunk.as_ref().expect("a batch was taken").batches[a.at - 1],
         }
     }
@@ -222,8 +330,8 @@ struct Chunk {
     len: usize,
 }
 
-/// An epoch's number, its order, and the batch size.
-type Order = (u64, Arc<Vec<u32>>, usize);
+/// An epoch's number (counted by the feed) and the epoch.
+type Order = (u64, Epoch);
 
 /// The feed's ends of the channels to its helper.
 struct Channels {
@@ -286,8 +394,10 @@ impl Drop for Ahead {
 /// order replaces the one being prepared.
 fn prepare_ahead(mut prep: Preparer, orders: &Receiver<Order>, ready: &SyncSender<Chunk>, free: &Receiver<Chunk>) {
     let mut next = orders.recv().ok();
-    while let Some((epoch, order, bs)) = next.take() {
+    while let Some((epoch, Epoch { order, bs, first_step, synced })) = next.take() {
+        prep.epoch(first_step, synced);
         let mut batches = order.chunks_exact(bs);
+        let mut step = first_step;
         let mut size = 4;
         loop {
             if let Ok(newer) = orders.try_recv() {
@@ -301,7 +411,8 @@ fn prepare_ahead(mut prep: Preparer, orders: &Receiver<Order>, ready: &SyncSende
                 if chunk.batches.len() == chunk.len {
                     chunk.batches.push(Prepared::default());
                 }
-                prep.prepare(batch, &mut chunk.batches[chunk.len], None);
+                prep.prepare(batch, step, &mut chunk.batches[chunk.len], None);
+                step += 1;
                 chunk.len += 1;
             }
             if chunk.len == 0 {
@@ -320,6 +431,7 @@ fn prepare_ahead(mut prep: Preparer, orders: &Receiver<Order>, ready: &SyncSende
 
 #[cfg(test)]
 mod tests {
+    use super::super::catchup::{Gap, Plan};
     use super::*;
 
     fn preparer() -> Preparer {
@@ -328,42 +440,69 @@ mod tests {
             items: (0..5000u32).map(|r| r * 13 % 41).collect(),
             ratings: (0..5000).map(|r| r as f32).collect(),
         };
-        Preparer::new(Arc::new(data), [97, 41], Level::L1)
+        let plan = Plan {
+            lr_mom: (0..200).map(|k| (1e-3 * (1.0 + k as f64 / 100.0), 0.9 - k as f64 / 2000.0)).collect(),
+            steps_before: 0,
+            beta2: 0.99,
+            eps: 1e-8,
+            wd: 0.01,
+            bs: 64,
+        };
+        Preparer::new(Arc::new(data), [97, 41], Level::L1, CatchUp::new(&plan))
     }
 
     fn same(a: &Prepared, b: &Prepared) -> bool {
         let t = |t: &Touched| (t.rows.clone(), t.n0, t.of_rating.clone());
-        a.batch == b.batch && a.first == b.first && (0..2).all(|j| t(&a.touched[j]) == t(&b.touched[j]))
+        a.batch == b.batch
+            && a.first == b.first
+            && a.gaps == b.gaps
+            && (0..2).all(|j| t(&a.touched[j]) == t(&b.touched[j]))
     }
 
     /// Batches prepared ahead are those prepared at each step, over epochs that stop early or end
-    /// with a partial batch (dropped), and slots are numbered even rows first, by first touch.
+    /// with a partial batch (dropped) and after a synchronisation point; slots are numbered even
+    /// rows first, by first touch, and each row's catch-up starts where the order says it stands.
     #[test]
     fn batches_prepared_ahead_are_those_prepared_inline() {
         let orders: Vec<Arc<Vec<u32>>> =
             (0..3u32).map(|e| Arc::new((0..4990u32).map(|r| (r * (2 * e + 3) + e) % 5000).collect())).collect();
-        let (mut inline, mut ahead) =
-            (Feed::Inline(preparer(), Prepared::default()), Feed::Ahead(Ahead::start(preparer())));
-        let bs = 64;
+        let mut inline = Feed::new(preparer(), true);
+        let mut ahead = Feed::Ahead(Ahead::start(preparer()));
+        let (bs, mut k, mut synced) = (64, 1, None);
+        let mut stands = [vec![0u32; 97], vec![0u32; 41]];
         for (e, order) in orders.iter().enumerate() {
-            inline.epoch(order, bs);
-            ahead.epoch(order, bs);
+            let epoch = || Epoch { order: order.clone(), bs, first_step: k, synced };
+            inline.epoch(epoch());
+            ahead.epoch(epoch());
+            if let Some(s) = synced.take() {
+                stands.iter_mut().flatten().for_each(|at| *at = s as u32);
+            }
             // The first epoch stops after 10 batches, as lr_find's fit may.
             let take = if e == 0 { 10 } else { usize::MAX };
             for batch in order.chunks_exact(bs).take(take) {
                 let want = inline.next(batch, None);
                 let mut check = Prepared::default();
-                preparer().prepare(batch, &mut check, None);
-                assert!(same(want, &check));
+                let mut fresh = preparer();
+                fresh.prepare(batch, 1, &mut check, None);
+                assert!(check.batch == want.batch && (0..2).all(|j| check.touched[j].rows == want.touched[j].rows));
                 assert!(same(want, ahead.next(batch, None)), "epoch {e}");
-                assert!(same(inline.current(), ahead.current()));
+                for (j, stand) in stands.iter_mut().enumerate() {
+                    let k0: Vec<u32> = want.touched[j].rows.iter().map(|&r| stand[r as usize]).collect();
+                    assert_eq!(want.gaps[j].iter().map(|g| g.k0).collect::<Vec<_>>(), k0, "step {k}");
+                    want.touched[j].rows.iter().for_each(|&r| stand[r as usize] = k as u32);
+                }
+                k += 1;
             }
+            // Validation between epochs brings every row up to date.
+            synced = Some(k - 1);
         }
-        let t = &inline.current().touched[0];
+        let p = inline.current();
+        let t = &p.touched[0];
         let [even, odd] = t.of_parities();
         assert!(even.iter().all(|r| r % 2 == 0) && odd.iter().all(|r| r % 2 == 1));
         for (k, &s) in t.of_rating().iter().enumerate() {
-            assert_eq!(t.rows[s as usize], inline.current().batch[k].0);
+            assert_eq!(t.rows[s as usize], p.batch[k].0);
         }
+        assert!(p.gaps(0, 1).len() == odd.len() && p.gaps[0].iter().any(|g| g.gap != Gap::default()));
     }
 }

@@ -1,6 +1,7 @@
 //! The lazy path (opt-in, `--mode lazy`): AdamW updates only the rows in the batch. Untouched rows
 //! neither decay nor coast on their momentum, so this is not fastai's optimizer; it is never
 //! chosen automatically.
+use super::catchup::RowGap;
 use super::feed::Touched;
 use super::plain::{Plain, StepRule};
 use super::tables::{adamw_rows, Half, SideRule};
@@ -22,7 +23,7 @@ impl StepRule for TouchedRows {
 }
 
 impl SideRule for TouchedRows {
-    fn open(&mut self, _half: &mut Half, _rows: &[u32]) {}
+    fn open(&mut self, _half: &mut Half, _rows: &[u32], _gaps: &[RowGap]) {}
 
     fn update(&mut self, half: &mut Half, touched: &Touched, grads: &[f32]) {
         let (rows, grads) = touched.of_parity(half.parity, grads, half.w);

@@ -2,6 +2,7 @@
 //! every row steps (dense, fastai's math as written) or only the touched ones (lazy).
 use std::sync::Arc;
 
+use super::feed::Epoch;
 use super::pair::Pair;
 use super::tables::{DotTables, Scratch, SideRule};
 use super::{Engine, Live};
@@ -28,7 +29,7 @@ impl<R: StepRule> Plain<R> {
     /// An engine over `tables` (copied out of the learner); `par` runs its steps on two threads.
     pub fn new(tables: DotTables, par: bool) -> Self {
         let rules = tables.tables.sides.each_ref().map(|s| s.halves.each_ref().map(|h| R::new(h.rows().len())));
-        Plain { scratch: Scratch::new(&tables.tables, par), tables, par: par.then(Pair::new), rules }
+        Plain { scratch: Scratch::new(&tables.tables, par, None), tables, par: par.then(Pair::new), rules }
     }
 }
 
@@ -44,8 +45,8 @@ impl<R: StepRule> Engine for Plain<R> {
         self.tables.step(batch, &mut self.scratch, self.par.as_mut(), rules) as f64
     }
 
-    fn epoch(&mut self, order: &Arc<Vec<u32>>, bs: usize) {
-        self.scratch.epoch(order, bs);
+    fn epoch(&mut self, order: &Arc<Vec<u32>>, bs: usize, first_step: usize) {
+        self.scratch.epoch(Epoch { order: order.clone(), bs, first_step, synced: None });
     }
 
     fn sync(&mut self, live: &mut Live<'_>, _k: usize) -> Result<()> {

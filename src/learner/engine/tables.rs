@@ -11,7 +11,8 @@ use tch::{Device, Kind, Tensor};
 
 use super::super::optim::AdamState;
 use super::super::params::Params;
-use super::feed::{Feed, Packed, Prepared, Preparer, Touched};
+use super::catchup::{CatchUp, RowGap};
+use super::feed::{Epoch, Feed, Packed, Prepared, Preparer, Touched};
 use super::lanes::elementwise;
 use super::pair::Pair;
 use crate::data::databunch::Encoded;
@@ -234,12 +235,12 @@ impl Tables {
         both(
             par,
             || {
-                r00.open(u0, ur0);
-                r10.open(i0, ir0);
+                r00.open(u0, ur0, p.gaps(0, 0));
+                r10.open(i0, ir0, p.gaps(1, 0));
             },
             || {
-                r01.open(u1, ur1);
-                r11.open(i1, ir1);
+                r01.open(u1, ur1, p.gaps(0, 1));
+                r11.open(i1, ir1, p.gaps(1, 1));
             },
         );
     }
@@ -356,16 +357,17 @@ pub(crate) struct Scratch {
 
 impl Scratch {
     /// Scratch space for steps on `tables`, whose batches are prepared ahead on a helper thread
-    /// when the fit is large and the engine has no second thread (`par`).
-    pub fn new(tables: &Tables, par: bool) -> Self {
+    /// when the fit is large and the engine has no second thread (`par`); with `catchup` (the
+    /// exact path's schedule), each batch comes with its rows' catch-up gaps.
+    pub fn new(tables: &Tables, par: bool, catchup: Option<CatchUp>) -> Self {
         let level = tables.sides[0].halves[0].level;
-        let prep = Preparer::new(tables.data.clone(), tables.sides.each_ref().map(Side::rows), level);
+        let prep = Preparer::new(tables.data.clone(), tables.sides.each_ref().map(Side::rows), level, catchup);
         Scratch { feed: Feed::new(prep, par), grads: Default::default(), d: vec![], sq: vec![] }
     }
 
-    /// An epoch with training order `order` and batches of `bs` starts.
-    pub fn epoch(&mut self, order: &Arc<Vec<u32>>, bs: usize) {
-        self.feed.epoch(order, bs);
+    /// An epoch starts.
+    pub fn epoch(&mut self, epoch: Epoch) {
+        self.feed.epoch(epoch);
     }
 
     /// The batch being stepped, as prepared.
@@ -377,8 +379,9 @@ impl Scratch {
 /// What an engine does to one side's rows around a step.
 pub(crate) trait SideRule: Send {
     /// Called on the rows of `half` that a batch touches, in slot order, before anything reads
-    /// them (the exact path's catch-up).
-    fn open(&mut self, half: &mut Half, rows: &[u32]);
+    /// them (the exact path's catch-up, with each row's gap in `gaps` when the batch was prepared
+    /// with them).
+    fn open(&mut self, half: &mut Half, rows: &[u32], gaps: &[RowGap]);
     /// Applies the batch's gradients (`grads`, one row of `w` per slot of `touched`) to `half`.
     fn update(&mut self, half: &mut Half, touched: &Touched, grads: &[f32]);
 }
