@@ -212,6 +212,26 @@ fn exact_path_matches_dense_over_a_long_fit_with_and_without_decay() {
     }
 }
 
+/// From 32 Ki training ratings on, batches are prepared ahead on a helper thread, the exact path's
+/// catch-up gaps with them: over an `lr_find` that ends within its epoch and fits that validate
+/// between epochs, the exact path still matches the dense one.
+#[test]
+fn exact_path_prepared_ahead_matches_dense_around_lr_find() {
+    use fastcollab::data::synthetic::{generate, SyntheticConfig};
+    let run = |mode| {
+        let cfg = SyntheticConfig { seed: 11, ..SyntheticConfig::movielens_25m(60_000) };
+        let data = generate(&cfg, 0.1, 512).unwrap();
+        assert!(data.train.len() >= 1 << 15);
+        let mut l = collab_learner(data, &common::dot_bias_on_cpu(7, 0.1, mode)).unwrap();
+        l.verbose = false;
+        l.fit_one_cycle(2, 1e-2).unwrap();
+        l.lr_find(&LrFindConfig { num_it: 30, ..Default::default() }).unwrap();
+        l.fit_one_cycle(3, 1e-2).unwrap();
+        l
+    };
+    assert_matches_dense(&run(TrainMode::Exact), &run(TrainMode::Dense), "prepared ahead");
+}
+
 /// Per-epoch train and validation losses of `exact` within 1e-5 relative of `dense`'s, weights
 /// within 1e-4; the worst of each goes to stderr, so the margin is visible.
 fn assert_matches_dense(exact: &Learner, dense: &Learner, what: &str) {

@@ -525,4 +525,33 @@ mod tests {
         }
         assert!(low.iter().all(|&c| (9_500..10_500).contains(&c)), "{low:?}");
     }
+
+    /// The buckets drawn in place are those pushed into vectors and concatenated (the draw before
+    /// it saved memory): the same permutation, and the generator left in the same state.
+    #[test]
+    fn bucketed_orders_are_drawn_in_place_as_in_buckets() {
+        use rand::RngCore;
+        let in_buckets = |n: usize, rng: &mut ChaCha8Rng| {
+            let mut buckets: Vec<Vec<u32>> = vec![vec![]; 256];
+            let mut bytes = 0u64;
+            for i in 0..n as u32 {
+                if i % 8 == 0 {
+                    bytes = rng.next_u64();
+                }
+                buckets[(bytes & 0xff) as usize].push(i);
+                bytes >>= 8;
+            }
+            let mut order = vec![];
+            for mut b in buckets {
+                fisher_yates(&mut b, rng);
+                order.extend_from_slice(&b);
+            }
+            order
+        };
+        for n in [1, 7, 300, 100_003] {
+            let (mut a, mut b) = (ChaCha8Rng::seed_from_u64(n as u64), ChaCha8Rng::seed_from_u64(n as u64));
+            assert!(bucketed(n, &mut a) == in_buckets(n, &mut b), "{n} rows");
+            assert_eq!(a.next_u64(), b.next_u64());
+        }
+    }
 }

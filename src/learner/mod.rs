@@ -446,7 +446,7 @@ impl Learner {
         for epoch in 0..n_epochs {
             let start = Instant::now();
             let order = Arc::new(orders.next(&mut self.rng, epoch + 1 < n_epochs && k + n_batches < n_steps));
-            engine.epoch(&order, self.data.bs, k + 1);
+            engine.epoch(&order, self.data.bs, k + 1..=(k + n_batches).min(n_steps));
             let bar = progress::batch_bar(n_batches as u64, &format!("Epoch {}/{n_epochs} :", epoch + 1));
             let mut train_loss = f64::NAN;
             for (b, batch) in order.chunks_exact(self.data.bs).enumerate() {

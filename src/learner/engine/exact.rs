@@ -3,6 +3,7 @@
 //! brought up to date; the zero-gradient steps it missed are applied in closed form
 //! ([`CatchUp`]) just before a batch reads it, and for every row at each synchronisation point
 //! (validation, end of fit), so every weight is what the dense path computes, up to rounding.
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use super::catchup::{CatchUp, RowGap};
@@ -192,8 +193,8 @@ impl Engine for Exact {
         tables.step(batch, scratch, par.as_mut(), [[&mut r00, &mut r01], [&mut r10, &mut r11]]) as f64
     }
 
-    fn epoch(&mut self, order: &Arc<Vec<u32>>, bs: usize, first_step: usize) {
-        self.scratch.epoch(Epoch { order: order.clone(), bs, first_step, synced: self.synced.take() });
+    fn epoch(&mut self, order: &Arc<Vec<u32>>, bs: usize, steps: RangeInclusive<usize>) {
+        self.scratch.epoch(Epoch { order: order.clone(), bs, steps, synced: self.synced.take() });
     }
 
     fn sync(&mut self, live: &mut Live<'_>, k: usize) -> Result<()> {

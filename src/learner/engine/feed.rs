@@ -6,6 +6,7 @@
 //! the model, so for a large fit on one engine thread a helper thread prepares batches a chunk ahead
 //! of the steps, as a data loader's worker does; otherwise each step prepares its own batch. The
 //! prepared batches are the same either way, and so are the results.
+use std::ops::RangeInclusive;
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -263,8 +264,9 @@ pub(crate) struct Epoch {
     pub order: Arc<Vec<u32>>,
     /// The batch size.
     pub bs: usize,
-    /// The local step of its first batch.
-    pub first_step: usize,
+    /// The local steps it takes at most, one batch each (fewer than its batches when the fit
+    /// ends within it).
+    pub steps: RangeInclusive<usize>,
     /// The step every row was brought up to date with since the last epoch started, if any.
     pub synced: Option<usize>,
 }
@@ -283,11 +285,12 @@ impl Feed {
     pub fn epoch(&mut self, epoch: Epoch) {
         match self {
             Feed::Inline { prep, step, .. } => {
-                prep.epoch(epoch.first_step, epoch.synced);
-                *step = epoch.first_step;
+                prep.epoch(*epoch.steps.start(), epoch.synced);
+                *step = *epoch.steps.start();
             }
             Feed::Ahead(a) => {
                 a.epoch += 1;
+                a.left = epoch.steps.clone().count().min(epoch.order.len() / epoch.bs.max(1));
                 // A helper that has stopped is reported by `next`.
                 let _ = a.channels.as_ref().map(|c| c.orders.send((a.epoch, epoch)));
             }
@@ -349,6 +352,8 @@ pub(crate) struct Ahead {
     /// The chunk being taken from, and how many of its batches were taken.
     chunk: Option<Chunk>,
     at: usize,
+    /// Batches of the epoch the helper prepares and the steps have not taken yet.
+    left: usize,
 }
 
 impl Ahead {
@@ -360,12 +365,22 @@ impl Ahead {
             .name("fastcollab-batches".into())
             .spawn(move || prepare_ahead(prep, &their_orders, &their_ready, &their_free))
             .expect("starting the thread that prepares batches");
-        Ahead { channels: Some(Channels { orders, ready, free }), helper: Some(helper), epoch: 0, chunk: None, at: 0 }
+        Ahead {
+            channels: Some(Channels { orders, ready, free }),
+            helper: Some(helper),
+            epoch: 0,
+            chunk: None,
+            at: 0,
+            left: 0,
+        }
     }
 
     /// The next prepared batch of the current epoch (chunks of an earlier epoch, left when a fit
     /// stopped an epoch early, are passed over).
     fn next(&mut self) -> &Prepared {
+        // Waiting for a batch the helper will not prepare would never end.
+        assert!(self.left > 0, "a step beyond those its epoch announced");
+        self.left -= 1;
         let epoch = self.epoch;
         let channels = self.channels.as_ref().expect("the channels live as long as the feed");
         while !matches!(&self.chunk, Some(c) if c.epoch == epoch && self.at < c.len) {
@@ -394,10 +409,9 @@ impl Drop for Ahead {
 /// order replaces the one being prepared.
 fn prepare_ahead(mut prep: Preparer, orders: &Receiver<Order>, ready: &SyncSender<Chunk>, free: &Receiver<Chunk>) {
     let mut next = orders.recv().ok();
-    while let Some((epoch, Epoch { order, bs, first_step, synced })) = next.take() {
-        prep.epoch(first_step, synced);
-        let mut batches = order.chunks_exact(bs);
-        let mut step = first_step;
+    while let Some((epoch, Epoch { order, bs, steps, synced })) = next.take() {
+        prep.epoch(*steps.start(), synced);
+        let mut batches = order.chunks_exact(bs).zip(steps);
         let mut size = 4;
         loop {
             if let Ok(newer) = orders.try_recv() {
@@ -407,12 +421,11 @@ fn prepare_ahead(mut prep: Preparer, orders: &Receiver<Order>, ready: &SyncSende
             let mut chunk = free.try_recv().unwrap_or_default();
             chunk.epoch = epoch;
             chunk.len = 0;
-            for batch in batches.by_ref().take(size) {
+            for (batch, step) in batches.by_ref().take(size) {
                 if chunk.batches.len() == chunk.len {
                     chunk.batches.push(Prepared::default());
                 }
                 prep.prepare(batch, step, &mut chunk.batches[chunk.len], None);
-                step += 1;
                 chunk.len += 1;
             }
             if chunk.len == 0 {
@@ -459,9 +472,11 @@ mod tests {
             && (0..2).all(|j| t(&a.touched[j]) == t(&b.touched[j]))
     }
 
-    /// Batches prepared ahead are those prepared at each step, over epochs that stop early or end
-    /// with a partial batch (dropped) and after a synchronisation point; slots are numbered even
-    /// rows first, by first touch, and each row's catch-up starts where the order says it stands.
+    /// Batches prepared ahead are those prepared at each step, over an epoch that announces fewer
+    /// steps than it has batches (as `lr_find`'s fit ends within its epoch), one that stops early,
+    /// and one after a synchronisation point, each ending with a partial batch (dropped); slots are
+    /// numbered even rows first, by first touch, and each row's catch-up starts where the order
+    /// says it stands.
     #[test]
     fn batches_prepared_ahead_are_those_prepared_inline() {
         let orders: Vec<Arc<Vec<u32>>> =
@@ -471,14 +486,15 @@ mod tests {
         let (bs, mut k, mut synced) = (64, 1, None);
         let mut stands = [vec![0u32; 97], vec![0u32; 41]];
         for (e, order) in orders.iter().enumerate() {
-            let epoch = || Epoch { order: order.clone(), bs, first_step: k, synced };
+            // The first epoch announces 10 steps; the second stops after 20 of those it announced.
+            let announced = if e == 0 { 10 } else { order.len() / bs };
+            let take = if e == 1 { 20 } else { announced };
+            let epoch = || Epoch { order: order.clone(), bs, steps: k..=k + announced - 1, synced };
             inline.epoch(epoch());
             ahead.epoch(epoch());
             if let Some(s) = synced.take() {
                 stands.iter_mut().flatten().for_each(|at| *at = s as u32);
             }
-            // The first epoch stops after 10 batches, as lr_find's fit may.
-            let take = if e == 0 { 10 } else { usize::MAX };
             for batch in order.chunks_exact(bs).take(take) {
                 let want = inline.next(batch, None);
                 let mut check = Prepared::default();

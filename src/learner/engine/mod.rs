@@ -16,6 +16,7 @@ mod pair;
 mod plain;
 pub(crate) mod tables;
 
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use tch::{Device, Kind};
@@ -47,9 +48,9 @@ pub(crate) trait Engine {
     /// One optimizer step (local step `k`, 1-based) on the training rows `batch`; returns the
     /// batch's mean loss.
     fn step(&mut self, live: &mut Live<'_>, batch: &[u32], k: usize) -> f64;
-    /// An epoch starts whose steps take `order`'s batches of `bs` in turn (whole batches only),
-    /// the first at local step `first_step`, so that an engine may prepare them ahead.
-    fn epoch(&mut self, _order: &Arc<Vec<u32>>, _bs: usize, _first_step: usize) {}
+    /// An epoch starts whose local steps `steps` (at most) take `order`'s batches of `bs` in turn,
+    /// so that an engine may prepare them ahead.
+    fn epoch(&mut self, _order: &Arc<Vec<u32>>, _bs: usize, _steps: RangeInclusive<usize>) {}
     /// Brings every parameter up to date with step `k` and writes parameters and Adam moments into
     /// the learner's tensors.
     fn sync(&mut self, live: &mut Live<'_>, k: usize) -> Result<()>;

@@ -4,6 +4,7 @@
 //! by side for each rating, into one small matrix; the layers after them run forward and backward
 //! in Rust ([`Mlp`], dropout included), and the gradient of each rating's row is summed per touched user or item in batch order; AdamW then updates those rows
 //! and the network's (small) layers in Rust loops. Results are the autograd path's up to rounding.
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use super::catchup::CatchUp;
@@ -150,8 +151,8 @@ impl Engine for NnExact {
         loss
     }
 
-    fn epoch(&mut self, order: &Arc<Vec<u32>>, bs: usize, first_step: usize) {
-        self.scratch.epoch(Epoch { order: order.clone(), bs, first_step, synced: self.synced.take() });
+    fn epoch(&mut self, order: &Arc<Vec<u32>>, bs: usize, steps: RangeInclusive<usize>) {
+        self.scratch.epoch(Epoch { order: order.clone(), bs, steps, synced: self.synced.take() });
     }
 
     fn sync(&mut self, live: &mut Live<'_>, k: usize) -> Result<()> {

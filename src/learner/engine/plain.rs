@@ -1,5 +1,6 @@
 //! The CPU engine without catch-up, generic over what happens to a side's rows after a batch:
 //! every row steps (dense, fastai's math as written) or only the touched ones (lazy).
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use super::feed::Epoch;
@@ -45,8 +46,8 @@ impl<R: StepRule> Engine for Plain<R> {
         self.tables.step(batch, &mut self.scratch, self.par.as_mut(), rules) as f64
     }
 
-    fn epoch(&mut self, order: &Arc<Vec<u32>>, bs: usize, first_step: usize) {
-        self.scratch.epoch(Epoch { order: order.clone(), bs, first_step, synced: None });
+    fn epoch(&mut self, order: &Arc<Vec<u32>>, bs: usize, steps: RangeInclusive<usize>) {
+        self.scratch.epoch(Epoch { order: order.clone(), bs, steps, synced: None });
     }
 
     fn sync(&mut self, live: &mut Live<'_>, _k: usize) -> Result<()> {
