@@ -7,8 +7,7 @@ use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use super::catchup::{CatchUp, RowGap};
-use super::feed::Epoch;
-use super::feed::Touched;
+use super::feed::{Epoch, Touched};
 use super::pair::Pair;
 use super::tables::{adamw_rows, DotTables, Half, Scratch, Side, SideRule};
 use super::{Engine, Live};

@@ -92,7 +92,7 @@ pub(crate) struct Preparer {
     /// Where prefetches bring their lines.
     level: Level,
     /// For the exact path: the schedule's tables and where each row stands.
-    gaps: Option<Standing>,
+    standing: Option<Standing>,
 }
 
 /// Where every row stands, from the order alone, and the schedule's tables to compose gaps from.
@@ -108,8 +108,8 @@ impl Preparer {
     /// A preparer for the ratings `data` over sides of `rows` rows; with `catchup` (the exact
     /// path's schedule), it computes each touched row's catch-up gap too.
     pub fn new(data: Arc<Encoded>, rows: [usize; 2], level: Level, catchup: Option<CatchUp>) -> Self {
-        let gaps = catchup.map(|catchup| Standing { catchup, touched_at: rows.map(|n| vec![0; n]), synced: 0 });
-        Preparer { data, slots: rows.map(|n| vec![NO_SLOT; n]), odd: Default::default(), level, gaps }
+        let standing = catchup.map(|catchup| Standing { catchup, touched_at: rows.map(|n| vec![0; n]), synced: 0 });
+        Preparer { data, slots: rows.map(|n| vec![NO_SLOT; n]), odd: Default::default(), level, standing }
     }
 
     /// An epoch starts at local step `first_step`, every row brought up to date with step `synced`
@@ -117,7 +117,7 @@ impl Preparer {
     /// that stopped early) touched no row: a fit goes on after such a stop only from a
     /// synchronisation point at that step, which is checked.
     fn epoch(&mut self, first_step: usize, synced: Option<usize>) {
-        let Some(s) = &mut self.gaps else { return };
+        let Some(s) = &mut self.standing else { return };
         if let Some(k) = synced {
             s.synced = k as u32;
         }
@@ -133,7 +133,7 @@ impl Preparer {
     /// Prepares `batch` (numbers of training ratings), the batch of local step `k`, into `out`, on
     /// two threads when `par`.
     pub fn prepare(&mut self, batch: &[u32], k: usize, out: &mut Prepared, mut par: Option<&mut Pair>) {
-        let Preparer { data, slots: [slot0, slot1], odd: [odd0, odd1], level, gaps } = self;
+        let Preparer { data, slots: [slot0, slot1], odd: [odd0, odd1], level, standing } = self;
         let (data, level) = (&**data, *level);
         out.first = batch.first().copied().unwrap_or(0);
         out.batch.resize(batch.len(), (0, 0, 0.0));
@@ -142,12 +142,12 @@ impl Preparer {
         both(par.as_deref_mut(), || gather(data, n0, b0, level), || gather(data, n1, b1, level));
         let (b, [t0, t1]) = (&out.batch, &mut out.touched);
         both(par.as_deref_mut(), || t0.assign(b, 0, slot0, odd0, level), || t1.assign(b, 1, slot1, odd1, level));
-        match gaps {
+        match standing {
             Some(Standing { catchup, touched_at: [at0, at1], synced }) => {
                 // As the step itself does: tables ready for step k, rows caught up to k − 1.
                 catchup.advance(k);
                 let (c, s, [t0, t1], [g0, g1]) = (&*catchup, *synced, &out.touched, &mut out.gaps);
-                both(par, || standing(c, t0, at0, s, k, g0, level), || standing(c, t1, at1, s, k, g1, level));
+                both(par, || row_gaps(c, t0, at0, s, k, g0, level), || row_gaps(c, t1, at1, s, k, g1, level));
             }
             None => out.gaps.iter_mut().for_each(Vec::clear),
         }
@@ -156,7 +156,7 @@ impl Preparer {
 
 /// Each of `touched`'s rows' catch-up before step `k` into `gaps` (slot order), and step `k` as
 /// the last that touched them.
-fn standing(
+fn row_gaps(
     c: &CatchUp,
     touched: &Touched,
     at: &mut [u32],
@@ -242,9 +242,11 @@ impl Touched {
 /// helper thread (as epoch orders are drawn ahead from this size on).
 const AHEAD_FROM: usize = 1 << 15;
 
-/// The most batches a helper prepares before handing them over; the first chunks of an epoch are
-/// smaller (4, 8, …), so that its first step waits little.
+/// The most batches a helper prepares before handing them over, and the most ratings (so that
+/// chunks of large batches stay a few MB: each rating costs up to about 100 bytes prepared); the
+/// first chunks of an epoch are smaller (4, 8, … batches), so that its first step waits little.
 const CHUNK: usize = 64;
+const CHUNK_RATINGS: usize = 1 << 16;
 
 /// Chunks prepared and not yet taken, at most.
 const READY_CHUNKS: usize = 2;
@@ -412,7 +414,8 @@ fn prepare_ahead(mut prep: Preparer, orders: &Receiver<Order>, ready: &SyncSende
     while let Some((epoch, Epoch { order, bs, steps, synced })) = next.take() {
         prep.epoch(*steps.start(), synced);
         let mut batches = order.chunks_exact(bs).zip(steps);
-        let mut size = 4;
+        let most = (CHUNK_RATINGS / bs.max(1)).clamp(1, CHUNK);
+        let mut size = most.min(4);
         loop {
             if let Ok(newer) = orders.try_recv() {
                 next = Some(newer);
@@ -434,7 +437,7 @@ fn prepare_ahead(mut prep: Preparer, orders: &Receiver<Order>, ready: &SyncSende
             if ready.send(chunk).is_err() {
                 return;
             }
-            size = (2 * size).min(CHUNK);
+            size = (2 * size).min(most);
         }
         if next.is_none() {
             next = orders.recv().ok();
