@@ -7,7 +7,7 @@ use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use super::catchup::{CatchUp, RowGap};
-use super::feed::{Epoch, Touched};
+use super::feed::Touched;
 use super::pair::Pair;
 use super::tables::{adamw_rows, DotTables, Half, Scratch, Side, SideRule};
 use super::{Engine, Live};
@@ -22,8 +22,6 @@ pub(crate) struct Exact {
     /// Per side and half, where each row stands.
     last: [[Vec<RowMark>; 2]; 2],
     par: Option<Pair>,
-    /// The step of the last synchronisation point since the current epoch started.
-    synced: Option<usize>,
 }
 
 impl Exact {
@@ -32,7 +30,7 @@ impl Exact {
     pub fn new(tables: DotTables, catchup: CatchUp, par: bool) -> Self {
         let last = last_steps(&tables.tables.sides);
         let scratch = Scratch::new(&tables.tables, par, Some(catchup.fresh()));
-        Exact { scratch, tables, catchup, last, par: par.then(Pair::new), synced: None }
+        Exact { scratch, tables, catchup, last, par: par.then(Pair::new) }
     }
 }
 
@@ -67,8 +65,16 @@ pub(crate) fn last_steps(sides: &[Side; 2]) -> [[Vec<RowMark>; 2]; 2] {
     sides.each_ref().map(|side| side.halves.each_ref().map(|h| vec![RowMark::default(); h.rows().len()]))
 }
 
-/// Brings every row of both sides up to step `k` (a synchronisation point).
-pub(crate) fn catch_up_sides(c: &mut CatchUp, last: &mut [[Vec<RowMark>; 2]; 2], sides: &mut [Side; 2], k: usize) {
+/// Brings every row of both sides up to step `k` (a synchronisation point), and tells the batches'
+/// feed in `scratch`, which works out where rows stand.
+pub(crate) fn catch_up_sides(
+    c: &mut CatchUp,
+    last: &mut [[Vec<RowMark>; 2]; 2],
+    sides: &mut [Side; 2],
+    scratch: &mut Scratch,
+    k: usize,
+) {
+    scratch.synced(k);
     c.advance(k);
     for (side, last) in sides.iter_mut().zip(last) {
         for (half, last) in side.halves.iter_mut().zip(last) {
@@ -187,24 +193,22 @@ fn catch_up_prepared_impl(c: &CatchUp, last: &mut [RowMark], half: &mut Half, ro
 
 impl Engine for Exact {
     fn step(&mut self, _live: &mut Live<'_>, batch: &[u32], k: usize) -> f64 {
-        let Exact { tables, scratch, catchup, last, par, .. } = self;
+        let Exact { tables, scratch, catchup, last, par } = self;
         let [[mut r00, mut r01], [mut r10, mut r11]] = CatchUpRows::all(catchup, last, k);
         tables.step(batch, scratch, par.as_mut(), [[&mut r00, &mut r01], [&mut r10, &mut r11]]) as f64
     }
 
     fn epoch(&mut self, order: &Arc<Vec<u32>>, bs: usize, steps: RangeInclusive<usize>) {
-        self.scratch.epoch(Epoch { order: order.clone(), bs, steps, synced: self.synced.take() });
+        self.scratch.epoch(order, bs, steps);
     }
 
     fn sync(&mut self, live: &mut Live<'_>, k: usize) -> Result<()> {
-        catch_up_sides(&mut self.catchup, &mut self.last, &mut self.tables.tables.sides, k);
-        self.synced = Some(k);
+        catch_up_sides(&mut self.catchup, &mut self.last, &mut self.tables.tables.sides, &mut self.scratch, k);
         self.tables.store(live.params, live.opt)
     }
 
     fn predict(&mut self, k: usize, users: &[u32], items: &[u32]) -> Option<Vec<f32>> {
-        catch_up_sides(&mut self.catchup, &mut self.last, &mut self.tables.tables.sides, k);
-        self.synced = Some(k);
+        catch_up_sides(&mut self.catchup, &mut self.last, &mut self.tables.tables.sides, &mut self.scratch, k);
         Some(self.tables.predict(users, items))
     }
 }

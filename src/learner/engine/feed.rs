@@ -36,11 +36,11 @@ pub(crate) struct Prepared {
 impl Prepared {
     /// The catch-ups of side `j`'s touched rows of one parity (empty when not computed).
     pub fn gaps(&self, j: usize, parity: usize) -> &[RowGap] {
-        let (t, g) = (&self.touched[j], &self.gaps[j]);
-        match (g.is_empty(), parity) {
-            (true, _) => &[],
-            (false, 0) => &g[..t.n0],
-            (false, _) => &g[t.n0..],
+        let g = &self.gaps[j];
+        if g.is_empty() {
+            &[]
+        } else {
+            &g[self.touched[j].slots(parity)]
         }
     }
 }
@@ -64,17 +64,26 @@ impl Touched {
         &self.of_rating
     }
 
+    /// The slots of the touched rows of one parity.
+    #[inline(always)]
+    fn slots(&self, parity: usize) -> std::ops::Range<usize> {
+        if parity == 0 {
+            0..self.n0
+        } else {
+            self.n0..self.rows.len()
+        }
+    }
+
     /// The touched rows of one parity and their gradient rows (`w` per slot) in `grads`.
     #[inline(always)]
     pub fn of_parity<'g>(&self, parity: usize, grads: &'g [f32], w: usize) -> (&[u32], &'g [f32]) {
-        let slots = if parity == 0 { 0..self.n0 } else { self.n0..self.rows.len() };
+        let slots = self.slots(parity);
         (&self.rows[slots.clone()], &grads[slots.start * w..slots.end * w])
     }
 
     /// Each parity's rows.
     pub fn of_parities(&self) -> [&[u32]; 2] {
-        let (r0, r1) = self.rows.split_at(self.n0);
-        [r0, r1]
+        [0, 1].map(|parity| &self.rows[self.slots(parity)])
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::catchup::CatchUp;
 use super::exact::{catch_up_sides, last_steps, CatchUpRows, RowMark};
-use super::feed::{Epoch, Touched};
+use super::feed::Touched;
 use super::mlp::Mlp;
 use super::tables::{adamw, floats, halves, parts, write, Scratch, Side, SideRule, Tables};
 use super::{Engine, Live};
@@ -35,8 +35,6 @@ pub(crate) struct NnExact {
     scratch: Scratch,
     catchup: CatchUp,
     last: [[Vec<RowMark>; 2]; 2],
-    /// The step of the last synchronisation point since the current epoch started.
-    synced: Option<usize>,
     layers: Vec<Layer>,
     /// The layers in Rust.
     mlp: Mlp,
@@ -77,7 +75,7 @@ impl NnExact {
         let mlp = Mlp::new(emb_drop, specs, y_range, stats);
         let last = last_steps(&tables.sides);
         let scratch = Scratch::new(&tables, false, Some(catchup.fresh()));
-        Ok(NnExact { scratch, tables, catchup, last, synced: None, layers, mlp })
+        Ok(NnExact { scratch, tables, catchup, last, layers, mlp })
     }
 }
 
@@ -124,7 +122,7 @@ fn per_slot(g: &[f32], touched: &Touched, from: usize, w: usize, width: usize) -
 impl Engine for NnExact {
     fn step(&mut self, live: &mut Live<'_>, batch: &[u32], k: usize) -> f64 {
         let CollabModel::Nn(model) = live.model else { unreachable!("built for EmbeddingNN only") };
-        let NnExact { tables, scratch, catchup, last, layers, mlp, .. } = self;
+        let NnExact { tables, scratch, catchup, last, layers, mlp } = self;
         let [[mut r00, mut r01], [mut r10, mut r11]] = CatchUpRows::all(catchup, last, k);
         tables.open(batch, scratch, None, [[&mut r00, &mut r01], [&mut r10, &mut r11]]);
         let prepared = scratch.prepared();
@@ -152,12 +150,11 @@ impl Engine for NnExact {
     }
 
     fn epoch(&mut self, order: &Arc<Vec<u32>>, bs: usize, steps: RangeInclusive<usize>) {
-        self.scratch.epoch(Epoch { order: order.clone(), bs, steps, synced: self.synced.take() });
+        self.scratch.epoch(order, bs, steps);
     }
 
     fn sync(&mut self, live: &mut Live<'_>, k: usize) -> Result<()> {
-        catch_up_sides(&mut self.catchup, &mut self.last, &mut self.tables.sides, k);
-        self.synced = Some(k);
+        catch_up_sides(&mut self.catchup, &mut self.last, &mut self.tables.sides, &mut self.scratch, k);
         for (j, side) in self.tables.sides.iter().enumerate() {
             side.store(&parts(&[EMBEDS[j]], live.params, live.opt)?)?;
         }

@@ -3,7 +3,6 @@
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 
-use super::feed::Epoch;
 use super::pair::Pair;
 use super::tables::{DotTables, Scratch, SideRule};
 use super::{Engine, Live};
@@ -47,7 +46,7 @@ impl<R: StepRule> Engine for Plain<R> {
     }
 
     fn epoch(&mut self, order: &Arc<Vec<u32>>, bs: usize, steps: RangeInclusive<usize>) {
-        self.scratch.epoch(Epoch { order: order.clone(), bs, steps, synced: None });
+        self.scratch.epoch(order, bs, steps);
     }
 
     fn sync(&mut self, live: &mut Live<'_>, _k: usize) -> Result<()> {

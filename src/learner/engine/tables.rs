@@ -5,6 +5,7 @@
 //! The engines own this memory: it is copied from the learner's tensors when a fit starts and
 //! written back when it ends (validation between epochs reads these rows), so no pointer into a
 //! libtorch tensor is ever kept, whatever a caller does to the tensors between fits.
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use tch::{Device, Kind, Tensor};
@@ -311,7 +312,7 @@ impl DotTables {
         let (nf, y_range) = (self.nf, self.y_range);
         let [[r00, r01], [r10, r11]] = rules;
         self.tables.open(batch, s, par.as_deref_mut(), [[&mut *r00, &mut *r01], [&mut *r10, &mut *r11]]);
-        let Scratch { feed, grads: [g0, g1], d, sq } = s;
+        let Scratch { feed, grads: [g0, g1], d, sq, .. } = s;
         let p = feed.current();
         let [s0, s1] = &p.touched;
         let n = p.batch.len();
@@ -349,6 +350,8 @@ impl DotTables {
 /// one row per slot) and for the derivative of the loss with respect to each rating's raw score.
 pub(crate) struct Scratch {
     feed: Feed,
+    /// The step of the last synchronisation point since the current epoch started, for the feed.
+    synced: Option<usize>,
     grads: [Vec<f32>; 2],
     d: Vec<f32>,
     /// Each rating's squared error.
@@ -362,12 +365,17 @@ impl Scratch {
     pub fn new(tables: &Tables, par: bool, catchup: Option<CatchUp>) -> Self {
         let level = tables.sides[0].halves[0].level;
         let prep = Preparer::new(tables.data.clone(), tables.sides.each_ref().map(Side::rows), level, catchup);
-        Scratch { feed: Feed::new(prep, par), grads: Default::default(), d: vec![], sq: vec![] }
+        Scratch { feed: Feed::new(prep, par), synced: None, grads: Default::default(), d: vec![], sq: vec![] }
     }
 
-    /// An epoch starts.
-    pub fn epoch(&mut self, epoch: Epoch) {
-        self.feed.epoch(epoch);
+    /// An epoch starts whose local steps `steps` (at most) take `order`'s batches of `bs` in turn.
+    pub fn epoch(&mut self, order: &Arc<Vec<u32>>, bs: usize, steps: RangeInclusive<usize>) {
+        self.feed.epoch(Epoch { order: order.clone(), bs, steps, synced: self.synced.take() });
+    }
+
+    /// Every row was brought up to date with step `k` (a synchronisation point).
+    pub fn synced(&mut self, k: usize) {
+        self.synced = Some(k);
     }
 
     /// The batch being stepped, as prepared.
