@@ -25,6 +25,11 @@ impl AdamHyper {
     /// Scalars of the update in f32, computed in f64 as libtorch does:
     /// `(decay, β1, 1−β1, β2, 1−β2, sqrt(1−β2^t), lr/(1−β1^t), ε)`.
     pub(crate) fn scalars(&self) -> [f32; 8] {
+        self.scalars_f64().map(|x| x as f32)
+    }
+
+    /// [`AdamHyper::scalars`] before their rounding to f32.
+    pub(crate) fn scalars_f64(&self) -> [f64; 8] {
         let t = self.step as i32;
         [
             1.0 - self.lr * self.wd,
@@ -36,7 +41,6 @@ impl AdamHyper {
             self.lr / (1.0 - self.beta1.powi(t)),
             self.eps,
         ]
-        .map(|x| x as f32)
     }
 }
 

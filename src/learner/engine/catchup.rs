@@ -90,7 +90,8 @@ pub(crate) struct RowGap {
 /// Prefix tables of one fit's schedule, from which any gap is composed in O(1). The per-step tables
 /// cover the whole fit; the blocks of prefix sums are built as the fit reaches them and dropped once
 /// no gap can read them ([`CatchUp::advance`]), so a long fit (millions of small batches) needs the
-/// same few blocks as a short one.
+/// same few blocks as a short one. A clone serves a thread that computes gaps ahead.
+#[derive(Clone)]
 pub(crate) struct CatchUp {
     d: usize,
     h: usize,
@@ -123,6 +124,7 @@ pub(crate) struct CatchUp {
 /// Per step `u` of a block (reference `r`), the terms of an element's update near ε: with
 /// `A(u) = Π (1 − lr·wd)` and `B(u) = Π β1` over `r+1..=u`, step `u` of a gap from `k0` moves
 /// `p_end` by `m0 · A(end)/B(k0) · step(u)·B(u)/A(u) / (sqrt(v0)/β2^((k0−r)/2) · β2^((u−r)/2)/sbc2(u) + ε)`.
+#[derive(Clone)]
 struct NearBlock {
     /// `A(u)`.
     decay: Vec<f64>,
@@ -198,18 +200,19 @@ impl CatchUp {
         let mut log_a = vec![0.0; n + 1];
         let mut log_b = vec![0.0; n + 1];
         let (mut step, mut sbc2) = (vec![0.0f64; n + 1], vec![0.0f64; n + 1]);
+        let mut scalars = Vec::with_capacity(n);
         for k in 1..=n {
             let hp = plan.hyper(k);
             log_a[k] = log_a[k - 1] + (1.0 - hp.lr * wd).ln();
             log_b[k] = log_b[k - 1] + hp.beta1.ln();
-            let t = hp.step as i32;
-            step[k] = hp.lr / (1.0 - hp.beta1.powi(t));
-            sbc2[k] = (1.0 - b2.powi(t)).sqrt();
+            // `sqrt(1 − β2^t)` and `lr/(1 − β1^t)`, as the dense step computes them.
+            let s = hp.scalars_f64();
+            (sbc2[k], step[k]) = (s[5], s[6]);
+            scalars.push(s.map(|x| x as f32));
         }
         // Γ_j(r, u) = Π β1 / β2^((j+1)/2) over r+1..=u, in logs.
         let log_gamma =
             |j: usize, r: usize, u: usize| (log_b[u] - log_b[r]) - (j as f64 + 1.0) / 2.0 * (u - r) as f64 * ln_b2;
-        let scalars = (1..=n).map(|k| plan.hyper(k).scalars()).collect();
         let b2_pow = (0..=n).map(|k| (k as f64 * ln_b2).exp()).collect();
         let decay_prefix = log_a[n] > -600.0;
         let at: Vec<AtStep> = (0..=n)
@@ -243,11 +246,6 @@ impl CatchUp {
             scalars,
             decay_prefix,
         })
-    }
-
-    /// Tables for the same schedule, built afresh (for a thread that computes gaps ahead).
-    pub fn fresh(&self) -> CatchUp {
-        CatchUp::new(&self.plan).expect("a schedule accepted once is accepted again")
     }
 
     /// Makes the tables ready for gaps ending at step `k` (a step's catch-up, or a synchronisation

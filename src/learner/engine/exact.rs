@@ -29,7 +29,7 @@ impl Exact {
     /// steps on two threads.
     pub fn new(tables: DotTables, catchup: CatchUp, par: bool) -> Self {
         let last = last_steps(&tables.tables.sides);
-        let scratch = Scratch::new(&tables.tables, par, Some(catchup.fresh()));
+        let scratch = Scratch::new(&tables.tables, par, Some(catchup.clone()));
         Exact { scratch, tables, catchup, last, par: par.then(Pair::new) }
     }
 }

@@ -74,7 +74,7 @@ impl NnExact {
             model.batch_norm_stats().iter().map(|(m, v)| Ok((floats(m)?, floats(v)?))).collect::<Result<_>>()?;
         let mlp = Mlp::new(emb_drop, specs, y_range, stats);
         let last = last_steps(&tables.sides);
-        let scratch = Scratch::new(&tables, false, Some(catchup.fresh()));
+        let scratch = Scratch::new(&tables, false, Some(catchup.clone()));
         Ok(NnExact { scratch, tables, catchup, last, layers, mlp })
     }
 }
