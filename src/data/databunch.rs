@@ -387,9 +387,9 @@ fn below(rng: &mut ChaCha8Rng, bound: u32) -> u32 {
 const AHEAD_FROM: usize = 1 << 15;
 
 /// The training order of each epoch of a fit. A permutation of `AHEAD_FROM` rows or more is drawn
-/// one epoch ahead on a helper thread, so that drawing it overlaps the epoch before (the first one,
-/// building the engine); the permutations, and `rng`'s state after each, are those of drawing them
-/// in turn (a fit that stops early leaves `rng` where it was).
+/// ahead on a helper thread when asked ([`EpochOrders::draw_ahead`]), so that drawing it overlaps
+/// the epoch before (the first one, building the engine); the permutations, and `rng`'s state after
+/// each, are those of drawing them in turn (a fit that stops early leaves `rng` where it was).
 pub struct EpochOrders {
     n: usize,
     ahead: Option<std::thread::JoinHandle<(Vec<u32>, ChaCha8Rng)>>,
@@ -403,26 +403,24 @@ impl EpochOrders {
         orders
     }
 
-    fn draw_ahead(&mut self, rng: &ChaCha8Rng) {
-        if self.n >= AHEAD_FROM {
+    /// Starts drawing the next order from `rng` (the state after the last order drawn) on a helper
+    /// thread, when it is large enough to be worth one and none is being drawn.
+    pub fn draw_ahead(&mut self, rng: &ChaCha8Rng) {
+        if self.n >= AHEAD_FROM && self.ahead.is_none() {
             let (n, mut r) = (self.n, rng.clone());
             self.ahead = Some(std::thread::spawn(move || (shuffled(n, &mut r), r)));
         }
     }
 
-    /// The next epoch's order from `rng`; when `more` epochs follow, the one after is drawn ahead.
-    pub fn next(&mut self, rng: &mut ChaCha8Rng, more: bool) -> Vec<u32> {
-        let order = match self.ahead.take().map(|h| h.join()) {
+    /// The next epoch's order from `rng`: the one drawn ahead, or drawn now.
+    pub fn next(&mut self, rng: &mut ChaCha8Rng) -> Vec<u32> {
+        match self.ahead.take().map(|h| h.join()) {
             Some(Ok((order, after))) => {
                 *rng = after;
                 order
             }
             _ => shuffled(self.n, rng),
-        };
-        if more {
-            self.draw_ahead(rng);
         }
-        order
     }
 }
 
@@ -489,13 +487,15 @@ mod tests {
         let want: Vec<Vec<u32>> = (0..2).map(|_| shuffled(n, &mut turn)).collect();
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let mut orders = EpochOrders::new(n, &rng);
-        assert!(orders.next(&mut rng, true) == want[0]);
-        assert!(orders.next(&mut rng, false) == want[1]);
+        assert!(orders.next(&mut rng) == want[0]);
+        orders.draw_ahead(&rng);
+        assert!(orders.next(&mut rng) == want[1]);
         assert_eq!(rng, turn);
         // Stopping after the first epoch, with the second drawn ahead: the generator has not moved.
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let mut orders = EpochOrders::new(n, &rng);
-        orders.next(&mut rng, true);
+        orders.next(&mut rng);
+        orders.draw_ahead(&rng);
         drop(orders);
         assert!(shuffled(n, &mut rng) == want[1]);
     }

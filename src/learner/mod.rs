@@ -94,6 +94,12 @@ impl TrainMode {
     }
 }
 
+/// Batches into an epoch after which the next epoch's order starts being drawn (or half the
+/// epoch, when shorter): by then the helper that prepares batches has filled its queue, so the
+/// thread that draws the order no longer takes the second core from it when it matters most. From
+/// the epoch's start, the lesson's fits waited about 1 ms per epoch for their first batches.
+const DRAW_NEXT_AFTER: usize = 64;
+
 /// Everything `collab_learner` needs besides the data.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CollabLearnerConfig {
@@ -445,13 +451,17 @@ impl Learner {
         let mut stopped = false;
         for epoch in 0..n_epochs {
             let start = Instant::now();
-            let order = Arc::new(orders.next(&mut self.rng, epoch + 1 < n_epochs && k + n_batches < n_steps));
+            let more = epoch + 1 < n_epochs && k + n_batches < n_steps;
+            let order = Arc::new(orders.next(&mut self.rng));
             engine.epoch(&order, self.data.bs, k + 1..=(k + n_batches).min(n_steps));
             let bar = progress::batch_bar(n_batches as u64, &format!("Epoch {}/{n_epochs} :", epoch + 1));
             let mut train_loss = f64::NAN;
             for (b, batch) in order.chunks_exact(self.data.bs).enumerate() {
                 if k == n_steps || stopped {
                     break;
+                }
+                if more && b == DRAW_NEXT_AFTER.min(n_batches / 2) {
+                    orders.draw_ahead(&self.rng);
                 }
                 let (lr, mom) = plan.lr_mom[k];
                 k += 1;
