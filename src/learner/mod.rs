@@ -451,7 +451,9 @@ impl Learner {
         let mut stopped = false;
         for epoch in 0..n_epochs {
             let start = Instant::now();
-            let more = epoch + 1 < n_epochs && k + n_batches < n_steps;
+            // The batch at which the next epoch's order starts being drawn, when one follows.
+            let draw_next =
+                (epoch + 1 < n_epochs && k + n_batches < n_steps).then_some(DRAW_NEXT_AFTER.min(n_batches / 2));
             let order = Arc::new(orders.next(&mut self.rng));
             engine.epoch(&order, self.data.bs, k + 1..=(k + n_batches).min(n_steps));
             let bar = progress::batch_bar(n_batches as u64, &format!("Epoch {}/{n_epochs} :", epoch + 1));
@@ -460,7 +462,7 @@ impl Learner {
                 if k == n_steps || stopped {
                     break;
                 }
-                if more && b == DRAW_NEXT_AFTER.min(n_batches / 2) {
+                if draw_next == Some(b) {
                     orders.draw_ahead(&self.rng);
                 }
                 let (lr, mom) = plan.lr_mom[k];

@@ -206,9 +206,9 @@ impl CatchUp {
             log_a[k] = log_a[k - 1] + (1.0 - hp.lr * wd).ln();
             log_b[k] = log_b[k - 1] + hp.beta1.ln();
             // `sqrt(1 − β2^t)` and `lr/(1 − β1^t)`, as the dense step computes them.
-            let s = hp.scalars_f64();
-            (sbc2[k], step[k]) = (s[5], s[6]);
-            scalars.push(s.map(|x| x as f32));
+            let all @ [.., sbc2_k, step_k, _] = hp.scalars_f64();
+            (sbc2[k], step[k]) = (sbc2_k, step_k);
+            scalars.push(all.map(|x| x as f32));
         }
         // Γ_j(r, u) = Π β1 / β2^((j+1)/2) over r+1..=u, in logs.
         let log_gamma =
