@@ -3,7 +3,7 @@ mod common;
 
 use fastcollab::{
     collab_learner, CollabLearnerConfig, DeviceChoice, DotBiasConfig, EmbeddingNNConfig, Error, Learner, LrFindConfig,
-    ModelConfig, OneCycle, TrainMode,
+    ModelConfig, NnLayout, OneCycle, TrainMode,
 };
 use tch::{Device, Tensor};
 
@@ -165,6 +165,28 @@ fn dropout_masks_belong_to_their_learner() {
             (a.join().unwrap(), b.join().unwrap())
         });
         assert_eq!((a == alone, b == other), (true, true), "learners trained on two threads at once");
+    }
+}
+
+/// EmbeddingNN's BatchNorm layers start as fastai's: weight 1, bias 1e-3 in v2's layout (fastai's
+/// `BatchNorm`), 0 in v1's (`nn.BatchNorm1d`). No random draw: the Linear layers after them are
+/// initialised from the same draws on any device.
+#[test]
+fn embedding_nn_batchnorm_starts_as_fastai() {
+    for (layout, bias) in [(NnLayout::V2, 1e-3), (NnLayout::V1, 0.0)] {
+        let model = ModelConfig::Nn(EmbeddingNNConfig { layers: vec![16, 8], layout, ..Default::default() });
+        let cfg = CollabLearnerConfig { model, device: DeviceChoice::Cpu, ..Default::default() };
+        let vars = collab_learner(common::low_rank(4).0, &cfg).unwrap().vs.variables();
+        let layers: Vec<&str> = vars.keys().filter_map(|k| k.strip_suffix(".running_mean")).collect();
+        assert_eq!(layers.len(), 2, "{layout:?}: {layers:?}");
+        for layer in layers {
+            let all = |what: &str, want: f64| {
+                let t = &vars[&format!("{layer}.{what}")];
+                assert!(t.eq(want).all().int64_value(&[]) == 1, "{layout:?} {layer}.{what}: {t}");
+            };
+            all("weight", 1.0);
+            all("bias", bias);
+        }
     }
 }
 
@@ -514,11 +536,12 @@ fn initialisation_is_deterministic_across_threads() {
 #[test]
 fn device_placement_is_consistent_on_cpu() {
     let (data, _) = common::low_rank(14);
-    // `auto`: EmbeddingDotBias on the CPU (its exact path), EmbeddingNN on a GPU when there is one.
+    // `auto`: both models on the CPU (their exact engines), also where a GPU is visible.
     let nn = ModelConfig::Nn(EmbeddingNNConfig { layers: vec![8], ..Default::default() });
     let l = collab_learner(data.clone(), &CollabLearnerConfig { model: nn, ..Default::default() }).unwrap();
-    assert_eq!(l.device(), Device::cuda_if_available());
-    let err = DeviceChoice::Cuda(99).resolve(&ModelConfig::DotBias(DotBiasConfig::default())).unwrap_err();
+    assert_eq!(l.device(), Device::Cpu);
+    assert_eq!(l.mode(), TrainMode::Exact);
+    let err = DeviceChoice::Cuda(99).resolve().unwrap_err();
     assert!(err.to_string().contains("cuda:99 asked for"), "{err}");
     assert_eq!("cuda:1".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cuda(1));
     assert!("gpu".parse::<DeviceChoice>().is_err());
@@ -531,4 +554,47 @@ fn device_placement_is_consistent_on_cpu() {
     // Read-only lookups come back on the CPU, whatever the model's device.
     assert_eq!(l.bias(&["1"], true).unwrap().device(), Device::Cpu);
     assert_eq!(l.weight(&["1"], false).unwrap().device(), Device::Cpu);
+}
+
+/// Where a GPU is visible (skipped, saying so, elsewhere): both models train on `cuda` through
+/// autograd from the same initial weights as the CPU's exact engines and reach the same losses up
+/// to the GPU kernels' rounding; a model trained there exports, and the export predicts on the CPU
+/// what the learner predicts.
+#[test]
+fn training_on_a_gpu_matches_the_cpu_where_one_is_visible() {
+    if !tch::Cuda::is_available() {
+        eprintln!("SKIPPED: no CUDA device visible");
+        return;
+    }
+    let dot = ModelConfig::DotBias(DotBiasConfig { n_factors: 8, y_range: Some((0.0, 5.5)) });
+    let nn = ModelConfig::Nn(EmbeddingNNConfig { layers: vec![16], ..Default::default() });
+    for (n, model) in [dot, nn].into_iter().enumerate() {
+        let (data, _) = common::low_rank(3);
+        let dir = common::temp_dir(&format!("gpu-{n}"));
+        let fit = |device| {
+            let cfg =
+                CollabLearnerConfig { model: model.clone(), wd: 0.01, device, path: dir.clone(), ..Default::default() };
+            let mut l = collab_learner(data.clone(), &cfg).unwrap();
+            l.verbose = false;
+            l.fit_one_cycle(3, 1e-2).unwrap();
+            l
+        };
+        let (gpu, cpu) = (fit(DeviceChoice::Cuda(0)), fit(DeviceChoice::Cpu));
+        assert_eq!((gpu.device(), gpu.mode()), (Device::Cuda(0), TrainMode::Autograd));
+        assert_eq!((cpu.device(), cpu.mode()), (Device::Cpu, TrainMode::Exact));
+        let rel = gpu.recorder.losses.iter().zip(&cpu.recorder.losses).map(|(g, c)| (g - c).abs() / c.abs());
+        eprintln!("model {n}: largest relative difference of the smoothed losses: {:e}", rel.fold(0.0, f64::max));
+        for (g, c) in gpu.recorder.epochs.iter().zip(&cpu.recorder.epochs) {
+            let (g, c) = (g.valid_loss.unwrap(), c.valid_loss.unwrap());
+            assert!((g - c).abs() <= 1e-3 * c, "model {n}: valid loss {g} on the GPU against {c} on the CPU");
+        }
+        let file = dir.join("model.safetensors");
+        gpu.export(&file).unwrap();
+        let valid = gpu.data.valid.clone();
+        let on_gpu = gpu.predict_encoded(&valid);
+        let exported = fastcollab::load_learner(&file).unwrap().predict_rows(&valid.users, &valid.items);
+        for (a, b) in on_gpu.iter().zip(&exported) {
+            assert!((a - b).abs() <= 1e-4, "model {n}: {a} predicted on the GPU, {b} by its export");
+        }
+    }
 }

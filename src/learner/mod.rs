@@ -225,7 +225,7 @@ pub fn collab_learner(data: CollabDataBunch, cfg: &CollabLearnerConfig) -> Resul
             )));
         }
     }
-    let device = cfg.device.resolve(&cfg.model)?;
+    let device = cfg.device.resolve()?;
     let vs = nn::VarStore::new(device);
     let mut rng = InitRng::new(cfg.seed.unwrap_or(data.seed));
     let (n_users, n_items) = (data.n_users(), data.n_items());

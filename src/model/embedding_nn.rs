@@ -84,6 +84,9 @@ pub enum LayerSpec {
 /// BatchNorm1d's running-statistics momentum and ε (PyTorch's defaults, as fastai uses them).
 const BN_MOMENTUM: f64 = 0.1;
 const BN_EPS: f64 = 1e-5;
+/// fastai v2's initial BatchNorm bias (`_get_norm` fills it with 1e-3; v1's `nn.BatchNorm1d`
+/// starts at 0). Both start with weight 1.
+const BN_V2_BIAS: f64 = 1e-3;
 
 enum Layer {
     BatchNorm(nn::BatchNorm, usize),
@@ -126,7 +129,19 @@ impl EmbeddingNN {
         for k in 0..n_blocks {
             let (n_in, n_out, last) = (sizes[k], sizes[k + 1], k + 1 == n_blocks);
             let bn = |layers: &Vec<Layer>, n: usize| {
-                let cfg = nn::BatchNormConfig { momentum: BN_MOMENTUM, eps: BN_EPS, ..Default::default() };
+                // γ = 1 and β as the layout's fastai sets it (tch's default γ would be U(0, 1),
+                // drawn from the generator the Linear layers are initialised from).
+                let beta = match cfg.layout {
+                    NnLayout::V1 => 0.0,
+                    NnLayout::V2 => BN_V2_BIAS,
+                };
+                let cfg = nn::BatchNormConfig {
+                    momentum: BN_MOMENTUM,
+                    eps: BN_EPS,
+                    ws_init: nn::Init::Const(1.0),
+                    bs_init: nn::Init::Const(beta),
+                    ..Default::default()
+                };
                 Layer::BatchNorm(nn::batch_norm1d(&lp / layers.len(), n as i64, cfg), n)
             };
             match cfg.layout {

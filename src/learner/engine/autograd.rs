@@ -12,7 +12,10 @@ impl Engine for Autograd {
     fn step(&mut self, live: &mut Live<'_>, batch: &[u32], k: usize) -> f64 {
         let (users, items, y) = batch_tensors(live.data, batch, live.params.device());
         live.params.zero_grad();
-        let loss = live.model.forward_t(&users, &items, true).mse_loss(&y, tch::Reduction::Mean);
+        let pred = live.model.forward_t(&users, &items, true);
+        // The targets in the parameters' kind: libtorch 2.11's MSE backward refuses f64
+        // predictions against f32 targets (2.13 promotes them).
+        let loss = pred.mse_loss(&y.to_kind(pred.kind()), tch::Reduction::Mean);
         loss.backward();
         live.opt.step_tensors(live.params, live.plan.hyper(k));
         loss.double_value(&[])
