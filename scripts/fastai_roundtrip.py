@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Load a model exported by `fastcollab train --export FILE` into fastai's own EmbeddingDotBias with
-`load_state_dict`, predict the pairs fastcollab predicted, and compare.
+"""Load a model exported by `fastcollab train --export FILE` into fastai's own EmbeddingDotBias (or
+EmbeddingNN, fastai v2's layout) with `load_state_dict`, predict the pairs fastcollab predicted,
+and compare.
 
 Optional: it needs Python with torch, safetensors and fastai (v2). The exported file alone is
 enough: the vocabularies, which map names to rows, are in its metadata.
@@ -19,7 +20,7 @@ import sys
 
 import fastai
 import torch
-from fastai.collab import EmbeddingDotBias
+from fastai.collab import EmbeddingDotBias, EmbeddingNN
 from safetensors import safe_open
 
 p = argparse.ArgumentParser()
@@ -28,18 +29,30 @@ p.add_argument("predictions", help="CSV with user,item,prediction columns (fastc
 p.add_argument("--tol", type=float, default=1e-5)
 a = p.parse_args()
 
-names = ["u_weight.weight", "i_weight.weight", "u_bias.weight", "i_bias.weight"]
 with safe_open(a.model, "pt") as f:
     meta = f.metadata()
     spec = json.loads(meta["model"])
-    if spec["kind"] != "EmbeddingDotBias":
-        sys.exit(f"{a.model} holds a {spec['kind']}; this script loads EmbeddingDotBias")
     # The model's tensors only (the file's other tensors, e.g. u32 seen.items, are not fastai's).
-    tensors = {n: f.get_tensor(n) for n in names}
+    tensors = {n: f.get_tensor(n) for n in f.keys() if not n.startswith(("seen.", "item."))}
 vocab = json.loads(meta["vocab"])
+n_users, n_items = len(vocab["user"]), len(vocab["item"])
 y_range = tuple(spec["y_range"]) if spec["y_range"] else None
-model = EmbeddingDotBias(spec["n_factors"], len(vocab["user"]), len(vocab["item"]), y_range=y_range)
-model.load_state_dict({n: tensors[n] for n in names})
+if spec["kind"] == "EmbeddingDotBias":
+    model = EmbeddingDotBias(spec["n_factors"], n_users, n_items, y_range=y_range)
+    model.load_state_dict(tensors)
+elif spec["kind"] == "EmbeddingNN" and spec["layout"] == "v2":
+    eu, ei = spec["emb_szs"]
+    ps = (spec["ps"] + [0.0] * len(spec["layers"]))[: len(spec["layers"])]
+    model = EmbeddingNN([(n_users, eu), (n_items, ei)], layers=spec["layers"], ps=ps,
+                        embed_p=spec["emb_drop"], use_bn=spec["use_bn"], y_range=y_range)
+    # fastai's unused `bn_cont` (BatchNorm1d(0)) and BatchNorm's step counters are not exported.
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    left = [n for n in missing if not (n.startswith("bn_cont.") or n.endswith("num_batches_tracked"))]
+    if left or unexpected:
+        sys.exit(f"{a.model}: missing {left}, unexpected {unexpected}")
+else:
+    sys.exit(f"{a.model} holds a {spec['kind']} ({spec.get('layout')}); this script loads EmbeddingDotBias "
+             "and fastai v2's EmbeddingNN")
 model.eval()
 
 users = {name: i for i, name in enumerate(vocab["user"])}

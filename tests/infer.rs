@@ -4,7 +4,10 @@ mod common;
 
 use fastcollab::data::stream::load_ratings_csv;
 use fastcollab::infer::rank::predict_all;
-use fastcollab::{collab_learner, load_learner, CollabConfig, CollabLearnerConfig, DeviceChoice, Error, TrainMode};
+use fastcollab::{
+    collab_learner, load_learner, CollabConfig, CollabLearnerConfig, DeviceChoice, EmbeddingNNConfig, Error,
+    ModelConfig, TrainMode,
+};
 use tch::Tensor;
 
 /// A ratings CSV of the small synthetic set (ratings clamped to 0.5–5).
@@ -245,9 +248,10 @@ fn truncated_corrupt_foreign_and_newer_files_are_refused() {
     assert!(load_learner(&good).is_ok());
 }
 
-/// scripts/fastai_roundtrip.py loads an export into fastai's EmbeddingDotBias and compares
-/// predictions; it needs Python with torch, safetensors and fastai (`FASTCOLLAB_FASTAI_PYTHON`, else
-/// `python3`), and says SKIPPED without them.
+/// scripts/fastai_roundtrip.py loads an export into fastai's EmbeddingDotBias, or EmbeddingNN with
+/// fastai v2's layout (its tensors under fastai's nested names), and compares predictions; it
+/// needs Python with torch, safetensors and fastai (`FASTCOLLAB_FASTAI_PYTHON`, else `python3`),
+/// and says SKIPPED without them.
 #[test]
 fn fastai_loads_the_export_and_predicts_the_same() {
     let python = std::env::var("FASTCOLLAB_FASTAI_PYTHON").unwrap_or_else(|_| "python3".into());
@@ -256,27 +260,57 @@ fn fastai_loads_the_export_and_predicts_the_same() {
         eprintln!("SKIPPED: no Python with fastai, safetensors and torch ({python}); set FASTCOLLAB_FASTAI_PYTHON");
         return;
     }
-    let dir = common::temp_dir("infer-fastai");
-    let (data, _) = common::low_rank(33);
-    let mut learn =
-        collab_learner(data, &CollabLearnerConfig { device: DeviceChoice::Cpu, ..Default::default() }).unwrap();
-    learn.verbose = false;
-    learn.fit_one_cycle(2, 1e-2).unwrap();
-    let model = dir.join("m.safetensors");
-    learn.export(&model).unwrap();
-    let preds = learn.predict_encoded(&learn.data.valid);
-    let mut csv = String::from("user,item,prediction\n");
-    for (k, p) in preds.iter().enumerate() {
-        let (u, i) = (learn.data.valid.users[k] as usize, learn.data.valid.items[k] as usize);
-        csv += &format!("{},{},{p}\n", learn.data.user_vocab.name(u), learn.data.item_vocab.name(i));
+    let nn = EmbeddingNNConfig { layers: vec![16, 8], ps: vec![0.1], emb_drop: 0.05, ..Default::default() };
+    for (n, model) in [ModelConfig::DotBias(Default::default()), ModelConfig::Nn(nn)].into_iter().enumerate() {
+        let dir = common::temp_dir(&format!("infer-fastai-{n}"));
+        let (data, _) = common::low_rank(33);
+        let cfg = CollabLearnerConfig { model, device: DeviceChoice::Cpu, ..Default::default() };
+        let mut learn = collab_learner(data, &cfg).unwrap();
+        learn.verbose = false;
+        learn.fit_one_cycle(2, 1e-2).unwrap();
+        let model = dir.join("m.safetensors");
+        learn.export(&model).unwrap();
+        let preds = learn.predict_encoded(&learn.data.valid);
+        let mut csv = String::from("user,item,prediction\n");
+        for (k, p) in preds.iter().enumerate() {
+            let (u, i) = (learn.data.valid.users[k] as usize, learn.data.valid.items[k] as usize);
+            csv += &format!("{},{},{p}\n", learn.data.user_vocab.name(u), learn.data.item_vocab.name(i));
+        }
+        std::fs::write(dir.join("ours.csv"), csv).unwrap();
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fastai_roundtrip.py");
+        let out =
+            std::process::Command::new(&python).arg(script).arg(&model).arg(dir.join("ours.csv")).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "model {n}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        assert!(v["max_abs_diff"].as_f64().unwrap() <= 1e-5, "model {n}: {v}");
     }
-    std::fs::write(dir.join("ours.csv"), csv).unwrap();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fastai_roundtrip.py");
-    let out = std::process::Command::new(&python).arg(script).arg(&model).arg(dir.join("ours.csv")).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    assert!(v["max_abs_diff"].as_f64().unwrap() <= 1e-5, "{v}");
+}
+
+/// Exports written before EmbeddingNN's v2 layers took fastai's nested names (`layers.1.0.weight`),
+/// with flat ones (`layers.3.weight`), still load and predict the same.
+#[test]
+fn embedding_nn_exports_with_the_former_flat_names_still_load() {
+    let dir = common::temp_dir("infer-nn-names");
+    let model = ModelConfig::Nn(EmbeddingNNConfig { layers: vec![16, 8], ..Default::default() });
+    let cfg = CollabLearnerConfig { model, device: DeviceChoice::Cpu, ..Default::default() };
+    let mut learn = collab_learner(common::low_rank(12).0, &cfg).unwrap();
+    learn.verbose = false;
+    learn.fit_one_cycle(1, 1e-2).unwrap();
+    let new = dir.join("new.safetensors");
+    learn.export(&new).unwrap();
+    let bytes = std::fs::read(&new).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let renamed: Vec<_> =
+        file.tensors().into_iter().map(|(n, v)| (learn.model.former_name(&n).unwrap_or(n), v)).collect();
+    assert!(renamed.iter().any(|(n, _)| n == "layers.3.weight"), "flat names written");
+    let old = dir.join("old.safetensors");
+    safetensors::serialize_to_file(renamed, meta.metadata().clone(), &old).unwrap();
+    let valid = &learn.data.valid;
+    let predict = |path: &std::path::Path| load_learner(path).unwrap().predict_rows(&valid.users, &valid.items);
+    assert_eq!(predict(&old), predict(&new));
+    assert_eq!(predict(&new), learn.predict_encoded(valid));
 }
 
 /// Titles given at training travel in the export: recommendations and similar items carry them,

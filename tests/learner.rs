@@ -457,6 +457,47 @@ fn save_load_round_trip_and_refusals() {
     assert!(b.load("missing").unwrap_err().to_string().contains("missing.pth"));
 }
 
+/// EmbeddingNN's v2 layers are saved under fastai's nested names (`layers.1.0.weight`); files
+/// written before, with flat names (`layers.3.weight`), still load, optimizer state included.
+#[test]
+fn embedding_nn_files_with_the_former_flat_names_still_load() {
+    let dir = common::temp_dir("nn-names");
+    let nn = || {
+        let model = ModelConfig::Nn(EmbeddingNNConfig { layers: vec![16, 8], ..Default::default() });
+        let cfg = CollabLearnerConfig { model, device: DeviceChoice::Cpu, path: dir.clone(), ..Default::default() };
+        let mut l = collab_learner(common::low_rank(9).0, &cfg).unwrap();
+        l.verbose = false;
+        l
+    };
+    let mut a = nn();
+    a.fit(1, 1e-2).unwrap();
+    let saved = Tensor::load_multi(a.save("m").unwrap()).unwrap();
+    assert!(saved.iter().any(|(n, _)| n == "layers.1.0.weight") && saved.iter().any(|(n, _)| n == "opt.step"));
+    let rename = |name: String| {
+        let former = ["", "opt.exp_avg.", "opt.exp_avg_sq."].iter().find_map(|prefix| {
+            let bare = name.strip_prefix(prefix)?;
+            a.model.former_name(bare).map(|f| format!("{prefix}{f}"))
+        });
+        former.unwrap_or(name)
+    };
+    let former: Vec<(String, Tensor)> = saved.into_iter().map(|(name, t)| (rename(name), t)).collect();
+    assert!(
+        former.iter().any(|(n, _)| n == "layers.3.weight")
+            && former.iter().any(|(n, _)| n == "opt.exp_avg.layers.3.weight")
+    );
+    let old = a.model_dir().join("old.pth");
+    Tensor::save_multi(&former, &old).unwrap();
+    let mut b = nn();
+    b.fit(1, 5e-3).unwrap();
+    b.load_file(&old).unwrap();
+    for ((n, x), (_, y)) in weights(&a).iter().zip(&weights(&b)) {
+        assert!(x.equal(y), "{n} differs after load");
+    }
+    a.fit(1, 1e-3).unwrap();
+    b.fit(1, 1e-3).unwrap();
+    assert_eq!(a.recorder.losses, b.recorder.losses, "the optimizer state loaded too");
+}
+
 #[test]
 fn load_refuses_bad_files_and_changes_nothing() {
     let mut a = learner(TrainMode::Auto, Some((0.0, 5.5)), 16);

@@ -68,8 +68,18 @@ impl Learner {
                     .into()));
             }
         }
+        // Files written before EmbeddingNN's v2 layers took fastai's nested names hold them flat.
+        let key = |name: &str| -> String {
+            let (prefix, bare) =
+                [OPT_AVG, OPT_SQ].iter().find_map(|p| name.strip_prefix(p).map(|b| (*p, b))).unwrap_or(("", name));
+            match self.model.former_name(bare).map(|f| format!("{prefix}{f}")) {
+                Some(former) if !saved.contains_key(name) && saved.contains_key(&former) => former,
+                _ => name.to_string(),
+            }
+        };
         let check = |name: &str, like: &Tensor| -> Result<()> {
-            let t = saved.get(name).ok_or_else(|| bad(format!("has no {name:?}; is it a model of another kind?")))?;
+            let t =
+                saved.get(&key(name)).ok_or_else(|| bad(format!("has no {name:?}; is it a model of another kind?")))?;
             if t.size() != like.size() {
                 return Err(bad(format!(
                     "{name} has shape {:?}, this learner needs {:?} (other data or n_factors?)",
@@ -106,15 +116,15 @@ impl Learner {
         };
         tch::no_grad(|| {
             for (name, var) in &live {
-                var.shallow_clone().copy_(&saved[name]);
+                var.shallow_clone().copy_(&saved[&key(name)]);
             }
         });
         self.opt = AdamState::new(&self.params);
         if let Some(step) = opt {
             tch::no_grad(|| {
                 for (j, p) in self.params.iter().enumerate() {
-                    self.opt.exp_avg[j].copy_(&saved[&format!("{OPT_AVG}{}", p.name)]);
-                    self.opt.exp_avg_sq[j].copy_(&saved[&format!("{OPT_SQ}{}", p.name)]);
+                    self.opt.exp_avg[j].copy_(&saved[&key(&format!("{OPT_AVG}{}", p.name))]);
+                    self.opt.exp_avg_sq[j].copy_(&saved[&key(&format!("{OPT_SQ}{}", p.name))]);
                 }
             });
             self.opt.step = step;

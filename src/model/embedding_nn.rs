@@ -102,7 +102,9 @@ pub struct EmbeddingNN {
     /// Item embedding `[n_items, emb_i]`.
     pub i_embed: Tensor,
     emb_drop: f64,
-    layers: Vec<Layer>,
+    /// Each layer with its module path under `layers` (`N` for v1's flat Sequential, `B.N` for
+    /// the N-th module of v2's LinBnDrop block B): fastai's state-dict names.
+    layers: Vec<(String, Layer)>,
     y_range: Option<(f64, f64)>,
     no_decay: Vec<String>,
     dropout: DropoutRng,
@@ -124,57 +126,65 @@ impl EmbeddingNN {
         let i_embed = embedding(&embeds, "1", n_items, ei, rng);
         let sizes: Vec<usize> = [eu + ei].into_iter().chain(cfg.layers.iter().copied()).chain([1]).collect();
         let lp = path / "layers";
-        let mut layers = Vec::new();
+        let mut layers: Vec<(String, Layer)> = Vec::new();
+        // Where the next module goes: v1's layers form one flat Sequential (`layers.N`), v2's a
+        // Sequential of LinBnDrop blocks (`layers.B.N`), as fastai names them.
+        let place = |layers: &Vec<(String, Layer)>, block: usize, start: usize| match cfg.layout {
+            NnLayout::V1 => (&lp / layers.len(), layers.len().to_string()),
+            NnLayout::V2 => (&lp / block / (layers.len() - start), format!("{block}.{}", layers.len() - start)),
+        };
+        // γ = 1 and β as the layout's fastai sets it (tch's default γ would be U(0, 1), drawn from
+        // the generator the Linear layers are initialised from).
+        let beta = match cfg.layout {
+            NnLayout::V1 => 0.0,
+            NnLayout::V2 => BN_V2_BIAS,
+        };
+        let bn = |path: nn::Path, n: usize| {
+            let init = (nn::Init::Const(1.0), nn::Init::Const(beta));
+            let bn_cfg = nn::BatchNormConfig {
+                momentum: BN_MOMENTUM,
+                eps: BN_EPS,
+                ws_init: init.0,
+                bs_init: init.1,
+                ..Default::default()
+            };
+            Layer::BatchNorm(nn::batch_norm1d(path, n as i64, bn_cfg), n)
+        };
         let n_blocks = sizes.len() - 1;
         for k in 0..n_blocks {
             let (n_in, n_out, last) = (sizes[k], sizes[k + 1], k + 1 == n_blocks);
-            let bn = |layers: &Vec<Layer>, n: usize| {
-                // γ = 1 and β as the layout's fastai sets it (tch's default γ would be U(0, 1),
-                // drawn from the generator the Linear layers are initialised from).
-                let beta = match cfg.layout {
-                    NnLayout::V1 => 0.0,
-                    NnLayout::V2 => BN_V2_BIAS,
-                };
-                let cfg = nn::BatchNormConfig {
-                    momentum: BN_MOMENTUM,
-                    eps: BN_EPS,
-                    ws_init: nn::Init::Const(1.0),
-                    bs_init: nn::Init::Const(beta),
-                    ..Default::default()
-                };
-                Layer::BatchNorm(nn::batch_norm1d(&lp / layers.len(), n as i64, cfg), n)
-            };
+            let start = layers.len();
+            let at = |layers: &Vec<(String, Layer)>| place(layers, k, start);
             match cfg.layout {
                 NnLayout::V1 => {
                     if cfg.use_bn && k != 0 {
-                        layers.push(bn(&layers, n_in));
+                        let (path, name) = at(&layers);
+                        layers.push((name, bn(path, n_in)));
                     }
                     let p = if k == 0 { 0.0 } else { cfg.ps.get(k - 1).copied().unwrap_or(0.0) };
                     if p != 0.0 {
-                        layers.push(Layer::Dropout(p));
+                        layers.push((at(&layers).1, Layer::Dropout(p)));
                     }
-                    layers.push(Layer::Linear(linear(&lp / layers.len(), n_in, n_out, true, rng), n_in, n_out, true));
+                    let (path, name) = at(&layers);
+                    layers.push((name, Layer::Linear(linear(path, n_in, n_out, true, rng), n_in, n_out, true)));
                     if !last {
-                        layers.push(Layer::Relu);
+                        layers.push((at(&layers).1, Layer::Relu));
                     }
                 }
                 NnLayout::V2 => {
                     let with_bn = cfg.use_bn && !last;
-                    layers.push(Layer::Linear(
-                        linear(&lp / layers.len(), n_in, n_out, !with_bn, rng),
-                        n_in,
-                        n_out,
-                        !with_bn,
-                    ));
+                    let (path, name) = at(&layers);
+                    layers.push((name, Layer::Linear(linear(path, n_in, n_out, !with_bn, rng), n_in, n_out, !with_bn)));
                     if !last {
-                        layers.push(Layer::Relu);
+                        layers.push((at(&layers).1, Layer::Relu));
                     }
                     if with_bn {
-                        layers.push(bn(&layers, n_out));
+                        let (path, name) = at(&layers);
+                        layers.push((name, bn(path, n_out)));
                     }
                     let p = if last { 0.0 } else { cfg.ps.get(k).copied().unwrap_or(0.0) };
                     if p != 0.0 {
-                        layers.push(Layer::Dropout(p));
+                        layers.push((at(&layers).1, Layer::Dropout(p)));
                     }
                 }
             }
@@ -183,10 +193,9 @@ impl EmbeddingNN {
             NnLayout::V1 => Vec::new(),
             NnLayout::V2 => layers
                 .iter()
-                .enumerate()
-                .flat_map(|(k, l)| match l {
-                    Layer::BatchNorm(..) => vec![format!("layers.{k}.weight"), format!("layers.{k}.bias")],
-                    Layer::Linear(.., true) => vec![format!("layers.{k}.bias")],
+                .flat_map(|(name, l)| match l {
+                    Layer::BatchNorm(..) => vec![format!("layers.{name}.weight"), format!("layers.{name}.bias")],
+                    Layer::Linear(.., true) => vec![format!("layers.{name}.bias")],
                     _ => vec![],
                 })
                 .collect(),
@@ -201,13 +210,24 @@ impl EmbeddingNN {
         &self.no_decay
     }
 
+    /// The flat name (`layers.3.weight`) files written before v2's layers took fastai's nested
+    /// names (`layers.1.0.weight`) gave the tensor `name`; `None` for v1's layers, whose names
+    /// are unchanged, and for the embeddings.
+    pub fn former_name(&self, name: &str) -> Option<String> {
+        let rest = name.strip_prefix("layers.")?;
+        self.layers.iter().enumerate().find_map(|(k, (module, _))| {
+            let what = rest.strip_prefix(module.as_str())?.strip_prefix('.')?;
+            (module.contains('.')).then(|| format!("layers.{k}.{what}"))
+        })
+    }
+
     /// The layers after the embeddings, in order, as plain descriptions (for engines that compute
     /// them without libtorch), and the embedding dropout and output range around them.
     pub fn layer_specs(&self) -> (f64, Vec<LayerSpec>, Option<(f64, f64)>) {
         let specs = self
             .layers
             .iter()
-            .map(|layer| match *layer {
+            .map(|(_, layer)| match *layer {
                 Layer::BatchNorm(_, n) => LayerSpec::BatchNorm { n, momentum: BN_MOMENTUM, eps: BN_EPS },
                 Layer::Dropout(p) => LayerSpec::Dropout(p),
                 Layer::Linear(_, n_in, n_out, bias) => LayerSpec::Linear { n_in, n_out, bias },
@@ -222,7 +242,7 @@ impl EmbeddingNN {
     pub fn batch_norm_stats(&self) -> Vec<(Tensor, Tensor)> {
         self.layers
             .iter()
-            .filter_map(|layer| match layer {
+            .filter_map(|(_, layer)| match layer {
                 Layer::BatchNorm(bn, _) => Some((bn.running_mean.shallow_clone(), bn.running_var.shallow_clone())),
                 _ => None,
             })
@@ -256,16 +276,18 @@ impl EmbeddingNN {
         self.layer_tensors().map(|(k, what, t)| (format!("layers.{k}.{what}"), t.shallow_clone())).collect()
     }
 
-    /// Each parameter of the layers after the embeddings, in order, with its layer's number and
-    /// whether it is the `weight` or the `bias`.
-    fn layer_tensors(&self) -> impl Iterator<Item = (usize, &'static str, &Tensor)> {
-        self.layers.iter().enumerate().flat_map(|(k, layer)| {
+    /// Each parameter of the layers after the embeddings, in order, with its layer's module path
+    /// and whether it is the `weight` or the `bias`.
+    fn layer_tensors(&self) -> impl Iterator<Item = (&str, &'static str, &Tensor)> {
+        self.layers.iter().flat_map(|(k, layer)| {
             let (weight, bias) = match layer {
                 Layer::Linear(l, ..) => (Some(&l.ws), l.bs.as_ref()),
                 Layer::BatchNorm(bn, _) => (bn.ws.as_ref(), bn.bs.as_ref()),
                 Layer::Dropout(_) | Layer::Relu => (None, None),
             };
-            [("weight", weight), ("bias", bias)].into_iter().filter_map(move |(what, t)| t.map(|t| (k, what, t)))
+            [("weight", weight), ("bias", bias)]
+                .into_iter()
+                .filter_map(move |(what, t)| t.map(|t| (k.as_str(), what, t)))
         })
     }
 
@@ -277,7 +299,7 @@ impl EmbeddingNN {
         let mut params = params.iter();
         let mut next = |has: bool| has.then(|| params.next().expect("one tensor per layer parameter"));
         let mut x = self.dropout(x, self.emb_drop, train);
-        for layer in &self.layers {
+        for (_, layer) in &self.layers {
             x = match layer {
                 Layer::BatchNorm(bn, _) => {
                     let (weight, bias) = (next(bn.ws.is_some()), next(bn.bs.is_some()));
@@ -325,18 +347,41 @@ impl fmt::Display for EmbeddingNN {
         writeln!(f, "  )")?;
         writeln!(f, "  (emb_drop): Dropout(p={:?}, inplace=False)", self.emb_drop)?;
         writeln!(f, "  (layers): Sequential(")?;
-        for (k, layer) in self.layers.iter().enumerate() {
+        let mut block = None;
+        for (name, layer) in &self.layers {
+            // v2's modules sit in LinBnDrop blocks: `B.N` is module N of block B.
+            let (indent, k) = match name.split_once('.') {
+                Some((b, n)) => {
+                    if block != Some(b) {
+                        if block.is_some() {
+                            writeln!(f, "    )")?;
+                        }
+                        writeln!(f, "    ({b}): LinBnDrop(")?;
+                        block = Some(b);
+                    }
+                    ("      ", n)
+                }
+                None => ("    ", name.as_str()),
+            };
             match layer {
                 Layer::BatchNorm(_, n) => writeln!(
                     f,
-                    "    ({k}): BatchNorm1d({n}, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)"
+                    "{indent}({k}): BatchNorm1d({n}, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)"
                 )?,
-                Layer::Dropout(p) => writeln!(f, "    ({k}): Dropout(p={p:?}, inplace=False)")?,
+                Layer::Dropout(p) => writeln!(f, "{indent}({k}): Dropout(p={p:?}, inplace=False)")?,
                 Layer::Linear(_, i, o, bias) => {
                     let bias = if *bias { "True" } else { "False" };
-                    writeln!(f, "    ({k}): Linear(in_features={i}, out_features={o}, bias={bias})")?
+                    writeln!(f, "{indent}({k}): Linear(in_features={i}, out_features={o}, bias={bias})")?
                 }
-                Layer::Relu => writeln!(f, "    ({k}): ReLU(inplace=True)")?,
+                Layer::Relu => writeln!(f, "{indent}({k}): ReLU(inplace=True)")?,
+            }
+        }
+        if let Some(b) = block {
+            writeln!(f, "    )")?;
+            // v2 applies y_range as the Sequential's last module; v1 in `forward`.
+            if let Some((lo, hi)) = self.y_range {
+                let next = b.parse::<usize>().map_or(0, |b| b + 1);
+                writeln!(f, "    ({next}): SigmoidRange(low={lo}, high={hi})")?;
             }
         }
         writeln!(f, "  )")?;

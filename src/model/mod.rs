@@ -59,6 +59,15 @@ impl CollabModel {
         }
     }
 
+    /// The name the tensor `name` had in files written before EmbeddingNN's v2 layers took
+    /// fastai's nested names, so those files still load; `None` where it is the same.
+    pub fn former_name(&self, name: &str) -> Option<String> {
+        match self {
+            CollabModel::DotBias(_) => None,
+            CollabModel::Nn(m) => m.former_name(name),
+        }
+    }
+
     /// The stream the model's dropout masks are drawn from (`None` for a model without dropout
     /// layers of its kind).
     pub fn dropout_rng(&self) -> Option<&init::DropoutRng> {
