@@ -598,9 +598,9 @@ fn device_placement_is_consistent_on_cpu() {
 }
 
 /// Where a GPU is visible (skipped, saying so, elsewhere): both models train on `cuda` through
-/// autograd from the same initial weights as the CPU's exact engines and reach the same losses up
-/// to the GPU kernels' rounding; a model trained there exports, and the export predicts on the CPU
-/// what the learner predicts.
+/// autograd from the same initial weights as the CPU's exact engines, and their losses agree to
+/// 1e-5 at every step (the GPU kernels round differently); a model trained there exports, and the
+/// export predicts on the CPU what the learner predicts.
 #[test]
 fn training_on_a_gpu_matches_the_cpu_where_one_is_visible() {
     if !tch::Cuda::is_available() {
@@ -623,11 +623,14 @@ fn training_on_a_gpu_matches_the_cpu_where_one_is_visible() {
         let (gpu, cpu) = (fit(DeviceChoice::Cuda(0)), fit(DeviceChoice::Cpu));
         assert_eq!((gpu.device(), gpu.mode()), (Device::Cuda(0), TrainMode::Autograd));
         assert_eq!((cpu.device(), cpu.mode()), (Device::Cpu, TrainMode::Exact));
-        let rel = gpu.recorder.losses.iter().zip(&cpu.recorder.losses).map(|(g, c)| (g - c).abs() / c.abs());
-        eprintln!("model {n}: largest relative difference of the smoothed losses: {:e}", rel.fold(0.0, f64::max));
+        // Measured on an H200: 1.2e-7 (EmbeddingDotBias) and 1.0e-7 (EmbeddingNN) at most.
+        let rel = |g: f64, c: f64| (g - c).abs() / c.abs();
+        let worst = gpu.recorder.losses.iter().zip(&cpu.recorder.losses).map(|(&g, &c)| rel(g, c)).fold(0.0, f64::max);
+        eprintln!("model {n}: largest relative difference of the smoothed losses: {worst:e}");
+        assert!(gpu.recorder.losses.len() > 250 && worst <= 1e-5, "model {n}: smoothed losses {worst:e} apart");
         for (g, c) in gpu.recorder.epochs.iter().zip(&cpu.recorder.epochs) {
             let (g, c) = (g.valid_loss.unwrap(), c.valid_loss.unwrap());
-            assert!((g - c).abs() <= 1e-3 * c, "model {n}: valid loss {g} on the GPU against {c} on the CPU");
+            assert!(rel(g, c) <= 1e-5, "model {n}: valid loss {g} on the GPU against {c} on the CPU");
         }
         let file = dir.join("model.safetensors");
         gpu.export(&file).unwrap();

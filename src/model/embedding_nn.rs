@@ -117,8 +117,8 @@ impl fmt::Debug for EmbeddingNN {
 }
 
 impl EmbeddingNN {
-    /// Creates the model under `path`: embeddings `embeds.0`/`embeds.1`, then `layers.k`,
-    /// initialised from `rng`.
+    /// Creates the model under `path`: embeddings `embeds.0`/`embeds.1`, then the layers under
+    /// fastai's names (`layers.N` in v1's layout, `layers.B.N` in v2's), initialised from `rng`.
     pub fn new(path: &nn::Path, n_users: usize, n_items: usize, cfg: &EmbeddingNNConfig, rng: &mut InitRng) -> Self {
         let (eu, ei) = cfg.emb_szs.unwrap_or((emb_sz_rule(n_users), emb_sz_rule(n_items)));
         let embeds = path / "embeds";
@@ -140,12 +140,11 @@ impl EmbeddingNN {
             NnLayout::V2 => BN_V2_BIAS,
         };
         let bn = |path: nn::Path, n: usize| {
-            let init = (nn::Init::Const(1.0), nn::Init::Const(beta));
             let bn_cfg = nn::BatchNormConfig {
                 momentum: BN_MOMENTUM,
                 eps: BN_EPS,
-                ws_init: init.0,
-                bs_init: init.1,
+                ws_init: nn::Init::Const(1.0),
+                bs_init: nn::Init::Const(beta),
                 ..Default::default()
             };
             Layer::BatchNorm(nn::batch_norm1d(path, n as i64, bn_cfg), n)
@@ -217,7 +216,7 @@ impl EmbeddingNN {
         let rest = name.strip_prefix("layers.")?;
         self.layers.iter().enumerate().find_map(|(k, (module, _))| {
             let what = rest.strip_prefix(module.as_str())?.strip_prefix('.')?;
-            (module.contains('.')).then(|| format!("layers.{k}.{what}"))
+            module.contains('.').then(|| format!("layers.{k}.{what}"))
         })
     }
 
