@@ -473,14 +473,8 @@ fn embedding_nn_files_with_the_former_flat_names_still_load() {
     a.fit(1, 1e-2).unwrap();
     let saved = Tensor::load_multi(a.save("m").unwrap()).unwrap();
     assert!(saved.iter().any(|(n, _)| n == "layers.1.0.weight") && saved.iter().any(|(n, _)| n == "opt.step"));
-    let rename = |name: String| {
-        let former = ["", "opt.exp_avg.", "opt.exp_avg_sq."].iter().find_map(|prefix| {
-            let bare = name.strip_prefix(prefix)?;
-            a.model.former_name(bare).map(|f| format!("{prefix}{f}"))
-        });
-        former.unwrap_or(name)
-    };
-    let former: Vec<(String, Tensor)> = saved.into_iter().map(|(name, t)| (rename(name), t)).collect();
+    let former: Vec<(String, Tensor)> =
+        saved.into_iter().map(|(name, t)| (a.model.former_name(&name).unwrap_or(name), t)).collect();
     assert!(
         former.iter().any(|(n, _)| n == "layers.3.weight")
             && former.iter().any(|(n, _)| n == "opt.exp_avg.layers.3.weight")

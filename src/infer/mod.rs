@@ -85,11 +85,7 @@ pub fn load_learner(path: &Path) -> Result<Recommender> {
     };
     for (name, var) in vs.variables() {
         let shape: Vec<usize> = var.size().iter().map(|&d| d as usize).collect();
-        // Files written before EmbeddingNN's v2 layers took fastai's nested names hold them flat.
-        let name = match model.former_name(&name) {
-            Some(former) if read.shape(&name).is_none() && read.shape(&former).is_some() => former,
-            _ => name,
-        };
+        let name = model.name_in_file(&name, |n| read.shape(n).is_some());
         let values = if var.kind() == Kind::Int64 {
             Tensor::from_slice(&read.i64(&name, &shape, path)?)
         } else {

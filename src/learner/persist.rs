@@ -68,15 +68,7 @@ impl Learner {
                     .into()));
             }
         }
-        // Files written before EmbeddingNN's v2 layers took fastai's nested names hold them flat.
-        let key = |name: &str| -> String {
-            let (prefix, bare) =
-                [OPT_AVG, OPT_SQ].iter().find_map(|p| name.strip_prefix(p).map(|b| (*p, b))).unwrap_or(("", name));
-            match self.model.former_name(bare).map(|f| format!("{prefix}{f}")) {
-                Some(former) if !saved.contains_key(name) && saved.contains_key(&former) => former,
-                _ => name.to_string(),
-            }
-        };
+        let key = |name: &str| self.model.name_in_file(name, |n| saved.contains_key(n));
         let check = |name: &str, like: &Tensor| -> Result<()> {
             let t =
                 saved.get(&key(name)).ok_or_else(|| bad(format!("has no {name:?}; is it a model of another kind?")))?;

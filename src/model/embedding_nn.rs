@@ -210,13 +210,14 @@ impl EmbeddingNN {
     }
 
     /// The flat name (`layers.3.weight`) files written before v2's layers took fastai's nested
-    /// names (`layers.1.0.weight`) gave the tensor `name`; `None` for v1's layers, whose names
-    /// are unchanged, and for the embeddings.
+    /// names (`layers.1.0.weight`) gave the tensor `name` (with any prefix, such as an optimizer
+    /// state's); `None` for v1's layers, whose names are unchanged, and for the embeddings.
     pub fn former_name(&self, name: &str) -> Option<String> {
-        let rest = name.strip_prefix("layers.")?;
+        let (prefix, rest) = name.split_at(name.find("layers.")?);
+        let rest = &rest["layers.".len()..];
         self.layers.iter().enumerate().find_map(|(k, (module, _))| {
             let what = rest.strip_prefix(module.as_str())?.strip_prefix('.')?;
-            module.contains('.').then(|| format!("layers.{k}.{what}"))
+            module.contains('.').then(|| format!("{prefix}layers.{k}.{what}"))
         })
     }
 

@@ -59,12 +59,22 @@ impl CollabModel {
         }
     }
 
-    /// The name the tensor `name` had in files written before EmbeddingNN's v2 layers took
-    /// fastai's nested names, so those files still load; `None` where it is the same.
+    /// The name the tensor `name` (with any prefix) had in files written before EmbeddingNN's v2
+    /// layers took fastai's nested names; `None` where it is the same.
     pub fn former_name(&self, name: &str) -> Option<String> {
         match self {
             CollabModel::DotBias(_) => None,
             CollabModel::Nn(m) => m.former_name(name),
+        }
+    }
+
+    /// The name under which a file holds the tensor `name` (`has` says which names it holds):
+    /// `name`, or its [former name](CollabModel::former_name) in a file written before, so such
+    /// files still load.
+    pub fn name_in_file(&self, name: &str, has: impl Fn(&str) -> bool) -> String {
+        match self.former_name(name) {
+            Some(former) if !has(name) && has(&former) => former,
+            _ => name.to_string(),
         }
     }
 
