@@ -80,15 +80,18 @@ pub(crate) enum Level {
     L1,
     /// The second level: for tables larger than the caches, whose lines mostly come from memory.
     L2,
+    /// Lines read once, from memory: the non-temporal hint, so that they displace as little as
+    /// possible of the tables that the outer caches hold.
+    Once,
 }
 
-/// Hints the CPU to fetch `len` elements of `data` from `start` into cache at `level` (into the
-/// second level, every cache line they overlap: see [`line_span`]).
+/// Hints the CPU to fetch `len` elements of `data` from `start` into cache at `level` (beyond the
+/// first level, every cache line they overlap: see [`line_span`]).
 #[inline(always)]
 pub(crate) fn prefetch<T>(data: &[T], start: usize, len: usize, level: Level) {
     #[cfg(target_arch = "x86_64")]
     {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0, _MM_HINT_T1};
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_NTA, _MM_HINT_T0, _MM_HINT_T1};
         let base = data.as_ptr() as *const i8;
         let (mut at, end) = line_span(data, start, len, level);
         while at < end {
@@ -97,6 +100,7 @@ pub(crate) fn prefetch<T>(data: &[T], start: usize, len: usize, level: Level) {
                 match level {
                     Level::L1 => _mm_prefetch::<_MM_HINT_T0>(base.add(at)),
                     Level::L2 => _mm_prefetch::<_MM_HINT_T1>(base.add(at)),
+                    Level::Once => _mm_prefetch::<_MM_HINT_NTA>(base.add(at)),
                 }
             };
             at += 64;
@@ -122,7 +126,7 @@ fn line_span<T>(data: &[T], start: usize, len: usize, level: Level) -> (usize, u
     let first = start * size;
     match level {
         Level::L1 => (first, end),
-        Level::L2 => (first.saturating_sub((data.as_ptr() as usize + first) % 64), end),
+        Level::L2 | Level::Once => (first.saturating_sub((data.as_ptr() as usize + first) % 64), end),
     }
 }
 
@@ -130,22 +134,22 @@ fn line_span<T>(data: &[T], start: usize, len: usize, level: Level) -> (usize, u
 mod tests {
     use super::{line_span, Level};
 
-    /// Every line that a stretch overlaps gets one offset (for prefetches into the second level),
+    /// Every line that a stretch overlaps gets one offset (for prefetches beyond the first level),
     /// each inside the data, whatever the stretch's alignment.
     #[test]
     fn prefetches_reach_every_line_of_a_stretch() {
         let data = vec![0.0f32; 400];
-        for skip in 0..16 {
+        for (skip, level) in (0..16).flat_map(|skip| [(skip, Level::L2), (skip, Level::Once)]) {
             let data = &data[skip..];
             let line = |byte: usize| (data.as_ptr() as usize + byte) / 64;
             for (start, len) in [(0, 1), (3, 30), (7, 33), (10, 123), (21, 123), (300, 200)] {
-                let (first, end) = line_span(data, start, len, Level::L2);
+                let (first, end) = line_span(data, start, len, level);
                 let offsets: Vec<usize> = (first..end).step_by(64).collect();
                 let mut want: Vec<usize> = (start..(start + len).min(data.len())).map(|e| line(4 * e)).collect();
                 want.dedup();
                 let got: Vec<usize> = offsets.iter().map(|&b| line(b)).collect();
-                assert!(offsets.iter().all(|&b| b < 4 * data.len()), "skip {skip}, {start}+{len}");
-                assert_eq!(got, want, "skip {skip}, {start}+{len}");
+                assert!(offsets.iter().all(|&b| b < 4 * data.len()), "{level:?}, skip {skip}, {start}+{len}");
+                assert_eq!(got, want, "{level:?}, skip {skip}, {start}+{len}");
             }
         }
     }
