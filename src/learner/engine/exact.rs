@@ -42,8 +42,8 @@ pub(crate) struct RowMark {
     v_floor: f32,
 }
 
-/// Step `k` on one half of a side: rows are caught up to step `k − 1` when opened, then the touched
-/// ones step.
+/// Step `k` on one half of a side: rows are caught up to step `k − 1` when opened, and marked as
+/// standing at step `k`; then the touched ones step.
 pub(crate) struct CatchUpRows<'a> {
     pub catchup: &'a CatchUp,
     /// Where the half's rows stand (row `r` at `r / 2`).
@@ -86,27 +86,12 @@ pub(crate) fn catch_up_sides(
 
 impl SideRule for CatchUpRows<'_> {
     fn open(&mut self, half: &mut Half, rows: &[u32], gaps: &[RowGap]) {
-        catch_up_prepared(self.catchup, self.last, half, rows, gaps, self.k - 1);
+        catch_up_prepared(self.catchup, self.last, half, rows, gaps, self.k);
     }
 
     fn update(&mut self, half: &mut Half, touched: &Touched, grads: &[f32]) {
         let (rows, grads) = touched.of_parity(half.parity, grads, half.w);
         adamw_rows(half, rows, grads, self.catchup.scalars(self.k));
-        mark_rows(half, rows, self.last, self.k);
-    }
-}
-
-vectorized! {
-    /// Marks `rows` (all in `half`, just stepped) as up to date with step `k`, each with the smallest
-    /// of its second moments.
-    fn mark_rows => mark_rows_impl(half: &mut Half, rows: &[u32], last: &mut [RowMark], k: usize)
-}
-
-#[inline(always)]
-fn mark_rows_impl(half: &mut Half, rows: &[u32], last: &mut [RowMark], k: usize) {
-    for &row in rows {
-        let v_floor = smallest(half.state(row as usize).2);
-        last[row as usize / 2] = RowMark { step: k as u32, v_floor };
     }
 }
 
@@ -163,8 +148,16 @@ fn catch_up_rows_impl(c: &CatchUp, last: &mut [RowMark], half: &mut Half, rows: 
 }
 
 vectorized! {
-    /// Brings every row of `rows` (all in `half`) up to step `k` through its gap in `gaps` (computed
-    /// ahead from where the order says it stands, `last[row / 2].step`), prefetching ahead.
+    /// Before step `k` touches `rows` (all in `half`): brings each row up to step `k − 1` through its
+    /// gap in `gaps` (computed ahead from where the order says it stands, `last[row / 2].step`),
+    /// prefetching ahead, and marks it as standing at step `k`, which the step's update will make
+    /// true. The mark's bound of the second moments holds after the update: it only adds squares
+    /// to `β2·v`, and rounding is monotone, so `β2` times the smallest `v` bounds every element.
+    /// Marking here, where the row is at hand, saves a pass over the rows after the update: the
+    /// lesson's fits took 0.043–0.048 s against 0.044–0.050 s (three sets of 40, alternating, their
+    /// means), 5-epoch fits of the synthetic 25M set 6.92 s against 7.01 s (six each, alternating).
+    /// The smallest `v` is taken before the gap scales it (the same number: rounding is monotone),
+    /// since reading the row just written, in groups that overlap, stalled: 7.11 s.
     fn catch_up_prepared => catch_up_prepared_impl(
         c: &CatchUp, last: &mut [RowMark], half: &mut Half, rows: &[u32], gaps: &[RowGap], k: usize
     )
@@ -173,6 +166,7 @@ vectorized! {
 #[inline(always)]
 fn catch_up_prepared_impl(c: &CatchUp, last: &mut [RowMark], half: &mut Half, rows: &[u32], gaps: &[RowGap], k: usize) {
     assert_eq!(rows.len(), gaps.len(), "the exact path's batches are prepared with their rows' gaps");
+    let beta2 = c.scalars(k)[3];
     for (j, (&row, g)) in rows.iter().zip(gaps).enumerate() {
         if let Some(&far) = rows.get(j + 2 * AHEAD) {
             prefetch(last, far as usize / 2, 1, half.level);
@@ -183,11 +177,15 @@ fn catch_up_prepared_impl(c: &CatchUp, last: &mut [RowMark], half: &mut Half, ro
         let row = row as usize;
         let RowMark { step, v_floor } = last[row / 2];
         debug_assert_eq!(step, g.k0, "row {row} stands where its order says");
-        if (step as usize) < k {
+        let v_floor = if (step as usize) + 1 < k {
             let (p, m, v) = half.state(row);
-            let v_floor = c.apply_gap(&g.gap, step as usize, k, p, m, v, v_floor);
-            last[row / 2] = RowMark { step: k as u32, v_floor };
-        }
+            let low = smallest(v) * g.gap.v_scale;
+            c.apply_gap(&g.gap, step as usize, k - 1, p, m, v, v_floor);
+            low
+        } else {
+            v_floor
+        };
+        last[row / 2] = RowMark { step: k as u32, v_floor: v_floor * beta2 };
     }
 }
 
@@ -215,7 +213,63 @@ impl Engine for Exact {
 
 #[cfg(test)]
 mod tests {
-    use super::smallest;
+    use super::super::catchup::Plan;
+    use super::*;
+    use crate::learner::schedule::OneCycle;
+    use tch::{Kind, Tensor};
+
+    /// After each step, every row the step touched is marked as standing at that step, with a bound
+    /// at or below each of its second moments (so the search for elements near ε is never wrongly
+    /// spared), whether the row was caught up across a gap, stepped just before, or never touched.
+    #[test]
+    fn marks_set_when_rows_open_hold_after_the_update() {
+        let (rows, w, n) = (40usize, 5usize, 300usize);
+        let cycle = OneCycle::new(5e-3);
+        let plan = Plan {
+            lr_mom: (0..n).map(|i| cycle.at(i, n)).collect(),
+            steps_before: 0,
+            beta2: 0.99,
+            eps: 1e-8,
+            wd: 0.01,
+            bs: 8,
+        };
+        let mut c = CatchUp::new(&plan).expect("fastai's schedule");
+        let zeros = Tensor::zeros([rows as i64, w as i64], (Kind::Float, tch::Device::Cpu));
+        let p = Tensor::from_slice(&(0..rows * w).map(|e| (e % 7) as f32 * 0.1 - 0.3).collect::<Vec<_>>())
+            .view([rows as i64, w as i64]);
+        let mut side = Side::load(&[(&p, &zeros, &zeros)]).unwrap();
+        let mut last = [vec![RowMark::default(); rows / 2], vec![RowMark::default(); rows / 2]];
+        for k in 1..=n {
+            c.advance(k);
+            // Even rows every step from step 100 on, others now and then; gradients of all sizes.
+            let touched: Vec<u32> = (0..rows as u32)
+                .filter(|&r| (r % 2 == 0 && k >= 100) || (k * 7 + r as usize).is_multiple_of(23))
+                .collect();
+            for (parity, half) in side.halves.iter_mut().enumerate() {
+                let mine: Vec<u32> = touched.iter().copied().filter(|r| *r as usize % 2 == parity).collect();
+                let last = &mut last[parity];
+                let gaps: Vec<RowGap> = mine
+                    .iter()
+                    .map(|&r| {
+                        let k0 = last[r as usize / 2].step;
+                        let gap = if k0 as usize + 1 < k { c.gap(k0 as usize, k - 1) } else { Default::default() };
+                        RowGap { k0, gap }
+                    })
+                    .collect();
+                catch_up_prepared(&c, last, half, &mine, &gaps, k);
+                let grads: Vec<f32> =
+                    (0..mine.len() * w).map(|e| ((e * 13 + k) % 17) as f32 * 10f32.powi(-((e % 9) as i32))).collect();
+                adamw_rows(half, &mine, &grads, c.scalars(k));
+                for &r in &mine {
+                    let mark = last[r as usize / 2];
+                    let v = half.state(r as usize).2;
+                    assert_eq!(mark.step as usize, k);
+                    assert!(v.iter().all(|&v| mark.v_floor <= v), "step {k}, row {r}: {} above {v:?}", mark.v_floor);
+                }
+            }
+        }
+        assert!(last.iter().flatten().any(|m| m.v_floor > 0.0), "some bounds are more than 0");
+    }
 
     /// Eight lanes, any remainder, and NaNs (never chosen) give what a plain scan gives.
     #[test]
