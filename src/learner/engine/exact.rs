@@ -34,8 +34,9 @@ impl Exact {
     }
 }
 
-/// Where a row stands: the local step it is up to date with, and a lower bound of its second
-/// moments (0 when unknown), which spares most catch-ups the search for elements near ε.
+/// Where a row stands: the local step it is up to date with (within a step, a row the step opened
+/// is marked with it already), and a lower bound of its second moments (0 when unknown), which
+/// spares most catch-ups the search for elements near ε.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct RowMark {
     step: u32,

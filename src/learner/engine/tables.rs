@@ -288,19 +288,20 @@ impl DotTables {
     /// Predicted ratings for the pairs `(users[r], items[r])` from the tables as they stand: the
     /// model's own prediction ([`dot_bias_score`]), so the same bits as predicting from the
     /// learner's tensors once the tables are stored there. Many pairs (a large fit's validation
-    /// between epochs, while the thread that prepares batches waits) are split over two threads:
-    /// each prediction is independent, so the results are the same bits.
+    /// between epochs, while the thread that prepares batches waits) are split over two threads,
+    /// both in the caller's floating-point mode: each prediction is independent, so the results
+    /// are the same bits.
     pub fn predict(&self, users: &[u32], items: &[u32]) -> Vec<f32> {
         let mut out = vec![0.0; users.len()];
         if users.len() < PREDICT_SPLIT_FROM {
             predict_pairs(&mut out, self, users, items);
             return out;
         }
-        let half = users.len() / 2;
+        let (half, flush) = (users.len() / 2, FlushDenormals::active());
         let (o0, o1) = out.split_at_mut(half);
         std::thread::scope(|s| {
             s.spawn(|| {
-                let _flush = FlushDenormals::new();
+                let _flush = flush.then(FlushDenormals::new);
                 predict_pairs(o1, self, &users[half..], &items[half..]);
             });
             predict_pairs(o0, self, &users[..half], &items[..half]);
@@ -596,6 +597,18 @@ impl FlushDenormals {
         #[cfg(not(target_arch = "x86_64"))]
         FlushDenormals {}
     }
+
+    /// Whether this thread flushes subnormals now (so that a helper thread can do as it does).
+    pub fn active() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        #[allow(deprecated)]
+        // SAFETY: reads the current thread's floating-point control bits only.
+        unsafe {
+            std::arch::x86_64::_mm_getcsr() & 0x8040 == 0x8040
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
 }
 
 impl Drop for FlushDenormals {
@@ -605,6 +618,40 @@ impl Drop for FlushDenormals {
         // SAFETY: puts back the control bits this thread had when the guard was made.
         unsafe {
             std::arch::x86_64::_mm_setcsr(self.saved);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Predicting many pairs on two threads gives the bits of one thread, with subnormals flushed
+    /// (as during a fit) or not.
+    #[test]
+    fn predictions_split_over_two_threads_are_the_same_bits() {
+        let (rows, nf) = (50usize, 4usize);
+        let table = |width: usize, seed: usize| {
+            let values: Vec<f32> = (0..rows * width).map(|e| ((e * seed) % 11) as f32 * 0.1 - 0.5).collect();
+            Tensor::from_slice(&values).view([rows as i64, width as i64])
+        };
+        let side = |seed: usize| {
+            let (w, b) = (table(nf, seed), table(1, seed + 1));
+            let (zw, zb) = (w.zeros_like(), b.zeros_like());
+            Side::load(&[(&w, &zw, &zw), (&b, &zb, &zb)]).unwrap()
+        };
+        let n = PREDICT_SPLIT_FROM + 7;
+        let users: Vec<u32> = (0..n).map(|k| (k * 7 % rows) as u32).collect();
+        let items: Vec<u32> = (0..n).map(|k| (k * 13 % rows) as u32).collect();
+        let data = Arc::new(Encoded { users: users.clone(), items: items.clone(), ratings: vec![3.0; n] });
+        let tables =
+            DotTables { tables: Tables::new([side(3), side(5)], &data).unwrap(), nf, y_range: Some((0.0, 5.5)) };
+        for flush in [false, true] {
+            let _flush = flush.then(FlushDenormals::new);
+            let mut one = vec![0.0; n];
+            predict_pairs(&mut one, &tables, &users, &items);
+            let two = tables.predict(&users, &items);
+            assert!(one.iter().zip(&two).all(|(a, b)| a.to_bits() == b.to_bits()), "flush {flush}");
         }
     }
 }
