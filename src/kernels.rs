@@ -111,10 +111,10 @@ pub(crate) fn prefetch<T>(data: &[T], start: usize, len: usize, level: Level) {
 }
 
 /// The bytes of `data` to prefetch for its elements `start..start + len` (those inside `data`), one
-/// offset every 64 bytes from the first. For the second level the span starts at the beginning of
-/// the element's cache line, so that those offsets hit every line the elements overlap: counted
-/// from the element itself, a row of 40 factors and a bias (492 bytes, 8 or 9 lines) lost its ninth
-/// line in 10 rows of 16, and 5-epoch fits of the synthetic 25M set at 40 factors ran 4% faster once
+/// offset every 64 bytes from the first. Beyond the first level ([`Level::L2`], [`Level::Once`]) the
+/// span starts at the beginning of the element's cache line, so that those offsets hit every line
+/// the elements overlap: counted from the element itself, a row of 40 factors and a bias (492
+/// bytes, 8 or 9 lines) lost its ninth line in 10 rows of 16, and 5-epoch fits of the synthetic 25M set at 40 factors ran 4% faster once
 /// it was fetched too (alternating runs, 14.9–15.5 s against 15.2–16.1 s). For the first level
 /// (tables the outer caches hold) it starts at the element, as before: the lesson's fits were about
 /// 4% slower with every line fetched (alternating runs of 40 fits each, medians 0.044 s against

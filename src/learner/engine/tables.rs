@@ -582,6 +582,10 @@ pub(crate) struct FlushDenormals {
     saved: u32,
 }
 
+/// MXCSR's flush-to-zero (bit 15) and denormals-are-zero (bit 6) bits.
+#[cfg(target_arch = "x86_64")]
+const FTZ_DAZ: u32 = 0x8040;
+
 impl FlushDenormals {
     /// Flushes subnormals on this thread until dropped.
     pub fn new() -> Self {
@@ -591,7 +595,7 @@ impl FlushDenormals {
         unsafe {
             use std::arch::x86_64::{_mm_getcsr, _mm_setcsr};
             let saved = _mm_getcsr();
-            _mm_setcsr(saved | 0x8040);
+            _mm_setcsr(saved | FTZ_DAZ);
             FlushDenormals { saved }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -604,7 +608,7 @@ impl FlushDenormals {
         #[allow(deprecated)]
         // SAFETY: reads the current thread's floating-point control bits only.
         unsafe {
-            std::arch::x86_64::_mm_getcsr() & 0x8040 == 0x8040
+            std::arch::x86_64::_mm_getcsr() & FTZ_DAZ == FTZ_DAZ
         }
         #[cfg(not(target_arch = "x86_64"))]
         false
