@@ -272,6 +272,53 @@ mod tests {
         assert!(last.iter().flatten().any(|m| m.v_floor > 0.0), "some bounds are more than 0");
     }
 
+    /// Catching rows up, dispatched to the widest vectors the CPU has (AVX-512 or AVX2), gives the
+    /// bits of the same loops built for the baseline CPU, at the widths of the lesson (50 factors
+    /// and a bias), of `bench --scale` (10, 40) and others, elements near ε included.
+    #[test]
+    fn vectorized_catch_ups_are_the_baseline_bits() {
+        let n = 400;
+        let cycle = OneCycle::new(5e-3);
+        let plan = Plan {
+            lr_mom: (0..n).map(|i| cycle.at(i, n)).collect(),
+            steps_before: 0,
+            beta2: 0.99,
+            eps: 1e-8,
+            wd: 0.01,
+            bs: 8,
+        };
+        let mut c = CatchUp::new(&plan).expect("fastai's schedule");
+        c.advance(n);
+        for w in [1usize, 7, 11, 16, 23, 41, 51] {
+            let rows = 30usize;
+            let table = |seed: usize, scale: f32| {
+                let x: Vec<f32> = (0..rows * w)
+                    .map(|e| ((e * seed) % 19) as f32 * scale * 10f32.powi(-((e * 5 % 21) as i32)))
+                    .collect();
+                Tensor::from_slice(&x).view([rows as i64, w as i64])
+            };
+            let (p, m, v) = (table(3, 0.1), table(7, 0.01), table(11, 1e-3));
+            let [mut a, mut b] = [(), ()].map(|_| Side::load(&[(&p, &m, &v)]).unwrap());
+            // Each row stands at its own step, some of them near the end (short gaps).
+            let stands = |rows: usize| -> Vec<RowMark> {
+                (0..rows).map(|l| RowMark { step: ((l * 37) % (n - 1)) as u32, v_floor: 0.0 }).collect()
+            };
+            for parity in 0..2 {
+                let mine: Vec<u32> = a.halves[parity].rows().collect();
+                let (mut la, mut lb) = (stands(mine.len()), stands(mine.len()));
+                catch_up_rows(&c, &mut la, &mut a.halves[parity], &mine, n);
+                catch_up_rows_impl(&c, &mut lb, &mut b.halves[parity], &mine, n);
+                for &r in &mine {
+                    let (pa, ma, va) = a.halves[parity].state(r as usize);
+                    let bits_a: Vec<u32> = pa.iter().chain(&*ma).chain(&*va).map(|x| x.to_bits()).collect();
+                    let (pb, mb, vb) = b.halves[parity].state(r as usize);
+                    let bits_b: Vec<u32> = pb.iter().chain(&*mb).chain(&*vb).map(|x| x.to_bits()).collect();
+                    assert_eq!(bits_a, bits_b, "width {w}, row {r}");
+                }
+            }
+        }
+    }
+
     /// Eight lanes, any remainder, and NaNs (never chosen) give what a plain scan gives.
     #[test]
     fn smallest_is_the_plain_minimum_at_any_length() {

@@ -8,10 +8,10 @@
 //! bits, and every element's result is exactly what the plain loop computes.
 
 /// Replaces each element `e` of the `M` slices of `state` by `f(state at e, read at e)`, where
-/// `read` are `K` slices read alongside (all at least as long as `state[0]`): groups of eight
-/// elements, then of four; when the length is not a multiple of four (and at least four), the last
-/// group of four overlaps the one before: it is read before any other group is written, and
-/// written last.
+/// `read` are `K` slices read alongside (all at least as long as `state[0]`): groups of sixteen
+/// elements (one AVX-512 vector), then of eight, then of four; when the length is not a multiple
+/// of four (and at least four), the last group of four overlaps the one before: it is read before
+/// any other group is written, and written last.
 #[inline(always)]
 pub(crate) fn elementwise<const M: usize, const K: usize>(
     state: [&mut [f32]; M],
@@ -31,8 +31,13 @@ pub(crate) fn elementwise<const M: usize, const K: usize>(
         return;
     }
     let tail = (!n.is_multiple_of(4)).then(|| (n - 4, group::<M, K, 4>(&state, &read, n - 4, &f)));
+    let sixteens = n - n % 16;
+    for at in (0..sixteens).step_by(16) {
+        let out = group::<M, K, 16>(&state, &read, at, &f);
+        put(&mut state, at, &out);
+    }
     let eights = n - n % 8;
-    for at in (0..eights).step_by(8) {
+    for at in (sixteens..eights).step_by(8) {
         let out = group::<M, K, 8>(&state, &read, at, &f);
         put(&mut state, at, &out);
     }
