@@ -88,7 +88,7 @@ mod tests {
             let grads: Vec<f32> = (0..rows * w).map(|e| value(e, 11) - 0.5).collect();
             for parity in 0..2 {
                 // Every third row of the half has a gradient row.
-                let touched = |l: usize| if l % 3 == 0 { (l / 3) as u32 } else { UNTOUCHED };
+                let touched = |l: usize| if l.is_multiple_of(3) { (l / 3) as u32 } else { UNTOUCHED };
                 let mut grad_row: Vec<u32> = (0..rows / 2).map(touched).collect();
                 sweep(&mut a.halves[parity], &mut grad_row, &grads, &k);
                 assert!(grad_row.iter().all(|&j| j == UNTOUCHED));
