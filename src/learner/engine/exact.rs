@@ -219,12 +219,8 @@ mod tests {
     use crate::learner::schedule::OneCycle;
     use tch::{Kind, Tensor};
 
-    /// After each step, every row the step touched is marked as standing at that step, with a bound
-    /// at or below each of its second moments (so the search for elements near ε is never wrongly
-    /// spared), whether the row was caught up across a gap, stepped just before, or never touched.
-    #[test]
-    fn marks_set_when_rows_open_hold_after_the_update() {
-        let (rows, w, n) = (40usize, 5usize, 300usize);
+    /// The catch-up tables of fastai's one-cycle schedule over `n` steps.
+    fn one_cycle(n: usize) -> CatchUp {
         let cycle = OneCycle::new(5e-3);
         let plan = Plan {
             lr_mom: (0..n).map(|i| cycle.at(i, n)).collect(),
@@ -234,7 +230,16 @@ mod tests {
             wd: 0.01,
             bs: 8,
         };
-        let mut c = CatchUp::new(&plan).expect("fastai's schedule");
+        CatchUp::new(&plan).expect("fastai's schedule")
+    }
+
+    /// After each step, every row the step touched is marked as standing at that step, with a bound
+    /// at or below each of its second moments (so the search for elements near ε is never wrongly
+    /// spared), whether the row was caught up across a gap, stepped just before, or never touched.
+    #[test]
+    fn marks_set_when_rows_open_hold_after_the_update() {
+        let (rows, w, n) = (40usize, 5usize, 300usize);
+        let mut c = one_cycle(n);
         let zeros = Tensor::zeros([rows as i64, w as i64], (Kind::Float, tch::Device::Cpu));
         let p = Tensor::from_slice(&(0..rows * w).map(|e| (e % 7) as f32 * 0.1 - 0.3).collect::<Vec<_>>())
             .view([rows as i64, w as i64]);
@@ -278,16 +283,7 @@ mod tests {
     #[test]
     fn vectorized_catch_ups_are_the_baseline_bits() {
         let n = 400;
-        let cycle = OneCycle::new(5e-3);
-        let plan = Plan {
-            lr_mom: (0..n).map(|i| cycle.at(i, n)).collect(),
-            steps_before: 0,
-            beta2: 0.99,
-            eps: 1e-8,
-            wd: 0.01,
-            bs: 8,
-        };
-        let mut c = CatchUp::new(&plan).expect("fastai's schedule");
+        let mut c = one_cycle(n);
         c.advance(n);
         for w in [1usize, 7, 11, 16, 23, 41, 51] {
             let rows = 30usize;
@@ -309,11 +305,11 @@ mod tests {
                 catch_up_rows(&c, &mut la, &mut a.halves[parity], &mine, n);
                 catch_up_rows_impl(&c, &mut lb, &mut b.halves[parity], &mine, n);
                 for &r in &mine {
-                    let (pa, ma, va) = a.halves[parity].state(r as usize);
-                    let bits_a: Vec<u32> = pa.iter().chain(&*ma).chain(&*va).map(|x| x.to_bits()).collect();
-                    let (pb, mb, vb) = b.halves[parity].state(r as usize);
-                    let bits_b: Vec<u32> = pb.iter().chain(&*mb).chain(&*vb).map(|x| x.to_bits()).collect();
-                    assert_eq!(bits_a, bits_b, "width {w}, row {r}");
+                    let bits = |side: &mut Side| {
+                        let (p, m, v) = side.halves[parity].state(r as usize);
+                        p.iter().chain(&*m).chain(&*v).map(|x| x.to_bits()).collect::<Vec<_>>()
+                    };
+                    assert_eq!(bits(&mut a), bits(&mut b), "width {w}, row {r}");
                 }
             }
         }

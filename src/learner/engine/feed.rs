@@ -533,11 +533,10 @@ mod tests {
     }
 
     /// Batches prepared ahead (from the ratings' records) are those prepared at each step (from
-    /// the ratings' arrays), over an epoch that announces fewer
-    /// steps than it has batches (as `lr_find`'s fit ends within its epoch), one that stops early,
-    /// and one after a synchronisation point, each ending with a partial batch (dropped); slots are
-    /// numbered even rows first, by first touch, and each row's catch-up starts where the order
-    /// says it stands.
+    /// the ratings' arrays), over an epoch that announces fewer steps than it has batches (as
+    /// `lr_find`'s fit ends within its epoch), one that stops early, and one after a
+    /// synchronisation point, each ending with a partial batch (dropped); slots are numbered even
+    /// rows first, by first touch, and each row's catch-up starts where the order says it stands.
     #[test]
     fn batches_prepared_ahead_are_those_prepared_inline() {
         let orders: Vec<Arc<Vec<u32>>> =
