@@ -14,25 +14,21 @@ macro_rules! vectorized {
         $(#[$doc])*
         #[inline(always)]
         pub(crate) fn $name($($arg: $ty),*) $(-> $ret)? {
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                #[target_feature(enable = "avx512f")]
-                unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
-                    $imp($($arg),*)
-                }
-                // SAFETY: the CPU has AVX-512F.
-                return unsafe { avx512($($arg),*) };
-            }
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2") {
-                #[target_feature(enable = "avx2")]
-                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
-                    $imp($($arg),*)
-                }
-                // SAFETY: the CPU has AVX2.
-                return unsafe { avx2($($arg),*) };
-            }
+            $crate::kernels::vectorized!(@on "avx512f" avx512 => $imp($($arg: $ty),*) $(-> $ret)?);
+            $crate::kernels::vectorized!(@on "avx2" avx2 => $imp($($arg: $ty),*) $(-> $ret)?);
             $imp($($arg),*)
+        }
+    };
+    // Returns `$imp` compiled for `$feature` (as `fn $wide`) when the CPU has it.
+    (@on $feature:tt $wide:ident => $imp:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)?) => {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!($feature) {
+            #[target_feature(enable = $feature)]
+            unsafe fn $wide($($arg: $ty),*) $(-> $ret)? {
+                $imp($($arg),*)
+            }
+            // SAFETY: the CPU has the feature the function is compiled for.
+            return unsafe { $wide($($arg),*) };
         }
     };
 }
@@ -123,14 +119,14 @@ pub(crate) fn prefetch<T>(data: &[T], start: usize, len: usize, level: Level) {
 }
 
 /// The bytes of `data` to prefetch for its elements `start..start + len` (those inside `data`), one
-/// offset every 64 bytes from the first. Beyond the first level ([`Level::L2`], [`Level::Once`]) the
-/// span starts at the beginning of the element's cache line, so that those offsets hit every line
-/// the elements overlap: counted from the element itself, a row of 40 factors and a bias (492
-/// bytes, 8 or 9 lines) lost its ninth line in 10 rows of 16, and 5-epoch fits of the synthetic 25M set at 40 factors ran 4% faster once
-/// it was fetched too (alternating runs, 14.9–15.5 s against 15.2–16.1 s). For the first level
-/// (tables the outer caches hold) it starts at the element, as before: the lesson's fits were about
-/// 4% slower with every line fetched (alternating runs of 40 fits each, medians 0.044 s against
-/// 0.046 s), so a row's last line is left to the hardware there.
+/// offset every 64 bytes from the first. Beyond the first level ([`Level::L2`], [`Level::Once`])
+/// the span starts at the beginning of the element's cache line, so that those offsets hit every
+/// line the elements overlap: counted from the element itself, a row of 40 factors and a bias (492
+/// bytes, 8 or 9 lines) lost its ninth line in 10 rows of 16, and 5-epoch fits of the synthetic 25M
+/// set at 40 factors ran 4% faster once it was fetched too (alternating runs, 14.9–15.5 s against
+/// 15.2–16.1 s). For the first level (tables the outer caches hold) it starts at the element, as
+/// before: the lesson's fits were about 4% slower with every line fetched (alternating runs of 40
+/// fits each, medians 0.044 s against 0.046 s), so a row's last line is left to the hardware there.
 #[inline(always)]
 fn line_span<T>(data: &[T], start: usize, len: usize, level: Level) -> (usize, usize) {
     let size = std::mem::size_of::<T>();
