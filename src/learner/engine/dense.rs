@@ -84,7 +84,7 @@ mod tests {
                 Tensor::from_slice(&x).view([rows as i64, w as i64])
             };
             let (p, m, v) = (table(3), table(5), table(7));
-            let [mut a, mut b] = [(), ()].map(|_| Side::load(&[(&p, &m, &v)]).unwrap());
+            let [mut a, mut b] = [(), ()].map(|_| Side::load(&[(&p, &m, &v)], false).unwrap());
             let grads: Vec<f32> = (0..rows * w).map(|e| value(e, 11) - 0.5).collect();
             for parity in 0..2 {
                 // Every third row of the half has a gradient row.

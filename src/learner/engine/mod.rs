@@ -109,8 +109,8 @@ const PARALLEL_FROM_BS: usize = 256;
 /// computes (`exact` falls back to `dense`, or to `autograd` for EmbeddingNN, where the closed form
 /// cannot follow the schedule).
 pub(crate) fn build(mode: TrainMode, live: &Live<'_>) -> Result<(Box<dyn Engine>, TrainMode)> {
-    let tables = || match live.model {
-        CollabModel::DotBias(m) => tables::DotTables::load(m, live.params, live.opt, live.data),
+    let tables = |marked: bool| match live.model {
+        CollabModel::DotBias(m) => tables::DotTables::load(m, live.params, live.opt, live.data, marked),
         CollabModel::Nn(_) => Err(Error::Unsupported("dense and lazy modes train EmbeddingDotBias only".into())),
     };
     // EmbeddingNN's exact path catches its embeddings up with the decay every parameter has.
@@ -119,16 +119,16 @@ pub(crate) fn build(mode: TrainMode, live: &Live<'_>) -> Result<(Box<dyn Engine>
     let par = parallel(live.plan.bs);
     Ok(match mode {
         TrainMode::Autograd | TrainMode::Auto => (Box::new(autograd::Autograd), TrainMode::Autograd),
-        TrainMode::Dense => (Box::new(dense::Dense::new(tables()?, par)), mode),
-        TrainMode::Lazy => (Box::new(lazy::Lazy::new(tables()?, par)), mode),
+        TrainMode::Dense => (Box::new(dense::Dense::new(tables(false)?, par)), mode),
+        TrainMode::Lazy => (Box::new(lazy::Lazy::new(tables(false)?, par)), mode),
         // A schedule the closed form cannot follow accurately is trained densely: same semantics.
         TrainMode::Exact if nn => match catchup::CatchUp::new(live.plan).filter(|_| embeddings_decay) {
             Some(c) => (Box::new(nn::NnExact::new(live, c)?), mode),
             None => (Box::new(autograd::Autograd), TrainMode::Autograd),
         },
         TrainMode::Exact => match catchup::CatchUp::new(live.plan) {
-            Some(c) => (Box::new(exact::Exact::new(tables()?, c, par)), mode),
-            None => (Box::new(dense::Dense::new(tables()?, par)), TrainMode::Dense),
+            Some(c) => (Box::new(exact::Exact::new(tables(true)?, c, par)), mode),
+            None => (Box::new(dense::Dense::new(tables(false)?, par)), TrainMode::Dense),
         },
     })
 }

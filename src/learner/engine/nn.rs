@@ -8,7 +8,7 @@ use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use super::catchup::CatchUp;
-use super::exact::{catch_up_sides, last_steps, CatchUpRows, RowMark};
+use super::exact::{catch_up_sides, CatchUpRows};
 use super::feed::Touched;
 use super::mlp::Mlp;
 use super::tables::{adamw, floats, halves, parts, write, Scratch, Side, SideRule, Tables};
@@ -34,7 +34,6 @@ pub(crate) struct NnExact {
     tables: Tables,
     scratch: Scratch,
     catchup: CatchUp,
-    last: [[Vec<RowMark>; 2]; 2],
     layers: Vec<Layer>,
     /// The layers in Rust.
     mlp: Mlp,
@@ -43,7 +42,7 @@ pub(crate) struct NnExact {
 impl NnExact {
     /// An engine starting from the learner's state, for a fit whose schedule `catchup` follows.
     pub fn new(live: &Live<'_>, catchup: CatchUp) -> Result<Self> {
-        let side = |j: usize| Side::load(&parts(&[EMBEDS[j]], live.params, live.opt)?);
+        let side = |j: usize| Side::load(&parts(&[EMBEDS[j]], live.params, live.opt)?, true);
         let tables = Tables::new([side(0)?, side(1)?], live.data)?;
         let CollabModel::Nn(model) = live.model else { unreachable!("built for EmbeddingNN only") };
         let layers = model
@@ -73,9 +72,8 @@ impl NnExact {
         let stats =
             model.batch_norm_stats().iter().map(|(m, v)| Ok((floats(m)?, floats(v)?))).collect::<Result<_>>()?;
         let mlp = Mlp::new(emb_drop, specs, y_range, stats);
-        let last = last_steps(&tables.sides);
         let scratch = Scratch::new(&tables, false, Some(catchup.clone()));
-        Ok(NnExact { scratch, tables, catchup, last, layers, mlp })
+        Ok(NnExact { scratch, tables, catchup, layers, mlp })
     }
 }
 
@@ -122,8 +120,8 @@ fn per_slot(g: &[f32], touched: &Touched, from: usize, w: usize, width: usize) -
 impl Engine for NnExact {
     fn step(&mut self, live: &mut Live<'_>, batch: &[u32], k: usize) -> f64 {
         let CollabModel::Nn(model) = live.model else { unreachable!("built for EmbeddingNN only") };
-        let NnExact { tables, scratch, catchup, last, layers, mlp } = self;
-        let [[mut r00, mut r01], [mut r10, mut r11]] = CatchUpRows::all(catchup, last, k);
+        let NnExact { tables, scratch, catchup, layers, mlp } = self;
+        let [mut r00, mut r01, mut r10, mut r11] = [CatchUpRows::new(catchup, k); 4];
         tables.open(batch, scratch, None, [[&mut r00, &mut r01], [&mut r10, &mut r11]]);
         let prepared = scratch.prepared();
         let [t0, t1] = &prepared.touched;
@@ -154,7 +152,7 @@ impl Engine for NnExact {
     }
 
     fn sync(&mut self, live: &mut Live<'_>, k: usize) -> Result<()> {
-        catch_up_sides(&mut self.catchup, &mut self.last, &mut self.tables.sides, &mut self.scratch, k);
+        catch_up_sides(&mut self.catchup, &mut self.tables.sides, &mut self.scratch, k);
         for (j, side) in self.tables.sides.iter().enumerate() {
             side.store(&parts(&[EMBEDS[j]], live.params, live.opt)?)?;
         }
