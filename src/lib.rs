@@ -55,7 +55,7 @@ pub use data::split::{random_split, Split, SplitMethod};
 pub use data::table::{Column, Table, Value};
 pub use data::vocab::Vocab;
 pub use error::{Error, Result};
-pub use infer::{load_learner, Recommender};
+pub use infer::{load_learner, Recommender, Unmatched};
 pub use learner::lr_find::{LrFind, LrFindConfig, LrSuggestions};
 pub use learner::recorder::{Metrics, Recorder};
 pub use learner::schedule::OneCycle;

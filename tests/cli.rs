@@ -728,6 +728,16 @@ fn item_titles_travel_with_the_model() {
         read("p.csv").lines().nth(1).unwrap().rsplit(',').next().unwrap().to_string()
     };
     assert_eq!(predict("pairs.csv"), predict("ids.csv"));
+    // A title two items share is told apart from an unknown name.
+    std::fs::write(dir.join("twins.csv"), "user,title\n5,\"Twin, The (1990)\"\n5,\"Film 7, The (1907)\"\n").unwrap();
+    let out = fastcollab(&["predict", "--model", "m.safetensors", "--input", "twins.csv", "--output", "p.csv"], &dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success()
+            && err.contains("1 of 2 rows name an item by a title several items share (first: \"Twin, The (1990)\")")
+            && !err.contains("does not know"),
+        "{err}"
+    );
     let info = fastcollab(&["info", "--model", "m.safetensors"], &dir);
     assert!(String::from_utf8_lossy(&info.stdout).contains("item titles: "), "info says the model has titles");
     let out = fastcollab(&["interpret", "--model", "m.safetensors", "-n", "2"], &dir);

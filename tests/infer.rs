@@ -326,7 +326,10 @@ fn item_titles_are_exported_and_served() {
         vec!["movieId".into(), "title".into()],
         vec![
             fastcollab::data::table::Column::Int(ids.clone()),
-            fastcollab::data::table::Column::Str(ids.iter().map(|i| format!("Film {i}")).collect()),
+            // Items 5 and 6 share a title, as some of MovieLens' do.
+            fastcollab::data::table::Column::Str(
+                ids.iter().map(|&i| if i == 5 || i == 6 { "Twin Film".into() } else { format!("Film {i}") }).collect(),
+            ),
         ],
     )
     .unwrap();
@@ -352,7 +355,15 @@ fn item_titles_are_exported_and_served() {
     assert_eq!(rec.item_row("Film 7").unwrap(), rec.item_row("7").unwrap());
     assert_eq!(rec.item_title(rec.item_row("7").unwrap()), Some("Film 7"));
     assert!(without.item_row("Film 7").is_err());
-    let (by_title, unknown) = rec.predict_names(&[("3", "Film 7"), ("3", "7"), ("3", "Film 99999")]);
-    assert!(by_title[0] == by_title[1] && unknown == 1, "{by_title:?}, {unknown} unknown");
+    assert!(
+        matches!(rec.item_row("Twin Film"), Err(fastcollab::Error::AmbiguousTitle { ids, .. }) if ids == ["5", "6"])
+    );
+    let pairs = [("3", "Film 7"), ("3", "7"), ("3", "Film 99999"), ("3", "Twin Film"), ("nobody", "Twin Film")];
+    let (by_title, unmatched) = rec.predict_names(&pairs);
+    assert!(by_title[0] == by_title[1], "{by_title:?}");
+    // Unknown names and a shared title are predicted through #na#, and told apart.
+    assert!(by_title[3] == by_title[2] && by_title[3] != by_title[0], "{by_title:?}");
+    let want = fastcollab::Unmatched { unknown: 2, ambiguous: 1, shared_title: Some("Twin Film".into()) };
+    assert_eq!(unmatched, want);
     assert_eq!(rec.similar_items("Film 7", 3).unwrap(), rec.similar_items("7", 3).unwrap());
 }

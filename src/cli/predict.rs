@@ -33,10 +33,19 @@ pub fn run(a: PredictArgs) -> Result<()> {
     let users = pick("a user", &[&rec.meta.names[0], "user"])?;
     let items = pick("an item", &super::item_columns(&rec))?;
     let pairs: Vec<(&str, &str)> = users.iter().map(String::as_str).zip(items.iter().map(String::as_str)).collect();
-    let (preds, unknown) = rec.predict_names(&pairs);
-    if unknown > 0 {
+    let (preds, unmatched) = rec.predict_names(&pairs);
+    if unmatched.unknown > 0 {
         eprintln!(
-            "{unknown} of {} rows name a user or item the model does not know: predicted through #na#, as fastai does",
+            "{} of {} rows name a user or item the model does not know: predicted through #na#, as fastai does",
+            unmatched.unknown,
+            pairs.len()
+        );
+    }
+    if let Some(title) = &unmatched.shared_title {
+        eprintln!(
+            "{} of {} rows name an item by a title several items share (first: {title:?}): predicted through #na#; \
+             name those items by id",
+            unmatched.ambiguous,
             pairs.len()
         );
     }

@@ -54,6 +54,17 @@ pub struct Scored {
     pub score: f32,
 }
 
+/// The pairs [`Recommender::predict_names`] could not match, each predicted through `#na#`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Unmatched {
+    /// Pairs naming a user or an item the model does not know.
+    pub unknown: usize,
+    /// Pairs naming a known user and an item by a title several items share (name it by id).
+    pub ambiguous: usize,
+    /// The first such shared title.
+    pub shared_title: Option<String>,
+}
+
 /// Reads a file written by `Learner::export` (fastai's `load_learner`). Truncated, corrupt or
 /// foreign files, and files of a newer format version, are errors that name the file.
 pub fn load_learner(path: &Path) -> Result<Recommender> {
@@ -203,27 +214,32 @@ impl Recommender {
         Ok(self.predict_rows(&[self.user_row(user)?], &[self.item_row(item)?])[0])
     }
 
-    /// Predictions for pairs of names (items by id, or by a title only one item has); unknown
-    /// users or items are predicted through `#na#` (as fastai does for new rows) and counted in the
-    /// second value.
-    pub fn predict_names<S: AsRef<str>>(&self, pairs: &[(S, S)]) -> (Vec<f32>, usize) {
-        let mut unknown = 0;
-        let by_title = |name: &str| match self.titled(name) {
-            &[row] => Some(row),
-            _ => None,
-        };
-        let item = |name: &str| self.items.get(name).or_else(|| by_title(name));
+    /// Predictions for pairs of names (items by id, or by a title only one item has). A pair the
+    /// model cannot match (an unknown user or item, or a title several items share) is predicted
+    /// through `#na#` (as fastai does for new rows) and counted in the second value.
+    pub fn predict_names<S: AsRef<str>>(&self, pairs: &[(S, S)]) -> (Vec<f32>, Unmatched) {
+        let mut unmatched = Unmatched::default();
         let (users, items): (Vec<u32>, Vec<u32>) = pairs
             .iter()
             .map(|(u, i)| {
-                let (u, i) = (self.users.get(u.as_ref()), item(i.as_ref()));
-                if u.is_none() || i.is_none() {
-                    unknown += 1;
+                let (user, i) = (self.users.get(u.as_ref()), i.as_ref());
+                // An item by id, else by a title only it has; `Err(true)`: a title several share.
+                let item = self.items.get(i).ok_or(()).or_else(|()| match self.titled(i) {
+                    &[row] => Ok(row),
+                    rows => Err(rows.len() > 1),
+                });
+                match (user, item) {
+                    (Some(_), Err(true)) => {
+                        unmatched.ambiguous += 1;
+                        unmatched.shared_title.get_or_insert_with(|| i.to_string());
+                    }
+                    (None, _) | (_, Err(_)) => unmatched.unknown += 1,
+                    _ => {}
                 }
-                (u.unwrap_or(0), i.unwrap_or(0))
+                (user.unwrap_or(0), item.unwrap_or(0))
             })
             .unzip();
-        (self.predict_rows(&users, &items), unknown)
+        (self.predict_rows(&users, &items), unmatched)
     }
 
     /// The `n` best items for `user` by predicted rating, best first, excluding what they rated in
