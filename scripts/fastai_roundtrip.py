@@ -11,7 +11,8 @@ enough: the vocabularies, which map names to rows, are in its metadata.
     fastcollab predict --model lesson.safetensors --input pairs.csv --output ours.csv
     python3 scripts/fastai_roundtrip.py lesson.safetensors ours.csv
 
-Prints a JSON line with the largest absolute difference; exits 1 when it exceeds --tol (1e-5).
+Prints a JSON line with the largest absolute difference; exits 1 when it exceeds --tol (1e-5). With
+`--printed FILE` (the model as fastcollab prints it), also exits 1 unless that is fastai's print.
 """
 import argparse
 import csv
@@ -27,6 +28,7 @@ p = argparse.ArgumentParser()
 p.add_argument("model", help="the exported .safetensors file")
 p.add_argument("predictions", help="CSV with user,item,prediction columns (fastcollab predict --output)")
 p.add_argument("--tol", type=float, default=1e-5)
+p.add_argument("--printed", help="a file with the model as fastcollab prints it: must be fastai's print(model)")
 a = p.parse_args()
 
 with safe_open(a.model, "pt") as f:
@@ -36,7 +38,9 @@ with safe_open(a.model, "pt") as f:
     tensors = {n: f.get_tensor(n) for n in f.keys() if not n.startswith(("seen.", "item."))}
 vocab = json.loads(meta["vocab"])
 n_users, n_items = len(vocab["user"]), len(vocab["item"])
-y_range = tuple(spec["y_range"]) if spec["y_range"] else None
+# Whole numbers as ints, as the lesson writes y_range=(0, 5.5): the same function, and fastai then
+# prints SigmoidRange(low=0, high=5.5) as fastcollab does.
+y_range = tuple(int(v) if float(v).is_integer() else v for v in spec["y_range"]) if spec["y_range"] else None
 if spec["kind"] == "EmbeddingDotBias":
     model = EmbeddingDotBias(spec["n_factors"], n_users, n_items, y_range=y_range)
     model.load_state_dict(tensors)
@@ -54,6 +58,11 @@ else:
     sys.exit(f"{a.model} holds a {spec['kind']} ({spec.get('layout')}); this script loads EmbeddingDotBias "
              "and fastai v2's EmbeddingNN")
 model.eval()
+if a.printed:
+    with open(a.printed) as f:
+        printed = f.read().strip()
+    if printed != str(model):
+        sys.exit(f"{a.printed} prints the model otherwise than fastai:\n{printed}\n--- fastai:\n{model}")
 
 users = {name: i for i, name in enumerate(vocab["user"])}
 items = {name: i for i, name in enumerate(vocab["item"])}

@@ -249,7 +249,8 @@ fn truncated_corrupt_foreign_and_newer_files_are_refused() {
 }
 
 /// scripts/fastai_roundtrip.py loads an export into fastai's EmbeddingDotBias, or EmbeddingNN with
-/// fastai v2's layout (its tensors under fastai's nested names), and compares predictions; it
+/// fastai v2's layout (its tensors under fastai's nested names), and compares predictions and how
+/// the model prints; it
 /// needs Python with torch, safetensors and fastai (`FASTCOLLAB_FASTAI_PYTHON`, else `python3`),
 /// and says SKIPPED without them.
 #[test]
@@ -278,8 +279,15 @@ fn fastai_loads_the_export_and_predicts_the_same() {
         }
         std::fs::write(dir.join("ours.csv"), csv).unwrap();
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fastai_roundtrip.py");
-        let out =
-            std::process::Command::new(&python).arg(script).arg(&model).arg(dir.join("ours.csv")).output().unwrap();
+        std::fs::write(dir.join("printed.txt"), learn.model.to_string()).unwrap();
+        let out = std::process::Command::new(&python)
+            .arg(script)
+            .arg(&model)
+            .arg(dir.join("ours.csv"))
+            .arg("--printed")
+            .arg(dir.join("printed.txt"))
+            .output()
+            .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "model {n}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
         let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();

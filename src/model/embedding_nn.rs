@@ -337,6 +337,13 @@ impl EmbeddingNN {
     }
 }
 
+/// A `BatchNorm1d` of `n` features, as torch 2.13 prints one.
+fn batch_norm(n: usize) -> String {
+    format!("BatchNorm1d({n}, eps=1e-05, momentum=0.1, affine=True, bias=True, track_running_stats=True)")
+}
+
+/// The model as fastai 2.8 on torch 2.13 prints it (`print(learn.model)`), fastai's unused
+/// `bn_cont` included; a v1-layout model prints v1's modules the same way.
 impl fmt::Display for EmbeddingNN {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (u, i) = (self.u_embed.size(), self.i_embed.size());
@@ -346,6 +353,8 @@ impl fmt::Display for EmbeddingNN {
         writeln!(f, "    (1): Embedding({}, {})", i[0], i[1])?;
         writeln!(f, "  )")?;
         writeln!(f, "  (emb_drop): Dropout(p={:?}, inplace=False)", self.emb_drop)?;
+        // fastai's TabularModel has it (v1 and v2); collaborative filtering has no continuous input.
+        writeln!(f, "  (bn_cont): {}", batch_norm(0))?;
         writeln!(f, "  (layers): Sequential(")?;
         let mut block = None;
         for (name, layer) in &self.layers {
@@ -364,10 +373,7 @@ impl fmt::Display for EmbeddingNN {
                 None => ("    ", name.as_str()),
             };
             match layer {
-                Layer::BatchNorm(_, n) => writeln!(
-                    f,
-                    "{indent}({k}): BatchNorm1d({n}, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)"
-                )?,
+                Layer::BatchNorm(_, n) => writeln!(f, "{indent}({k}): {}", batch_norm(*n))?,
                 Layer::Dropout(p) => writeln!(f, "{indent}({k}): Dropout(p={p:?}, inplace=False)")?,
                 Layer::Linear(_, i, o, bias) => {
                     let bias = if *bias { "True" } else { "False" };
