@@ -539,6 +539,13 @@ fn residual(ur: &[f32], ir: &[f32], y: f32, nf: usize, y_range: Option<(f32, f32
     (err * err, scale * err * dpred)
 }
 
+/// Makes `grads` one zeroed gradient row of `w` per slot of `touched`.
+#[inline(always)]
+fn zero_rows(grads: &mut Vec<f32>, touched: &Touched, w: usize) {
+    grads.clear();
+    grads.resize(touched.rows.len() * w, 0.0);
+}
+
 /// Adds `d` times the other side's row `x` to a gradient row `g` (factors; the bias, last, gets `d`).
 #[inline(always)]
 fn accumulate(g: &mut [f32], x: &[f32], d: f32) {
@@ -576,8 +583,7 @@ fn forward_backward_impl(
 ) -> f32 {
     let w = nf + 1;
     for (g, t) in grads.iter_mut().zip(touched) {
-        g.clear();
-        g.resize(t.rows.len() * w, 0.0);
+        zero_rows(g, t, w);
     }
     let [gu, gi] = grads;
     let scale = 2.0 / batch.len() as f32;
@@ -606,8 +612,7 @@ vectorized! {
 #[inline(always)]
 fn grads_side_impl(grads: &mut Vec<f32>, own: &Touched, other: &Side, batch: &[Packed], j: usize, d: &[f32]) {
     let w = other.w;
-    grads.clear();
-    grads.resize(own.rows.len() * w, 0.0);
+    zero_rows(grads, own, w);
     for (k, (&d, &so)) in d.iter().zip(own.of_rating()).enumerate() {
         let so = so as usize;
         let x = if j == 0 { batch[k].1 } else { batch[k].0 };
