@@ -606,20 +606,32 @@ fn forward_backward_any(
     nf: usize,
     y_range: Option<(f32, f32)>,
 ) -> f32 {
+    let w = nf + 1;
+    for (g, t) in grads.iter_mut().zip(touched) {
+        zero_rows(g, t, w);
+    }
+    let [gu, gi] = grads;
     let scale = 2.0 / batch.len() as f32;
-    each_rating(grads, touched, sides, batch, nf + 1, |ur, ir, y, gu, gi| {
+    let slots = touched[0].of_rating().iter().zip(touched[1].of_rating());
+    let mut loss = 0.0f32;
+    for (&(u, i, y), (&su, &si)) in batch.iter().zip(slots) {
+        let (ur, ir) = (sides[0].params(u as usize), sides[1].params(i as usize));
         let (sq, d) = residual(ur, ir, y, nf, y_range, scale);
-        accumulate(gu, ir, d);
-        accumulate(gi, ur, d);
-        sq
-    })
+        loss += sq;
+        let (su, si) = (su as usize, si as usize);
+        accumulate(&mut gu[su * w..(su + 1) * w], ir, d);
+        accumulate(&mut gi[si * w..(si + 1) * w], ur, d);
+    }
+    loss
 }
 
-/// [`forward_backward_impl`] compiled for rows of `W` floats (`W − 1` factors and a bias): its
+/// [`forward_backward_any`] compiled for rows of `W` floats (`W − 1` factors and a bias): its
 /// loops over a row unrolled, the same arithmetic in the same order, so the same bits. For the
-/// scale benchmark's 10 factors, 5-epoch fits of the synthetic 25M set took 5.31–5.67 s against
-/// 5.68–6.07 s (six each, alternating). Compiled for the lesson's 40 factors, the lesson's fits
-/// measured no faster (medians of 40, four alternating sets), so no other width has one.
+/// scale benchmark's 10 factors, 5-epoch fits of the synthetic 25M set took 5.43–5.61 s against
+/// 5.92–6.52 s (six each, alternating). Compiled for the lesson's 40 factors, the lesson's fits
+/// measured no faster (medians of 40, four alternating sets), so no other width has one. Its loop
+/// is written out again rather than shared with the any-width pass through a closure: so shared,
+/// 10-factor fits were 2–3% slower and the lesson's 4–11% (medians of 40, four alternating sets).
 #[inline(always)]
 fn forward_backward_of<const W: usize>(
     grads: &mut [Vec<f32>; 2],
@@ -628,14 +640,22 @@ fn forward_backward_of<const W: usize>(
     batch: &[Packed],
     y_range: Option<(f32, f32)>,
 ) -> f32 {
+    for (g, t) in grads.iter_mut().zip(touched) {
+        zero_rows(g, t, W);
+    }
+    let [gu, gi] = grads;
     let scale = 2.0 / batch.len() as f32;
-    each_rating(grads, touched, sides, batch, W, |ur, ir, y, gu, gi| {
-        let (ur, ir) = (row::<W>(ur), row::<W>(ir));
+    let slots = touched[0].of_rating().iter().zip(touched[1].of_rating());
+    let mut loss = 0.0f32;
+    for (&(u, i, y), (&su, &si)) in batch.iter().zip(slots) {
+        let (ur, ir) = (row::<W>(sides[0].params(u as usize)), row::<W>(sides[1].params(i as usize)));
         let (sq, d) = residual(ur, ir, y, W - 1, y_range, scale);
-        accumulate_of(gu.try_into().expect("a row of W floats"), ir, d);
-        accumulate_of(gi.try_into().expect("a row of W floats"), ur, d);
-        sq
-    })
+        loss += sq;
+        let (su, si) = (su as usize, si as usize);
+        accumulate_of(row_mut::<W>(&mut gu[su * W..(su + 1) * W]), ir, d);
+        accumulate_of(row_mut::<W>(&mut gi[si * W..(si + 1) * W]), ur, d);
+    }
+    loss
 }
 
 /// A row known to hold `W` floats, as an array.
@@ -644,30 +664,10 @@ fn row<const W: usize>(r: &[f32]) -> &[f32; W] {
     r.try_into().expect("a row of W floats")
 }
 
-/// Zeroes both sides' gradient rows (`w` floats per touched row), then calls `f` on each rating in
-/// batch order with its user's and item's rows, its rating and their gradient rows; returns the sum
-/// of what `f` returns.
+/// [`row`], to write.
 #[inline(always)]
-fn each_rating(
-    grads: &mut [Vec<f32>; 2],
-    touched: &[Touched; 2],
-    sides: &[Side; 2],
-    batch: &[Packed],
-    w: usize,
-    mut f: impl FnMut(&[f32], &[f32], f32, &mut [f32], &mut [f32]) -> f32,
-) -> f32 {
-    for (g, t) in grads.iter_mut().zip(touched) {
-        zero_rows(g, t, w);
-    }
-    let [gu, gi] = grads;
-    let slots = touched[0].of_rating().iter().zip(touched[1].of_rating());
-    let mut loss = 0.0f32;
-    for (&(u, i, y), (&su, &si)) in batch.iter().zip(slots) {
-        let (ur, ir) = (sides[0].params(u as usize), sides[1].params(i as usize));
-        let (su, si) = (su as usize, si as usize);
-        loss += f(ur, ir, y, &mut gu[su * w..(su + 1) * w], &mut gi[si * w..(si + 1) * w]);
-    }
-    loss
+fn row_mut<const W: usize>(r: &mut [f32]) -> &mut [f32; W] {
+    r.try_into().expect("a row of W floats")
 }
 
 vectorized! {
