@@ -813,7 +813,8 @@ mod tests {
     }
 
     /// The forward and backward pass compiled for rows of 11 floats gives the bits of the pass for
-    /// any width: the loss and every gradient row, with and without a `y_range`.
+    /// any width (built for the baseline CPU, and dispatched to the widest vectors the CPU has):
+    /// the loss and every gradient row, with and without a `y_range`.
     #[test]
     fn the_pass_for_one_width_is_the_pass_for_any() {
         let (rows, nf) = (40usize, 10usize);
@@ -838,12 +839,14 @@ mod tests {
         let batch: Vec<u32> = (0..n as u32).collect();
         Preparer::new(data, [rows, rows], Level::L1, None).prepare(&batch, 1, &mut prepared, None);
         for y_range in [None, Some((0.0, 5.5))] {
-            let (mut of, mut any) = (<[Vec<f32>; 2]>::default(), <[Vec<f32>; 2]>::default());
+            let [mut of, mut any, mut wide] = <[[Vec<f32>; 2]; 3]>::default();
             let p = &prepared;
             let a = forward_backward_of::<11>(&mut of, &p.touched, &sides, &p.batch, y_range);
             let b = forward_backward_any(&mut any, &p.touched, &sides, &p.batch, nf, y_range);
+            let c = forward_backward(&mut wide, &p.touched, &sides, &p.batch, nf, y_range);
             let bits = |g: &[Vec<f32>; 2]| g.iter().flatten().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert!(a.to_bits() == b.to_bits() && bits(&of) == bits(&any), "y_range {y_range:?}");
+            assert!(c.to_bits() == b.to_bits() && bits(&wide) == bits(&any), "y_range {y_range:?}, dispatched");
             assert!(!of[1].is_empty() && of[1].iter().any(|&g| g != 0.0));
         }
     }
