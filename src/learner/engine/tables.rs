@@ -629,8 +629,9 @@ fn forward_backward_any(
 /// loops over a row unrolled, the same arithmetic in the same order, so the same bits. For the
 /// scale benchmark's 10 factors, 5-epoch fits of the synthetic 25M set took 5.43–5.61 s against
 /// 5.92–6.52 s (six each, alternating). Compiled for the lesson's 40 factors, the lesson's fits
-/// measured no faster (medians of 40, four alternating sets), so no other width has one. Its loop
-/// is written out again rather than shared with the any-width pass through a closure: so shared,
+/// measured no faster (medians of 40, four alternating sets), so no other width has one; nor did a
+/// change for every width (the any-width `accumulate` in groups of eight: 25M fits 5.90–6.23 s
+/// against 5.60–6.40 s). Its loop is written out again rather than shared with the any-width pass through a closure: so shared,
 /// 10-factor fits were 2–3% slower and the lesson's 4–11% (medians of 40, four alternating sets).
 #[inline(always)]
 fn forward_backward_of<const W: usize>(
