@@ -387,14 +387,22 @@ impl CatchUp {
         self.apply_gap(&self.gap(k0, k1), k0, k1, p, m, v);
     }
 
+    /// The second moment below which an element with momentum is summed step by step, for gaps
+    /// ending at step `k1`: the bias correction only grows along a gap, so its value at the end
+    /// bounds it.
+    #[inline(always)]
+    pub fn stepwise_below(&self, k1: usize) -> f32 {
+        let threshold = (STEPWISE_BELOW * self.eps) as f32 * self.scalars[k1 - 1][5];
+        threshold * threshold
+    }
+
     /// [`CatchUp::apply`] with the gap's scalars `gap` (`self.gap(k0, k1)`) already computed.
     #[inline(always)]
     pub fn apply_gap(&self, gap: &Gap, k0: usize, k1: usize, p: &mut [f32], m: &mut [f32], v: &mut [f32]) {
         let gap = *gap;
         // Elements with momentum and sqrt(v) within STEPWISE_BELOW·ε·sqrt(bc2) take the slow road
-        // (rare). The bias correction only grows along the gap, so its value at the end bounds it.
-        let threshold = (STEPWISE_BELOW * self.eps) as f32 * self.scalars[k1 - 1][5];
-        let below = threshold * threshold;
+        // (rare).
+        let below = self.stepwise_below(k1);
         let slow = m.iter().zip(v.iter()).fold(false, |any, (&m, &v)| any | (m != 0.0 && v < below));
         if slow {
             let near: Vec<(usize, [f32; 3])> =

@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use super::catchup::{CatchUp, RowGap};
 use super::feed::Touched;
+#[cfg(target_arch = "x86_64")]
+use super::narrow;
 use super::pair::Pair;
 use super::tables::{adamw_rows, DotTables, Half, Scratch, Side, SideRule};
 use super::{Engine, Live};
@@ -98,6 +100,17 @@ fn catch_up_rows_impl(c: &CatchUp, half: &mut Half, rows: &[u32], k: usize) {
     }
 }
 
+/// Before step `k` touches `rows` (all in `half`, marked): [`catch_up_prepared_wide`], or for rows
+/// of at most 16 floats on a CPU with AVX-512, [`narrow::catch_up_prepared`] (the same bits).
+pub(crate) fn catch_up_prepared(c: &CatchUp, half: &mut Half, rows: &[u32], gaps: &[RowGap], k: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if narrow::fits(half.w) {
+        // SAFETY: `fits` checked that the CPU has AVX-512F.
+        return unsafe { narrow::catch_up_prepared(c, half, rows, gaps, k) };
+    }
+    catch_up_prepared_wide(c, half, rows, gaps, k)
+}
+
 vectorized! {
     /// Before step `k` touches `rows` (all in `half`, marked): brings each row up to step `k − 1`
     /// through its gap in `gaps` (computed ahead from where the order says it stands, which its
@@ -106,11 +119,11 @@ vectorized! {
     /// (with a lower bound of the row's second moments that spared the search for elements near
     /// ε), marks cost a line per row, and 5-epoch fits of the synthetic 25M set took 5.87–6.29 s
     /// against 5.56–5.70 s (six each, alternating); the lesson's fits were not slower.
-    fn catch_up_prepared => catch_up_prepared_impl(c: &CatchUp, half: &mut Half, rows: &[u32], gaps: &[RowGap], k: usize)
+    fn catch_up_prepared_wide => catch_up_prepared_impl(c: &CatchUp, half: &mut Half, rows: &[u32], gaps: &[RowGap], k: usize)
 }
 
 #[inline(always)]
-fn catch_up_prepared_impl(c: &CatchUp, half: &mut Half, rows: &[u32], gaps: &[RowGap], k: usize) {
+pub(super) fn catch_up_prepared_impl(c: &CatchUp, half: &mut Half, rows: &[u32], gaps: &[RowGap], k: usize) {
     assert_eq!(rows.len(), gaps.len(), "the exact path's batches are prepared with their rows' gaps");
     for (j, (&row, g)) in rows.iter().zip(gaps).enumerate() {
         if let Some(&ahead) = rows.get(j + AHEAD) {

@@ -11,6 +11,8 @@ mod feed;
 mod lanes;
 mod lazy;
 mod mlp;
+#[cfg(target_arch = "x86_64")]
+mod narrow;
 mod nn;
 mod pair;
 mod plain;

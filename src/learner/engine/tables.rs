@@ -697,9 +697,21 @@ vectorized! {
     fn adamw => adamw_impl(p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], k: &[f32; 8])
 }
 
+/// [`adamw`] on the given rows of a side, row `rows[j]` with gradient row `j` of `grads`: rows of
+/// at most 16 floats on a CPU with AVX-512 by [`narrow::adamw_rows`] (the same bits).
+pub(crate) fn adamw_rows(half: &mut Half, rows: &[u32], grads: &[f32], k: &[f32; 8]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::narrow::fits(half.w) {
+        // SAFETY: `fits` checked that the CPU has AVX-512F.
+        return unsafe { super::narrow::adamw_rows(half, rows, grads, k) };
+    }
+    adamw_rows_wide(half, rows, grads, k)
+}
+
 vectorized! {
-    /// [`adamw`] on the given rows of a side, row `rows[j]` with gradient row `j` of `grads`.
-    fn adamw_rows => adamw_rows_impl(half: &mut Half, rows: &[u32], grads: &[f32], k: &[f32; 8])
+    /// [`adamw`] on the given rows of a side, row `rows[j]` with gradient row `j` of `grads`, in
+    /// the CPU's widest vectors.
+    fn adamw_rows_wide => adamw_rows_impl(half: &mut Half, rows: &[u32], grads: &[f32], k: &[f32; 8])
 }
 
 #[inline(always)]
