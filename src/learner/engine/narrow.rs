@@ -1,5 +1,5 @@
-//! The exact path's two row loops for rows of at most 16 floats (up to 15 factors and a bias), a
-//! row as one masked AVX-512 vector. [`elementwise`](super::lanes::elementwise) does a row of 11
+//! Two row loops of the sparse paths for rows of at most 16 floats (up to 15 factors and a bias),
+//! a row as one masked AVX-512 vector: the exact path's catch-up, and AdamW (the lazy path's too). [`elementwise`](super::lanes::elementwise) does a row of 11
 //! as a group of eight and an overlapping group of four: two square roots and two divisions where
 //! one does. Per element these are the same IEEE operations in the same order as the loops for
 //! any width (no fused multiply-add), so the results are the same bits (tests below).
@@ -26,11 +26,11 @@ fn lanes(w: usize) -> __mmask16 {
     ((1u32 << w) - 1) as __mmask16
 }
 
-/// [`catch_up_prepared_impl`](super::exact) for rows of at most 16 floats: each row `rows[j]`
+/// The exact path's catch-up before step `k` for rows of at most 16 floats: each row `rows[j]`
 /// brought from step `gaps[j].k0` up to step `k − 1` and marked as standing at step `k`. Rows with
 /// an element near ε take [`CatchUp::apply_gap`]'s road. Rows are prefetched 32 ahead: the loop
-/// is shorter than the any-width one, and 5-epoch 25M fits took 4.49–4.66 s against 4.67–4.94 s
-/// at 16 ahead (three each; 24 and 48 measured between).
+/// is shorter than the any-width one, and 5-epoch 25M fits took 4.53–4.62 s against 4.67–4.94 s
+/// at 16 ahead (three each; 24 ahead 4.49–4.66 s, 48 and 64 ahead 4.62–4.78 s).
 #[target_feature(enable = "avx512f")]
 pub(crate) fn catch_up_prepared(c: &CatchUp, half: &mut Half, rows: &[u32], gaps: &[RowGap], k: usize) {
     assert_eq!(rows.len(), gaps.len(), "the exact path's batches are prepared with their rows' gaps");
