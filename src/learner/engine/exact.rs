@@ -123,7 +123,7 @@ vectorized! {
 }
 
 #[inline(always)]
-pub(super) fn catch_up_prepared_impl(c: &CatchUp, half: &mut Half, rows: &[u32], gaps: &[RowGap], k: usize) {
+fn catch_up_prepared_impl(c: &CatchUp, half: &mut Half, rows: &[u32], gaps: &[RowGap], k: usize) {
     assert_eq!(rows.len(), gaps.len(), "the exact path's batches are prepared with their rows' gaps");
     for (j, (&row, g)) in rows.iter().zip(gaps).enumerate() {
         if let Some(&ahead) = rows.get(j + AHEAD) {
@@ -232,13 +232,16 @@ mod tests {
 
     /// Catching rows up, dispatched to the widest vectors the CPU has (AVX-512 or AVX2), gives the
     /// bits of the same loops built for the baseline CPU, at the widths of the lesson (50 factors
-    /// and a bias), of `bench --scale` (10, 40) and others, elements near ε included.
+    /// and a bias), of `bench --scale` (10, 40) and others, elements near ε included: at a
+    /// synchronisation point (`catch_up_rows`), and before a step from prepared gaps
+    /// (`catch_up_prepared`, for rows of up to 16 floats one AVX-512 vector a row where the CPU has
+    /// it, `narrow.rs`).
     #[test]
     fn vectorized_catch_ups_are_the_baseline_bits() {
         let n = 400;
         let mut c = one_cycle(n);
         c.advance(n);
-        for w in [1usize, 7, 11, 16, 23, 41, 51] {
+        for w in (1..=16).chain([23, 41, 51]) {
             let rows = 30usize;
             let table = |seed: usize, scale: f32| {
                 let x: Vec<f32> = (0..rows * w)
@@ -247,7 +250,7 @@ mod tests {
                 Tensor::from_slice(&x).view([rows as i64, w as i64])
             };
             let (p, m, v) = (table(3, 0.1), table(7, 0.01), table(11, 1e-3));
-            let [mut a, mut b] = [(), ()].map(|_| {
+            let [mut a, mut b, mut c0, mut c1] = [(); 4].map(|_| {
                 let mut side = Side::load(&[(&p, &m, &v)], true).unwrap();
                 // Each row stands at its own step, some of them near the end (short gaps).
                 for r in 0..rows {
@@ -259,15 +262,24 @@ mod tests {
                 let mine: Vec<u32> = a.halves[parity].rows().collect();
                 catch_up_rows(&c, &mut a.halves[parity], &mine, n);
                 catch_up_rows_impl(&c, &mut b.halves[parity], &mine, n);
+                let gaps: Vec<RowGap> = mine
+                    .iter()
+                    .map(|&r| {
+                        let k0 = c0.halves[parity].mark(r as usize);
+                        let gap = if k0 as usize + 1 < n { c.gap(k0 as usize, n - 1) } else { Default::default() };
+                        RowGap { k0, gap }
+                    })
+                    .collect();
+                catch_up_prepared(&c, &mut c0.halves[parity], &mine, &gaps, n);
+                catch_up_prepared_impl(&c, &mut c1.halves[parity], &mine, &gaps, n);
+                let bits = |side: &mut Side, r: u32| {
+                    assert_eq!(side.halves[parity].mark(r as usize), n as u32);
+                    let (p, m, v) = side.halves[parity].state(r as usize);
+                    p.iter().chain(&*m).chain(&*v).map(|x| x.to_bits()).collect::<Vec<_>>()
+                };
                 for &r in &mine {
-                    assert!(
-                        a.halves[parity].mark(r as usize) == n as u32 && b.halves[parity].mark(r as usize) == n as u32
-                    );
-                    let bits = |side: &mut Side| {
-                        let (p, m, v) = side.halves[parity].state(r as usize);
-                        p.iter().chain(&*m).chain(&*v).map(|x| x.to_bits()).collect::<Vec<_>>()
-                    };
-                    assert_eq!(bits(&mut a), bits(&mut b), "width {w}, row {r}");
+                    assert_eq!(bits(&mut a, r), bits(&mut b, r), "width {w}, row {r}");
+                    assert_eq!(bits(&mut c0, r), bits(&mut c1, r), "width {w}, row {r}, prepared");
                 }
             }
         }

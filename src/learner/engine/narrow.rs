@@ -2,7 +2,8 @@
 //! a row as one masked AVX-512 vector: the exact path's catch-up, and AdamW (the lazy path's too). [`elementwise`](super::lanes::elementwise) does a row of 11
 //! as a group of eight and an overlapping group of four: two square roots and two divisions where
 //! one does. Per element these are the same IEEE operations in the same order as the loops for
-//! any width (no fused multiply-add), so the results are the same bits (tests below).
+//! any width (no fused multiply-add), so the results are the same bits (tests: AdamW's below, the
+//! catch-up's in `exact.rs`).
 //!
 //! Measured on the synthetic 25M set at 10 factors (5-epoch exact fits, alternating): the catch-up
 //! alone, 4.73–5.08 s against 5.33–5.91 s before (six each); perf put the catch-up at 2.4 s
@@ -108,22 +109,9 @@ pub(crate) fn adamw_rows(half: &mut Half, rows: &[u32], grads: &[f32], k: &[f32;
 
 #[cfg(test)]
 mod tests {
-    use super::super::catchup::Plan;
-    use super::super::exact::catch_up_prepared_impl;
     use super::super::tables::{adamw_impl, Side};
     use super::*;
-    use crate::learner::schedule::OneCycle;
     use tch::Tensor;
-
-    /// The catch-up tables of fastai's one-cycle schedule over `n` steps, all blocks built.
-    fn one_cycle(n: usize) -> CatchUp {
-        let cycle = OneCycle::new(5e-3);
-        let lr_mom = (0..n).map(|i| cycle.at(i, n)).collect();
-        let plan = Plan { lr_mom, steps_before: 0, beta2: 0.99, eps: 1e-8, wd: 0.01, bs: 8 };
-        let mut c = CatchUp::new(&plan).expect("fastai's schedule");
-        c.advance(n);
-        c
-    }
 
     /// A `[rows, w]` table whose values span many magnitudes (and some zeros).
     fn table(rows: usize, w: usize, seed: usize, scale: f32) -> Tensor {
@@ -142,60 +130,14 @@ mod tests {
         out
     }
 
-    fn skipped(w: usize) -> bool {
-        let skip = !fits(w);
-        if skip {
-            eprintln!("SKIPPED: this CPU has no AVX-512, so rows of {w} floats take the any-width loops");
-        }
-        skip
-    }
-
-    /// The masked AVX-512 catch-up gives the bits of the any-width loop (built for the baseline
-    /// CPU), at every width up to 16, rows standing at steps near and far, elements near ε (the
-    /// step-by-step road) and zero moments included.
-    #[test]
-    fn narrow_catch_ups_are_the_any_width_bits() {
-        let n = 400;
-        let c = one_cycle(n);
-        for w in 1..=16 {
-            if skipped(w) {
-                return;
-            }
-            let rows = 40usize;
-            let (p, m, v) = (table(rows, w, 3, 0.1), table(rows, w, 7, 0.01), table(rows, w, 11, 1e-3));
-            let [mut a, mut b] = [(), ()].map(|_| {
-                let mut side = Side::load(&[(&p, &m, &v)], true).unwrap();
-                for r in 0..rows {
-                    side.halves[r % 2].set_mark(r, (r * 37) % (n - 1));
-                }
-                side
-            });
-            for parity in 0..2 {
-                let mine: Vec<u32> = a.halves[parity].rows().collect();
-                let gaps: Vec<RowGap> = mine
-                    .iter()
-                    .map(|&r| {
-                        let k0 = a.halves[parity].mark(r as usize);
-                        let gap = if k0 as usize + 1 < n { c.gap(k0 as usize, n - 1) } else { Default::default() };
-                        RowGap { k0, gap }
-                    })
-                    .collect();
-                // SAFETY: `fits` checked that the CPU has AVX-512F.
-                unsafe { catch_up_prepared(&c, &mut a.halves[parity], &mine, &gaps, n) };
-                catch_up_prepared_impl(&c, &mut b.halves[parity], &mine, &gaps, n);
-                assert_eq!(bits(&mut a, &mine), bits(&mut b, &mine), "width {w}, parity {parity}");
-                assert!(mine.iter().all(|&r| a.halves[parity].mark(r as usize) == n as u32));
-            }
-        }
-    }
-
     /// The masked AVX-512 AdamW step gives the bits of the any-width loop (built for the baseline
     /// CPU), at every width up to 16 and for moments of any size.
     #[test]
     fn narrow_adamw_steps_are_the_any_width_bits() {
         let k = [0.9999f32, 0.93, 0.07, 0.99, 0.01, 0.3, 4e-3, 1e-8];
         for w in 1..=16 {
-            if skipped(w) {
+            if !fits(w) {
+                eprintln!("SKIPPED: this CPU has no AVX-512, so rows of {w} floats take the any-width loops");
                 return;
             }
             let rows = 30usize;
