@@ -1,9 +1,10 @@
 //! Two row loops of the sparse paths for rows of at most 16 floats (up to 15 factors and a bias),
-//! a row as one masked AVX-512 vector: the exact path's catch-up, and AdamW (the lazy path's too). [`elementwise`](super::lanes::elementwise) does a row of 11
-//! as a group of eight and an overlapping group of four: two square roots and two divisions where
-//! one does. Per element these are the same IEEE operations in the same order as the loops for
-//! any width (no fused multiply-add), so the results are the same bits (tests: AdamW's below, the
-//! catch-up's in `exact.rs`).
+//! a row as one masked AVX-512 vector: the exact path's catch-up, and AdamW (the lazy path's too).
+//! [`elementwise`](super::lanes::elementwise) does a row of 11 as a group of eight and an
+//! overlapping group of four: two square roots and two divisions where one does. Per element these
+//! are the same IEEE operations in the same order as the loops for any width (no fused
+//! multiply-add), so the results are the same bits (tests: AdamW's below, the catch-up's in
+//! `exact.rs`).
 //!
 //! Measured on the synthetic 25M set at 10 factors (5-epoch exact fits, alternating): the catch-up
 //! alone, 4.73–5.08 s against 5.33–5.91 s before (six each); perf put the catch-up at 2.4 s
