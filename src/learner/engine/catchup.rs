@@ -8,8 +8,9 @@
 //! of `1/x`, so the whole gap is
 //! `p1 = A·p0 − (m0/x)·Σ_j (−1/x)^j · W_j(k0, k1)` with `A` the product of the decays and
 //! `W_j` sums of per-step scalars. Those sums come from prefix tables of the fit's schedule, in
-//! blocks built as the fit reaches them: relative to a reference step every `d` steps (so that differences of prefix sums never cancel by more
-//! than a factor 10⁶) and extending `h` steps beyond it (after `h` steps of decay, momentum has
+//! blocks built as the fit reaches them: relative to a reference step every `d` steps (so that
+//! differences of prefix sums never cancel by more than a factor 10⁶) and extending `h` steps
+//! beyond it (after `h` steps of decay, momentum has
 //! moved the weights by less than 10⁻¹² of its first step, so the rest of the gap is pure decay).
 //! Elements whose `sqrt(v)` is within 100·ε·sqrt(1 − β2^t) at the gap's start, where the series
 //! would converge slowly, are summed step by step instead: each step's update is a closed-form

@@ -178,7 +178,9 @@ impl Preparer {
                 catchup.advance(k);
                 recent.clear();
                 recent.push(Gap::default());
-                recent.extend((1..(batch.len() / 2).min(k)).map(|back| catchup.gap(k - 1 - back, k - 1)));
+                // No row stands before the last synchronisation point: gaps from there back go unused.
+                let len = (batch.len() / 2).min(k - *synced as usize);
+                recent.extend((1..len).map(|back| catchup.gap(k - 1 - back, k - 1)));
                 let step = StepGaps { catchup, recent, synced: *synced, k };
                 let ([t0, t1], [g0, g1]) = (&out.touched, &mut out.gaps);
                 both(par, || row_gaps(&step, t0, at0, g0, level), || row_gaps(&step, t1, at1, g1, level));

@@ -642,8 +642,9 @@ fn forward_backward_any(
 /// 5.92–6.52 s (six each, alternating). Compiled for the lesson's 40 factors, the lesson's fits
 /// measured no faster (medians of 40, four alternating sets), so no other width has one; nor did a
 /// change for every width (the any-width `accumulate` in groups of eight: 25M fits 5.90–6.23 s
-/// against 5.60–6.40 s). Its loop is written out again rather than shared with the any-width pass through a closure: so shared,
-/// 10-factor fits were 2–3% slower and the lesson's 4–11% (medians of 40, four alternating sets).
+/// against 5.60–6.40 s). Its loop is written out again rather than shared with the any-width pass
+/// through a closure: so shared, 10-factor fits were 2–3% slower and the lesson's 4–11% (medians
+/// of 40, four alternating sets).
 #[inline(always)]
 fn forward_backward_of<const W: usize>(
     grads: &mut [Vec<f32>; 2],
