@@ -246,6 +246,11 @@ fn bench_writes_its_json_contract() {
     assert_eq!((v["n_ratings"].as_u64(), v["mode"].as_str()), (Some(20000), Some("exact")));
     assert_eq!(v["settings"]["moms"].as_array().map(Vec::len), Some(2));
     assert!(v["settings"]["lr"].is_number() && v["recommend"]["all_users_top10_seconds"].is_number());
+    // CPU time during the fit: the process's own (it trained, so some), and what others took.
+    assert!(v["cpu"]["process_seconds"].as_f64().is_some_and(|s| s > 0.0), "{}", v["cpu"]);
+    for key in ["others_seconds", "steal_seconds"] {
+        assert!(v["cpu"][key].as_f64().is_some_and(|s| s >= 0.0), "cpu.{key}");
+    }
     let out =
         fastcollab(&["bench", "--scale", "20000", "--epochs", "1", "--mode", "lazy", "--json", "lazy.json"], &dir);
     assert!(out.status.success());

@@ -141,6 +141,10 @@ fn print_scale(r: &ScaleReport) {
             r.dense.seconds_per_epoch_estimated / fit.seconds_per_epoch
         );
     }
+    println!(
+        "CPU during the fit: {:.1}s this process, {:.1}s other processes, {:.1}s stolen by the hypervisor",
+        r.cpu.process_seconds, r.cpu.others_seconds, r.cpu.steal_seconds
+    );
     println!("recommend: top 10 for all {} users in {:.2}s", r.recommend.n_users, r.recommend.all_users_top10_seconds);
     println!(
         "peak memory {:.0} MiB (training and recommending); threads {}; load average {}",
