@@ -291,38 +291,43 @@ impl Touched {
     #[inline(always)]
     fn assign(&mut self, batch: &[Packed], j: usize, slot: &mut [u32], odd: &mut Vec<u32>, level: Level) {
         let side_row = |r: &Packed| if j == 0 { r.0 } else { r.1 } as usize;
-        // Each first touch is written to both lists and counted in its own, without a branch (a
-        // popular item's row is touched many times in a batch, at no pattern a branch predicts:
-        // the thread preparing a 25M fit's batches worked 3% less).
+        // Each first touch is written to both lists and counted in its own, and its slot is chosen
+        // with masks, without a branch: a popular item's row is touched many times in a batch, at no
+        // pattern a branch predicts. The two counts stay in registers (in an array indexed by
+        // parity, each step waited on the last one's store): the batch helper of a 25M fit worked
+        // 3.23 s against 3.46 s (means of 12 fits each, alternating; perf, one fit each: its
+        // `prepare` 1.6 s against 2.3 s).
         let Touched { rows, of_rating, .. } = self;
         rows.resize(batch.len(), 0);
         odd.resize(batch.len(), 0);
-        of_rating.clear();
-        let mut n = [0usize; 2];
-        for (k, r) in batch.iter().enumerate() {
+        of_rating.resize(batch.len(), 0);
+        let (mut n0, mut n1) = (0usize, 0usize);
+        for (k, (r, of)) in batch.iter().zip(of_rating.iter_mut()).enumerate() {
             if let Some(ahead) = batch.get(k + AHEAD) {
                 prefetch(slot, side_row(ahead), 1, level);
             }
             let row = side_row(r);
             let parity = row & 1;
-            let first = slot[row] == NO_SLOT;
-            let s = if first { (n[parity] << 1 | parity) as u32 } else { slot[row] };
+            let old = slot[row];
+            let first = usize::from(old == NO_SLOT);
+            let fresh = ((if parity == 0 { n0 } else { n1 }) << 1 | parity) as u32;
+            let s = old ^ ((old ^ fresh) & (first as u32).wrapping_neg());
             slot[row] = s;
-            rows[n[0]] = row as u32;
-            odd[n[1]] = row as u32;
-            n[parity] += usize::from(first);
-            of_rating.push(s);
+            rows[n0] = row as u32;
+            odd[n1] = row as u32;
+            n0 += first & (parity ^ 1);
+            n1 += first & parity;
+            *of = s;
         }
-        let n0 = n[0] as u32;
-        rows.truncate(n[0]);
-        rows.extend_from_slice(&odd[..n[1]]);
+        rows.truncate(n0);
+        rows.extend_from_slice(&odd[..n1]);
         for s in of_rating.iter_mut() {
-            *s = (*s >> 1) + (*s & 1) * n0;
+            *s = (*s >> 1) + (*s & 1) * n0 as u32;
         }
         for &row in rows.iter() {
             slot[row as usize] = NO_SLOT;
         }
-        self.n0 = n[0];
+        self.n0 = n0;
     }
 }
 
