@@ -475,6 +475,9 @@ fn dense_window(dense: &mut Learner, warmup: usize, steps: usize) -> Result<f64>
 pub struct CpuUse {
     /// CPU seconds this process used, all its threads together (0 where the system cannot say).
     pub process_seconds: f64,
+    /// The part of `process_seconds` spent in the kernel on the process's behalf (page faults,
+    /// compacting memory for large pages, waking threads).
+    pub kernel_seconds: f64,
     /// CPU seconds the machine's other processes used meanwhile (`/proc/stat`'s busy time less this
     /// process's; 0 where `/proc` has none).
     pub others_seconds: f64,
@@ -486,6 +489,7 @@ pub struct CpuUse {
 /// CPU time so far: this process's, the machine's busy time, and its stolen time.
 struct CpuClock {
     process: f64,
+    kernel: f64,
     busy: f64,
     steal: f64,
 }
@@ -495,14 +499,14 @@ impl CpuClock {
         #[cfg(unix)]
         // SAFETY: `getrusage` fills the `rusage` it is given and keeps no pointer to it; `sysconf`
         // reads a constant of the system.
-        let (process, hz) = unsafe {
+        let (user, kernel, hz) = unsafe {
             let mut usage: libc::rusage = std::mem::zeroed();
             libc::getrusage(libc::RUSAGE_SELF, &mut usage);
             let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-            (seconds(usage.ru_utime) + seconds(usage.ru_stime), libc::sysconf(libc::_SC_CLK_TCK).max(1) as f64)
+            (seconds(usage.ru_utime), seconds(usage.ru_stime), libc::sysconf(libc::_SC_CLK_TCK).max(1) as f64)
         };
         #[cfg(not(unix))]
-        let (process, hz) = (0.0, 100.0);
+        let (user, kernel, hz) = (0.0, 0.0, 100.0);
         // The first line of /proc/stat: user nice system idle iowait irq softirq steal …, in ticks.
         let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
         let ticks: Vec<f64> = stat
@@ -512,7 +516,7 @@ impl CpuClock {
             .map(|l| l.split_whitespace().filter_map(|t| t.parse().ok()).collect())
             .unwrap_or_default();
         let tick = |i: usize| ticks.get(i).copied().unwrap_or(0.0) / hz;
-        CpuClock { process, busy: [0, 1, 2, 5, 6].into_iter().map(tick).sum(), steal: tick(7) }
+        CpuClock { process: user + kernel, kernel, busy: [0, 1, 2, 5, 6].into_iter().map(tick).sum(), steal: tick(7) }
     }
 
     /// The CPU time from this reading to now.
@@ -522,6 +526,7 @@ impl CpuClock {
         let busy = now.busy - self.busy;
         CpuUse {
             process_seconds,
+            kernel_seconds: now.kernel - self.kernel,
             others_seconds: if busy > 0.0 { (busy - process_seconds).max(0.0) } else { 0.0 },
             steal_seconds: now.steal - self.steal,
         }
