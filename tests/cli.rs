@@ -248,7 +248,7 @@ fn bench_writes_its_json_contract() {
     assert!(v["settings"]["lr"].is_number() && v["recommend"]["all_users_top10_seconds"].is_number());
     // CPU time during the fit: the process's own (it trained, so some), and what others took.
     assert!(v["cpu"]["process_seconds"].as_f64().is_some_and(|s| s > 0.0), "{}", v["cpu"]);
-    for key in ["kernel_seconds", "others_seconds", "steal_seconds"] {
+    for key in ["kernel_seconds", "training_thread_seconds", "helper_seconds", "others_seconds", "steal_seconds"] {
         assert!(v["cpu"][key].as_f64().is_some_and(|s| s >= 0.0), "cpu.{key}");
     }
     let out =

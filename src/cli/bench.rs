@@ -142,9 +142,14 @@ fn print_scale(r: &ScaleReport) {
         );
     }
     println!(
-        "CPU during the fit: {:.1}s this process ({:.1}s of it in the kernel), {:.1}s other processes, {:.1}s stolen \
-         by the hypervisor",
-        r.cpu.process_seconds, r.cpu.kernel_seconds, r.cpu.others_seconds, r.cpu.steal_seconds
+        "CPU during the fit: {:.1}s this process ({:.1}s in the kernel; training thread {:.1}s, batch helper {:.1}s), \
+         {:.1}s other processes, {:.1}s stolen by the hypervisor",
+        r.cpu.process_seconds,
+        r.cpu.kernel_seconds,
+        r.cpu.training_thread_seconds,
+        r.cpu.helper_seconds,
+        r.cpu.others_seconds,
+        r.cpu.steal_seconds
     );
     println!("recommend: top 10 for all {} users in {:.2}s", r.recommend.n_users, r.recommend.all_users_top10_seconds);
     println!(

@@ -15,6 +15,7 @@ use crate::data::movielens::MovieLens100k;
 use crate::data::split::SplitMethod;
 use crate::data::synthetic::{generate, SyntheticConfig};
 use crate::error::{Error, Result};
+use crate::evaluate::cpu::{thread_seconds, CpuUse, CpuWatch};
 use crate::infer::rank::top_n;
 use crate::infer::{fold_in_rows, FoldIn, Seen};
 use crate::learner::schedule::OneCycle;
@@ -306,8 +307,8 @@ pub struct ScaleReport {
     pub dense: DenseEstimate,
     /// Recommending for every user with the trained model.
     pub recommend: RecommendTiming,
-    /// CPU time while the trained path's fit ran (the dense windows between its epochs included):
-    /// what this process used and what else on the machine took from the same cores.
+    /// CPU time while the trained path's fit ran: what this process and its threads used, and
+    /// what else on the machine took from the same cores.
     pub cpu: CpuUse,
     /// Peak resident memory of the process (training and recommending), in MiB.
     pub peak_mib: f64,
@@ -375,9 +376,9 @@ pub fn scale(cfg: &ScaleBench) -> Result<ScaleReport> {
     let mut learn = collab_learner(data, &lcfg(cfg.mode))?;
     let cycle = OneCycle { moms: (cfg.moms[0], cfg.moms[1]), ..OneCycle::new(cfg.lr) };
     let n_steps = cfg.epochs * n_batches;
-    let (mut windows, mut paused, mut failed) = (Vec::new(), 0.0, None);
+    let (mut windows, mut paused, mut paused_cpu, mut failed) = (Vec::new(), 0.0, 0.0, None);
     let mut batches = 0;
-    let cpu_before = CpuClock::now();
+    let cpu_watch = CpuWatch::start();
     learn.run(
         cfg.epochs,
         n_steps,
@@ -388,12 +389,13 @@ pub fn scale(cfg: &ScaleBench) -> Result<ScaleReport> {
             if batches % n_batches != 0 {
                 return ControlFlow::Continue(());
             }
-            let start = Instant::now();
+            let (start, start_cpu) = (Instant::now(), thread_seconds());
             match dense_window(&mut dense_learner, warmup, per_window) {
                 Ok(seconds) => windows.push(seconds),
                 Err(e) => failed = Some(e),
             }
             paused += start.elapsed().as_secs_f64();
+            paused_cpu += thread_seconds() - start_cpu;
             if failed.is_some() {
                 ControlFlow::Break(())
             } else {
@@ -401,7 +403,7 @@ pub fn scale(cfg: &ScaleBench) -> Result<ScaleReport> {
             }
         },
     )?;
-    let cpu = cpu_before.until_now();
+    let cpu = cpu_watch.finish(paused_cpu);
     if let Some(e) = failed {
         return Err(e);
     }
@@ -464,73 +466,6 @@ fn dense_window(dense: &mut Learner, warmup: usize, steps: usize) -> Result<f64>
         },
     )?;
     Ok(seconds)
-}
-
-/// CPU time over a stretch of work. The exact path keeps both of these machines' cores busy (its
-/// steps on one, its batches prepared on the other) where the dense path's steps run on one: a
-/// process that takes part of a core slows the first far more than the second. With a busy loop
-/// on one core, 25M fits at 10 factors took 7.2–7.7 s against 4.3–4.5 s, the dense path 22.3–22.8 s
-/// an epoch against 22.0–22.7 s (README, "What slows one path and not the other").
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct CpuUse {
-    /// CPU seconds this process used, all its threads together (0 where the system cannot say).
-    pub process_seconds: f64,
-    /// The part of `process_seconds` spent in the kernel on the process's behalf (page faults,
-    /// compacting memory for large pages, waking threads).
-    pub kernel_seconds: f64,
-    /// CPU seconds the machine's other processes used meanwhile (`/proc/stat`'s busy time less this
-    /// process's; 0 where `/proc` has none).
-    pub others_seconds: f64,
-    /// Seconds the hypervisor gave this machine's virtual CPUs to others while they had work
-    /// (`/proc/stat`'s steal; 0 where the hypervisor does not report it).
-    pub steal_seconds: f64,
-}
-
-/// CPU time so far: this process's, the machine's busy time, and its stolen time.
-struct CpuClock {
-    process: f64,
-    kernel: f64,
-    busy: f64,
-    steal: f64,
-}
-
-impl CpuClock {
-    fn now() -> Self {
-        #[cfg(unix)]
-        // SAFETY: `getrusage` fills the `rusage` it is given and keeps no pointer to it; `sysconf`
-        // reads a constant of the system.
-        let (user, kernel, hz) = unsafe {
-            let mut usage: libc::rusage = std::mem::zeroed();
-            libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-            let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-            (seconds(usage.ru_utime), seconds(usage.ru_stime), libc::sysconf(libc::_SC_CLK_TCK).max(1) as f64)
-        };
-        #[cfg(not(unix))]
-        let (user, kernel, hz) = (0.0, 0.0, 100.0);
-        // The first line of /proc/stat: user nice system idle iowait irq softirq steal …, in ticks.
-        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-        let ticks: Vec<f64> = stat
-            .lines()
-            .next()
-            .and_then(|l| l.strip_prefix("cpu "))
-            .map(|l| l.split_whitespace().filter_map(|t| t.parse().ok()).collect())
-            .unwrap_or_default();
-        let tick = |i: usize| ticks.get(i).copied().unwrap_or(0.0) / hz;
-        CpuClock { process: user + kernel, kernel, busy: [0, 1, 2, 5, 6].into_iter().map(tick).sum(), steal: tick(7) }
-    }
-
-    /// The CPU time from this reading to now.
-    fn until_now(&self) -> CpuUse {
-        let now = CpuClock::now();
-        let process_seconds = now.process - self.process;
-        let busy = now.busy - self.busy;
-        CpuUse {
-            process_seconds,
-            kernel_seconds: now.kernel - self.kernel,
-            others_seconds: if busy > 0.0 { (busy - process_seconds).max(0.0) } else { 0.0 },
-            steal_seconds: now.steal - self.steal,
-        }
-    }
 }
 
 /// The load average over 1, 5 and 15 minutes (empty where `/proc` has none).

@@ -1,9 +1,10 @@
 //! Evaluation the way the benchmarks do it: train on MovieLens' canonical `uN.base` files and
 //! measure on the matching `uN.test` (rating error, and optionally top-k ranking), or the same over
 //! any folds (k-fold cross-validation of a ratings file); cold-start curves on the base files alone;
-//! and the speed figures of `fastcollab bench` ([`mod@bench`]).
+//! and the speed figures of `fastcollab bench` ([`mod@bench`]), with the CPU time they took ([`cpu`]).
 pub mod bench;
 pub mod cold_start;
+pub mod cpu;
 pub mod ranking;
 
 use std::path::Path;

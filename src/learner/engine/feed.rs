@@ -341,6 +341,9 @@ const AHEAD_FROM: usize = 1 << 15;
 const CHUNK: usize = 64;
 const CHUNK_RATINGS: usize = 1 << 16;
 
+/// The name of the thread that prepares batches ahead (benchmarks find it by this name).
+pub(crate) const HELPER_THREAD: &str = "fastcollab-batches";
+
 /// Chunks prepared and not yet taken, at most.
 const READY_CHUNKS: usize = 2;
 
@@ -457,7 +460,7 @@ impl Ahead {
         let (their_ready, ready) = sync_channel(READY_CHUNKS);
         let (free, their_free) = channel();
         let helper = std::thread::Builder::new()
-            .name("fastcollab-batches".into())
+            .name(HELPER_THREAD.into())
             .spawn(move || prepare_ahead(prep, &their_orders, &their_ready, &their_free))
             .expect("starting the thread that prepares batches");
         Ahead {

@@ -7,7 +7,7 @@ mod autograd;
 pub(crate) mod catchup;
 mod dense;
 mod exact;
-mod feed;
+pub(crate) mod feed;
 mod lanes;
 mod lazy;
 mod mlp;
