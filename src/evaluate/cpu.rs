@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::learner::engine::feed::HELPER_THREAD;
 
 /// CPU seconds over a stretch of work (0 where the system cannot say).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct CpuUse {
     /// This process, all its threads together.
     pub process_seconds: f64,
@@ -125,7 +125,8 @@ impl Clock {
             .and_then(|l| l.strip_prefix("cpu "))
             .map(|l| l.split_whitespace().filter_map(|t| t.parse().ok()).collect())
             .unwrap_or_default();
-        let tick = |i: usize| ticks.get(i).copied().unwrap_or(0.0) / ticks_per_second();
+        let hz = ticks_per_second();
+        let tick = |i: usize| ticks.get(i).copied().unwrap_or(0.0) / hz;
         Clock { process: user + kernel, kernel, busy: [0, 1, 2, 5, 6].into_iter().map(tick).sum(), steal: tick(7) }
     }
 }
@@ -155,6 +156,7 @@ fn ticks_per_second() -> f64 {
 /// Each live batch helper of this process (by thread id) and its CPU seconds so far.
 fn helper_threads() -> Vec<(u64, f64)> {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Vec::new() };
+    let hz = ticks_per_second();
     let mut found = Vec::new();
     for task in tasks.flatten() {
         let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
@@ -171,7 +173,7 @@ fn helper_threads() -> Vec<(u64, f64)> {
         // stime the 14th and 15th.
         let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
         let ticks = |i: usize| fields.get(i - 3).and_then(|t| t.parse::<f64>().ok()).unwrap_or(0.0);
-        found.push((tid, (ticks(14) + ticks(15)) / ticks_per_second()));
+        found.push((tid, (ticks(14) + ticks(15)) / hz));
     }
     found
 }
