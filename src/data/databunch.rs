@@ -1,6 +1,7 @@
 //! `CollabDataBunch`: encoded train/validation ratings, vocabularies and batching (fastai's
 //! `CollabDataBunch.from_df`).
 use std::fmt;
+use std::sync::Arc;
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -312,12 +313,19 @@ const BUCKETED_FROM: usize = 1 << 22;
 /// shuffle (the stream the lesson's results come from); beyond, a two-pass Rao–Sandelius
 /// permutation (`bucketed`).
 pub fn shuffled(n: usize, rng: &mut ChaCha8Rng) -> Vec<u32> {
+    shuffled_into(n, rng, Vec::new())
+}
+
+/// [`shuffled`], drawn into the memory of `spent` (an order no longer used; its contents do not
+/// matter), so that a fit's later epochs touch no fresh memory for their orders.
+fn shuffled_into(n: usize, rng: &mut ChaCha8Rng, mut spent: Vec<u32>) -> Vec<u32> {
     if n < BUCKETED_FROM {
-        let mut order: Vec<u32> = (0..n as u32).collect();
-        order.shuffle(rng);
-        return order;
+        spent.clear();
+        spent.extend(0..n as u32);
+        spent.shuffle(rng);
+        return spent;
     }
-    bucketed(n, rng)
+    bucketed(n, rng, spent)
 }
 
 /// A uniformly random permutation of `0..n` by Rao–Sandelius: every index goes to one of 256
@@ -327,7 +335,7 @@ pub fn shuffled(n: usize, rng: &mut ChaCha8Rng) -> Vec<u32> {
 /// permutation has the same probability. At 22.5 M rows: 0.2 s here, against 0.55 s drawing each
 /// bucket through rand's `gen_range` and `shuffle`, time taken from the other core or, on two
 /// engine threads, from training.
-fn bucketed(n: usize, rng: &mut ChaCha8Rng) -> Vec<u32> {
+fn bucketed(n: usize, rng: &mut ChaCha8Rng, mut order: Vec<u32>) -> Vec<u32> {
     use rand::RngCore;
     const BUCKETS: usize = 256;
     /// Calls `f(i, bucket of i)` for every index `i < n`, drawing the buckets from `rng`.
@@ -346,7 +354,8 @@ fn bucketed(n: usize, rng: &mut ChaCha8Rng) -> Vec<u32> {
     for b in 0..BUCKETS {
         start[b + 1] += start[b];
     }
-    let mut order = vec![0u32; n];
+    // Every place is written below, whatever `order` held.
+    order.resize(n, 0);
     let mut next = start;
     each(n, rng, |i, b| {
         order[next[b]] = i;
@@ -393,12 +402,14 @@ const AHEAD_FROM: usize = 1 << 15;
 pub struct EpochOrders {
     n: usize,
     ahead: Option<std::thread::JoinHandle<(Vec<u32>, ChaCha8Rng)>>,
+    /// The order of an epoch that has ended, whose memory the next order drawn ahead may take.
+    spent: Option<Arc<Vec<u32>>>,
 }
 
 impl EpochOrders {
     /// Orders of `n` training rows drawn from `rng` (a large first one is started at once).
     pub fn new(n: usize, rng: &ChaCha8Rng) -> Self {
-        let mut orders = EpochOrders { n, ahead: None };
+        let mut orders = EpochOrders { n, ahead: None, spent: None };
         orders.draw_ahead(rng);
         orders
     }
@@ -408,7 +419,8 @@ impl EpochOrders {
     pub fn draw_ahead(&mut self, rng: &ChaCha8Rng) {
         if self.n >= AHEAD_FROM && self.ahead.is_none() {
             let (n, mut r) = (self.n, rng.clone());
-            self.ahead = Some(std::thread::spawn(move || (shuffled(n, &mut r), r)));
+            let spent = self.spent.take().and_then(Arc::into_inner).unwrap_or_default();
+            self.ahead = Some(std::thread::spawn(move || (shuffled_into(n, &mut r, spent), r)));
         }
     }
 
@@ -421,6 +433,14 @@ impl EpochOrders {
             }
             _ => shuffled(self.n, rng),
         }
+    }
+
+    /// Hands back the order of an epoch that has ended. If nothing else holds it by the time the
+    /// next order is drawn ahead, that order is drawn into its memory: fresh memory is slow to touch
+    /// on these VMs, and more so after other work has freed a lot of it (a 25M fit's orders are
+    /// 90 MB each).
+    pub fn recycle(&mut self, order: Arc<Vec<u32>>) {
+        self.spent = Some(order);
     }
 }
 
@@ -487,10 +507,22 @@ mod tests {
         let want: Vec<Vec<u32>> = (0..2).map(|_| shuffled(n, &mut turn)).collect();
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let mut orders = EpochOrders::new(n, &rng);
-        assert!(orders.next(&mut rng) == want[0]);
+        let first = Arc::new(orders.next(&mut rng));
+        assert!(*first == want[0]);
+        let at = first.as_ptr();
+        // Handed back after its epoch, the first order lends its memory to the next.
+        orders.recycle(first);
         orders.draw_ahead(&rng);
-        assert!(orders.next(&mut rng) == want[1]);
+        let second = orders.next(&mut rng);
+        assert!(second == want[1]);
+        assert_eq!(second.as_ptr(), at, "the second order is drawn into the first one's memory");
         assert_eq!(rng, turn);
+        // An order still held elsewhere is left alone.
+        let (mut rng, mut orders) = (ChaCha8Rng::seed_from_u64(3), EpochOrders::new(n, &ChaCha8Rng::seed_from_u64(3)));
+        let first = Arc::new(orders.next(&mut rng));
+        orders.recycle(first.clone());
+        orders.draw_ahead(&rng);
+        assert!(orders.next(&mut rng) == want[1] && *first == want[0]);
         // Stopping after the first epoch, with the second drawn ahead: the generator has not moved.
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let mut orders = EpochOrders::new(n, &rng);
@@ -513,7 +545,7 @@ mod tests {
         let mut counts = std::collections::HashMap::new();
         let draws = 48_000;
         for _ in 0..draws {
-            *counts.entry(bucketed(4, &mut rng)).or_insert(0usize) += 1;
+            *counts.entry(bucketed(4, &mut rng, Vec::new())).or_insert(0usize) += 1;
         }
         assert_eq!(counts.len(), 24);
         let expected = draws as f64 / 24.0;
@@ -550,7 +582,7 @@ mod tests {
         };
         for n in [1, 7, 300, 100_003] {
             let (mut a, mut b) = (ChaCha8Rng::seed_from_u64(n as u64), ChaCha8Rng::seed_from_u64(n as u64));
-            assert!(bucketed(n, &mut a) == in_buckets(n, &mut b), "{n} rows");
+            assert!(bucketed(n, &mut a, vec![7; 3]) == in_buckets(n, &mut b), "{n} rows");
             assert_eq!(a.next_u64(), b.next_u64());
         }
     }

@@ -485,6 +485,7 @@ impl Learner {
                 }
             }
             bar.finish_and_clear();
+            orders.recycle(order);
             // The tensors are written at the end of the fit; between epochs an engine with state
             // of its own validates from it (the same bits), and the others write it first.
             let last = stopped || k == n_steps || epoch + 1 == n_epochs;
