@@ -518,7 +518,8 @@ mod tests {
         assert_eq!(second.as_ptr(), at, "the second order is drawn into the first one's memory");
         assert_eq!(rng, turn);
         // An order still held elsewhere is left alone.
-        let (mut rng, mut orders) = (ChaCha8Rng::seed_from_u64(3), EpochOrders::new(n, &ChaCha8Rng::seed_from_u64(3)));
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut orders = EpochOrders::new(n, &rng);
         let first = Arc::new(orders.next(&mut rng));
         orders.recycle(first.clone());
         orders.draw_ahead(&rng);
