@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::learner::engine::feed::HELPER_THREAD;
+use crate::learner::engine::HELPER_THREAD;
 
 /// CPU seconds over a stretch of work (0 where the system cannot say).
 #[derive(Debug, Clone, Serialize)]

@@ -7,7 +7,7 @@ mod autograd;
 pub(crate) mod catchup;
 mod dense;
 mod exact;
-pub(crate) mod feed;
+mod feed;
 mod lanes;
 mod lazy;
 mod mlp;
@@ -30,6 +30,7 @@ use crate::data::databunch::Encoded;
 use crate::error::{Error, Result};
 use crate::model::CollabModel;
 pub(crate) use catchup::Plan;
+pub(crate) use feed::HELPER_THREAD;
 
 /// What a step may read and change besides the engine's own state.
 pub(crate) struct Live<'a> {
