@@ -251,6 +251,7 @@ fn bench_writes_its_json_contract() {
     for key in ["kernel_seconds", "training_thread_seconds", "helper_seconds", "others_seconds", "steal_seconds"] {
         assert!(v["cpu"][key].as_f64().is_some_and(|s| s >= 0.0), "cpu.{key}");
     }
+    assert!(v["cpu"]["page_faults"].as_u64().is_some(), "{}", v["cpu"]);
     let out =
         fastcollab(&["bench", "--scale", "20000", "--epochs", "1", "--mode", "lazy", "--json", "lazy.json"], &dir);
     assert!(out.status.success());

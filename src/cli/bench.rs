@@ -142,10 +142,11 @@ fn print_scale(r: &ScaleReport) {
         );
     }
     println!(
-        "CPU during the fit: {:.1}s this process ({:.1}s in the kernel; training thread {:.1}s, batch helper {:.1}s), \
-         {:.1}s other processes, {:.1}s stolen by the hypervisor",
+        "CPU during the fit: {:.1}s this process ({:.1}s in the kernel, {} page faults; training thread {:.1}s, \
+         batch helper {:.1}s), {:.1}s other processes, {:.1}s stolen by the hypervisor",
         r.cpu.process_seconds,
         r.cpu.kernel_seconds,
+        r.cpu.page_faults,
         r.cpu.training_thread_seconds,
         r.cpu.helper_seconds,
         r.cpu.others_seconds,
