@@ -3,6 +3,7 @@
 //! parameters and optimizer state when the fit starts, and writes its state back into them when
 //! the fit ends (an engine with state of its own validates from it between epochs), so between
 //! fits the learner's tensors are the only state.
+mod aligned;
 mod autograd;
 pub(crate) mod catchup;
 mod dense;
