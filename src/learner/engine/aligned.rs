@@ -1,9 +1,9 @@
 //! Zeroed memory for the tables the CPU engines read at random: it starts on a cache line (so a
-//! row padded to whole lines shares none with its neighbours) and, on Linux, on a 2 MiB boundary,
-//! with the kernel asked to back it with 2 MiB pages (transparent huge pages in `madvise` mode):
-//! with 4 KiB pages nearly every random read of a large table also misses the TLB. A `Vec` could
-//! not do both: one aligned beyond 16 bytes is zeroed by writing it, which backs it with 4 KiB
-//! pages before any advice.
+//! row padded to whole lines shares none with its neighbours) and, on Unix, on a 2 MiB boundary,
+//! which on Linux the kernel is asked to back with 2 MiB pages (transparent huge pages in `madvise`
+//! mode): with 4 KiB pages nearly every random read of a large table also misses the TLB. A `Vec`
+//! could not do both: one aligned beyond 16 bytes is zeroed by writing it, which backs it with
+//! 4 KiB pages before any advice.
 
 /// Bytes in a cache line.
 pub(crate) const LINE: usize = 64;
