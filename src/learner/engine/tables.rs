@@ -26,7 +26,8 @@ use crate::model::EmbeddingDotBias;
 /// can each own one half. Within a half, row-major: a row holds its `w` parameters (for
 /// `EmbeddingDotBias` the factors, then the bias), then their first moments, then their second
 /// moments, so that a row's whole optimizer state is one contiguous stretch of memory (one stream
-/// of cache lines); for the exact path, a mark follows: the step the row stands at.
+/// of cache lines); for the exact path, a mark follows (the step the row stands at), and the row is
+/// padded to whole cache lines ([`marked_stride`]).
 pub(crate) struct Side {
     /// Parameters per row.
     pub w: usize,
