@@ -23,7 +23,7 @@ impl Aligned {
         #[cfg(unix)]
         return Aligned { len, map: Mapping::new(len) };
         #[cfg(not(unix))]
-        Aligned { len, lines: vec![Line([0.0; LINE / 4]); len.div_ceil(LINE / 4)] }
+        Aligned { len, lines: vec![Line([0.0; FLOATS]); len.div_ceil(FLOATS)] }
     }
 }
 
@@ -55,7 +55,11 @@ impl std::ops::DerefMut for Aligned {
 #[cfg(not(unix))]
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
-struct Line([f32; LINE / 4]);
+struct Line([f32; FLOATS]);
+
+/// Floats in a cache line.
+#[cfg(not(unix))]
+const FLOATS: usize = LINE / std::mem::size_of::<f32>();
 
 /// A private anonymous mapping (`bytes` from `base`, owned) whose floats start at `start`.
 #[cfg(unix)]
@@ -65,7 +69,7 @@ struct Mapping {
     start: *mut f32,
 }
 
-/// Where the floats start, and a 2 MiB page.
+/// A 2 MiB page: the floats start on such a boundary.
 #[cfg(unix)]
 const HUGE: usize = 2 << 20;
 

@@ -93,7 +93,8 @@ const NO_SLOT: u32 = u32::MAX;
 /// Prepares batches from the training ratings.
 pub(crate) struct Preparer {
     data: Arc<Encoded>,
-    /// For a fit beyond the caches, the training ratings again, one [`Record`] each; else empty.
+    /// For a fit beyond the caches, the training ratings again, one [`Record`] each, once
+    /// [`ready`](Self::ready) has run; else empty.
     records: Vec<Record>,
     /// Per side, per row: its slot in the batch being prepared, or `NO_SLOT` (all of them between
     /// batches).

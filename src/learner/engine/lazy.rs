@@ -5,7 +5,7 @@ use super::catchup::RowGap;
 use super::feed::Touched;
 use super::plain::{Plain, StepRule};
 use super::tables::{adamw_rows, Half, SideRule};
-use crate::kernels::Level;
+use crate::kernels::{Level, AHEAD};
 
 /// Row-sparse ("lazy") AdamW on an `EmbeddingDotBias`'s tables.
 pub(crate) type Lazy = Plain<TouchedRows>;
@@ -30,7 +30,8 @@ impl SideRule for TouchedRows {
     /// same bits).
     fn open(&mut self, half: &mut Half, rows: &[u32], _gaps: &[RowGap]) {
         if half.level != Level::L1 {
-            rows.iter().for_each(|&r| half.prefetch(r as usize));
+            // `Tables::open` asked for the first rows already.
+            rows.iter().skip(2 * AHEAD).for_each(|&r| half.prefetch(r as usize));
         }
     }
 
