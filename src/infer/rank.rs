@@ -334,24 +334,38 @@ fn scores_into_impl(scores: &mut [f32], bias: &[f32], panels: &[f32], user: &[f3
     let mut hits = 0u64;
     for (p, (out, bias)) in scores.chunks_mut(PANEL).zip(bias.chunks(PANEL)).enumerate() {
         let panel = &panels[p * nf * PANEL..(p + 1) * nf * PANEL];
-        let mut acc = [0.0f32; PANEL];
-        match <&[f32; PANEL]>::try_from(bias) {
-            Ok(full) => acc = *full,
-            Err(_) => acc[..bias.len()].copy_from_slice(bias),
-        }
-        for (&uf, x) in user.iter().zip(panel.chunks_exact(PANEL)) {
-            for l in 0..PANEL {
-                acc[l] += uf * x[l];
+        // A full panel (all but a tile's last) is scored and tested in whole vectors: its biases
+        // start the sums, and one comparison says whether a score beats the threshold. Counting
+        // them lane by lane, the sums started in memory, all-users top 10 at 25M took 7.2–7.6 s
+        // against 3.0–3.7 s (10 factors; 12.2 s against 9.0–9.4 s at 40).
+        let hit = match (<&mut [f32; PANEL]>::try_from(&mut *out), <&[f32; PANEL]>::try_from(bias)) {
+            (Ok(out), Ok(bias)) => {
+                *out = panel_scores(bias, panel, user);
+                out.iter().fold(false, |any, &x| any | (x > threshold))
             }
-        }
-        let above = acc[..out.len()].iter().fold(0u32, |n, &x| n + (x > threshold) as u32);
-        hits |= ((above > 0) as u64) << p;
-        match <&mut [f32; PANEL]>::try_from(&mut *out) {
-            Ok(full) => *full = acc,
-            Err(_) => out.copy_from_slice(&acc[..out.len()]),
-        }
+            _ => {
+                let mut padded = [0.0f32; PANEL];
+                padded[..bias.len()].copy_from_slice(bias);
+                let acc = panel_scores(&padded, panel, user);
+                out.copy_from_slice(&acc[..out.len()]);
+                out.iter().any(|&x| x > threshold)
+            }
+        };
+        hits |= (hit as u64) << p;
     }
     hits
+}
+
+/// One panel's scores: `bias` plus the user's factors times the panel's, added in factor order.
+#[inline(always)]
+fn panel_scores(bias: &[f32; PANEL], panel: &[f32], user: &[f32]) -> [f32; PANEL] {
+    let mut acc = *bias;
+    for (&uf, x) in user.iter().zip(panel.chunks_exact(PANEL)) {
+        for l in 0..PANEL {
+            acc[l] += uf * x[l];
+        }
+    }
+    acc
 }
 
 /// [`top_n`] for any scoring function giving `[users, n_items]` scores for a chunk of users.
