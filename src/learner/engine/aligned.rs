@@ -8,6 +8,9 @@
 /// Bytes in a cache line.
 pub(crate) const LINE: usize = 64;
 
+/// Floats in a cache line.
+pub(crate) const FLOATS_PER_LINE: usize = LINE / std::mem::size_of::<f32>();
+
 /// `len` zeroed floats, aligned as the module says; they deref to a slice.
 pub(crate) struct Aligned {
     len: usize,
@@ -23,7 +26,7 @@ impl Aligned {
         #[cfg(unix)]
         return Aligned { len, map: Mapping::new(len) };
         #[cfg(not(unix))]
-        Aligned { len, lines: vec![Line([0.0; FLOATS]); len.div_ceil(FLOATS)] }
+        Aligned { len, lines: vec![Line([0.0; FLOATS_PER_LINE]); len.div_ceil(FLOATS_PER_LINE)] }
     }
 }
 
@@ -55,11 +58,7 @@ impl std::ops::DerefMut for Aligned {
 #[cfg(not(unix))]
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
-struct Line([f32; FLOATS]);
-
-/// Floats in a cache line.
-#[cfg(not(unix))]
-const FLOATS: usize = LINE / std::mem::size_of::<f32>();
+struct Line([f32; FLOATS_PER_LINE]);
 
 /// A private anonymous mapping (`bytes` from `base`, owned) whose floats start at `start`.
 #[cfg(unix)]

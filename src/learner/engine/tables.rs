@@ -12,7 +12,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::super::optim::AdamState;
 use super::super::params::Params;
-use super::aligned::{Aligned, LINE};
+use super::aligned::{Aligned, FLOATS_PER_LINE};
 use super::catchup::{CatchUp, RowGap};
 use super::feed::{Epoch, Feed, Packed, Prepared, Preparer, Touched};
 use super::lanes::elementwise;
@@ -208,9 +208,8 @@ pub(crate) fn halves(sides: &mut [Side; 2]) -> [[&mut Half; 2]; 2] {
 /// factors); rows padded to 16 bytes only were no faster. The dense path reads every row in order
 /// at every step: padding would only add to the bytes it streams (its steps took a fifth longer).
 fn marked_stride(w: usize) -> usize {
-    let line = LINE / std::mem::size_of::<f32>();
-    let lines = (3 * w + 1).div_ceil(line);
-    (lines | 1) * line
+    let lines = (3 * w + 1).div_ceil(FLOATS_PER_LINE);
+    (lines | 1) * FLOATS_PER_LINE
 }
 
 /// Users (side 0) and items (side 1), and the training ratings the batches are prepared from.
@@ -812,16 +811,17 @@ impl Drop for FlushDenormals {
 
 #[cfg(test)]
 mod tests {
+    use super::super::aligned::LINE;
     use super::*;
 
     /// A marked half's rows each start on a cache line of their own, hold the state and mark, and
     /// span an odd number of lines; its rows keep what was loaded.
     #[test]
     fn marked_rows_own_their_cache_lines() {
-        let line = LINE / std::mem::size_of::<f32>();
         for w in 1..70 {
             let stride = marked_stride(w);
-            assert!(stride > 3 * w && stride.is_multiple_of(line) && (stride / line) % 2 == 1, "width {w}");
+            let lines = stride / FLOATS_PER_LINE;
+            assert!(stride > 3 * w && stride.is_multiple_of(FLOATS_PER_LINE) && lines % 2 == 1, "width {w}");
         }
         let p = Tensor::arange(5 * 11, (Kind::Float, Device::Cpu)).view([5, 11]);
         let side = Side::load(&[(&p, &p.zeros_like(), &p.zeros_like())], true).unwrap();
