@@ -94,8 +94,11 @@ const NO_SLOT: u32 = u32::MAX;
 pub(crate) struct Preparer {
     data: Arc<Encoded>,
     /// For a fit beyond the caches, the training ratings again, one [`Record`] each, once
-    /// [`ready`](Self::ready) has run; else empty.
+    /// [`ready`](Self::ready) has run or the copy started by [`copy_records`](Self::copy_records)
+    /// is done; else empty.
     records: Vec<Record>,
+    /// The copy of the records under way on a thread of its own, if any.
+    copying: Option<JoinHandle<Vec<Record>>>,
     /// Per side, per row: its slot in the batch being prepared, or `NO_SLOT` (all of them between
     /// batches).
     slots: [Vec<u32>; 2],
@@ -138,6 +141,7 @@ impl Preparer {
         Preparer {
             data,
             records: Vec::new(),
+            copying: None,
             slots: rows.map(|n| vec![NO_SLOT; n]),
             odd: Default::default(),
             level,
@@ -145,12 +149,39 @@ impl Preparer {
         }
     }
 
-    /// Copies the ratings into records, for a fit beyond the caches (on the thread that will
-    /// prepare the batches: for a large fit, off the training thread, while it builds the rest of
-    /// its engine).
+    /// Whether this fit reads its ratings from records (it reaches beyond the caches) and has none
+    /// yet.
+    fn wants_records(&self) -> bool {
+        self.level != Level::L1 && self.records.is_empty()
+    }
+
+    /// Copies the ratings into records, for a fit beyond the caches, on this thread.
     fn ready(&mut self) {
-        if self.level != Level::L1 && self.records.is_empty() {
+        if self.wants_records() {
             self.records = Record::all(&self.data);
+        }
+    }
+
+    /// Starts copying the ratings into records on a thread of its own, for a fit beyond the caches
+    /// whose batches are prepared ahead: until [`take_records`](Self::take_records) finds the copy
+    /// done, batches are gathered from the ratings' arrays (the same batches), so that the steps
+    /// need not wait for the copy (see [`Record`]).
+    fn copy_records(&mut self) {
+        if self.wants_records() && self.copying.is_none() {
+            let data = self.data.clone();
+            // Named as the helper: its CPU time is part of preparing the batches. Without a thread,
+            // batches are gathered from the arrays throughout.
+            let copy = std::thread::Builder::new().name(HELPER_THREAD.into()).spawn(move || Record::all(&data));
+            self.copying = copy.ok();
+        }
+    }
+
+    /// Takes the records once their copy is done.
+    fn take_records(&mut self) {
+        if self.copying.as_ref().is_some_and(JoinHandle::is_finished) {
+            if let Some(Ok(records)) = self.copying.take().map(JoinHandle::join) {
+                self.records = records;
+            }
         }
     }
 
@@ -175,7 +206,7 @@ impl Preparer {
     /// Prepares `batch` (numbers of training ratings), the batch of local step `k`, into `out`, on
     /// two threads when `par`.
     pub fn prepare(&mut self, batch: &[u32], k: usize, out: &mut Prepared, mut par: Option<&mut Pair>) {
-        let Preparer { data, records, slots: [slot0, slot1], odd: [odd0, odd1], level, standing } = self;
+        let Preparer { data, records, slots: [slot0, slot1], odd: [odd0, odd1], level, standing, .. } = self;
         let (data, records, level) = (&**data, &records[..], *level);
         out.first = batch.first().copied().unwrap_or(0);
         out.batch.resize(batch.len(), (0, 0, 0.0));
@@ -202,6 +233,15 @@ impl Preparer {
                 both(par, || row_gaps(&step, t0, at0, g0, level), || row_gaps(&step, t1, at1, g1, level));
             }
             None => out.gaps.iter_mut().for_each(Vec::clear),
+        }
+    }
+}
+
+impl Drop for Preparer {
+    fn drop(&mut self) {
+        // The copy shares the training ratings, which the learner takes back when the fit ends.
+        if let Some(copying) = self.copying.take() {
+            let _ = copying.join();
         }
     }
 }
@@ -272,10 +312,14 @@ fn gather(data: &Encoded, batch: &[u32], out: &mut [Packed]) {
 /// set at 10 factors took 6.53 s against 6.72 s (14 fits each, alternating), and the thread that
 /// prepares batches worked 5.2 s instead of 6.5 s. Memory: 16 bytes per training rating, on
 /// ordinary pages (fresh 2 MiB pages were slow to touch first on some of these VMs; here they
-/// measured the same). For a fit prepared ahead they are copied on the helper thread, while the
-/// training thread builds the rest of its engine: 5-epoch fits of 5.58–6.21 s against 5.77–6.92 s
-/// copied on the training thread, which worked 5.15–5.74 s against 5.44–6.45 s (six each,
-/// alternating).
+/// measured the same). For a fit prepared ahead they are copied off the training thread: on the
+/// helper, 5-epoch fits of 5.58–6.21 s against 5.77–6.92 s copied on the training thread (six
+/// each, alternating); and since the copy's fresh memory is slow to touch in the minutes after
+/// other work has freed much of the VM's (0.45–0.8 s instead of 0.2 s), on a thread of their own
+/// while the helper gathers the first batches from the three arrays, so that the steps start
+/// without waiting for it: in that phase (brought on by dropping the page cache and reading 15 GB
+/// of files before each run) fits of 6.00–6.36 s against 6.30–6.67 s (two sets of three each,
+/// alternating), on a quiet VM 5.57–6.12 s against 5.68–6.01 s (five each).
 #[derive(Debug, Clone, Copy)]
 #[repr(C, align(16))]
 struct Record(u32, u32, f32);
@@ -392,6 +436,7 @@ impl Feed {
     /// The feed for a fit on `prep`'s ratings: ahead for a large fit on one engine thread.
     pub fn new(mut prep: Preparer, par: bool) -> Self {
         if !par && prep.data.len() >= AHEAD_FROM {
+            prep.copy_records();
             Feed::Ahead(Ahead::start(prep))
         } else {
             prep.ready();
@@ -526,7 +571,6 @@ impl Drop for Ahead {
 /// The helper's loop: each order's batches, a chunk at a time, until the feed is dropped; a newer
 /// order replaces the one being prepared.
 fn prepare_ahead(mut prep: Preparer, orders: &Receiver<Order>, ready: &SyncSender<Chunk>, free: &Receiver<Chunk>) {
-    prep.ready();
     let mut next = orders.recv().ok();
     while let Some((epoch, Epoch { order, bs, steps, synced })) = next.take() {
         prep.epoch(*steps.start(), synced);
@@ -538,6 +582,7 @@ fn prepare_ahead(mut prep: Preparer, orders: &Receiver<Order>, ready: &SyncSende
                 next = Some(newer);
                 break;
             }
+            prep.take_records();
             let mut chunk = free.try_recv().unwrap_or_default();
             chunk.epoch = epoch;
             chunk.len = 0;
@@ -613,6 +658,10 @@ mod tests {
         within.ready();
         assert!(beyond.records.len() == 5000 && within.records.is_empty());
         let mut ahead = Feed::Ahead(Ahead::start(beyond));
+        // Ahead while the records are copied: from the arrays until the copy is done, then from them.
+        let mut copied = preparer(Level::L2);
+        copied.copy_records();
+        let mut copying = Feed::Ahead(Ahead::start(copied));
         let (bs, mut k, mut synced) = (64, 1, None);
         let mut catchup = CatchUp::new(&plan()).unwrap();
         let mut stands = [vec![0u32; 97], vec![0u32; 41]];
@@ -623,6 +672,7 @@ mod tests {
             let epoch = || Epoch { order: order.clone(), bs, steps: k..=k + announced - 1, synced };
             inline.epoch(epoch());
             ahead.epoch(epoch());
+            copying.epoch(epoch());
             if let Some(s) = synced.take() {
                 stands.iter_mut().flatten().for_each(|at| *at = s as u32);
             }
@@ -633,6 +683,7 @@ mod tests {
                 fresh.prepare(batch, 1, &mut check, None);
                 assert!(check.batch == want.batch && (0..2).all(|j| check.touched[j].rows == want.touched[j].rows));
                 assert!(same(want, ahead.next(batch, None)), "epoch {e}");
+                assert!(same(want, copying.next(batch, None)), "epoch {e}, records being copied");
                 catchup.advance(k);
                 for (j, stand) in stands.iter_mut().enumerate() {
                     let k0: Vec<u32> = want.touched[j].rows.iter().map(|&r| stand[r as usize]).collect();
@@ -657,5 +708,21 @@ mod tests {
             assert_eq!(t.rows[s as usize], p.batch[k].0);
         }
         assert!(p.gaps(0, 1).len() == odd.len() && p.gaps[0].iter().any(|g| g.gap != Gap::default()));
+    }
+
+    /// Records are copied on a thread of their own only beyond the first level, and a feed dropped
+    /// while they are copied waits for the copy: the fit hands the training ratings back to the
+    /// learner unshared.
+    #[test]
+    fn a_dropped_feed_waits_for_its_records() {
+        let mut within = preparer(Level::L1);
+        within.copy_records();
+        assert!(within.copying.is_none());
+        let mut beyond = preparer(Level::L2);
+        beyond.copy_records();
+        assert!(beyond.copying.is_some());
+        let data = beyond.data.clone();
+        drop(Feed::Ahead(Ahead::start(beyond)));
+        assert_eq!(Arc::strong_count(&data), 1);
     }
 }
