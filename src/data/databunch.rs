@@ -87,6 +87,16 @@ impl Encoded {
     pub fn is_empty(&self) -> bool {
         self.ratings.is_empty()
     }
+
+    /// A copy of the first `n` ratings (all of them when there are fewer).
+    pub fn head(&self, n: usize) -> Encoded {
+        let n = n.min(self.len());
+        Encoded {
+            users: self.users[..n].to_vec(),
+            items: self.items[..n].to_vec(),
+            ratings: self.ratings[..n].to_vec(),
+        }
+    }
 }
 
 /// Training and validation ratings with their vocabularies and batch size.
