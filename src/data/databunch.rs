@@ -503,6 +503,16 @@ impl fmt::Display for ShowBatch<'_> {
 mod tests {
     use super::*;
 
+    /// `head` copies the first ratings, all three columns together, and all of them when asked
+    /// for more.
+    #[test]
+    fn head_copies_the_first_ratings() {
+        let data = Encoded { users: vec![1, 2, 3], items: vec![4, 5, 6], ratings: vec![0.5, 1.0, 1.5] };
+        let two = data.head(2);
+        assert_eq!((two.users, two.items, two.ratings), (vec![1, 2], vec![4, 5], vec![0.5, 1.0]));
+        assert_eq!(data.head(10).ratings, data.ratings);
+    }
+
     /// Orders drawn ahead on a helper thread are those drawn in turn, and a fit that stops early
     /// leaves the generator where drawing in turn would.
     #[test]
