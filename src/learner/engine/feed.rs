@@ -404,7 +404,8 @@ const AHEAD_FROM: usize = 1 << 15;
 const CHUNK: usize = 64;
 const CHUNK_RATINGS: usize = 1 << 16;
 
-/// The name of the thread that prepares batches ahead (benchmarks find it by this name).
+/// The name of the threads that prepare batches ahead and copy their records (benchmarks find them
+/// by this name).
 pub(crate) const HELPER_THREAD: &str = "fastcollab-batches";
 
 /// Chunks prepared and not yet taken, at most.
