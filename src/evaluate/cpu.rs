@@ -30,8 +30,8 @@ pub struct CpuUse {
     /// The thread that ran the fit and its steps (with two engine threads, `FASTCOLLAB_THREADS=2`,
     /// the first of them).
     pub training_thread_seconds: f64,
-    /// The threads that prepared batches ahead of the steps (those that ended before the fit did,
-    /// to within a sampling period of 0.05 s).
+    /// The threads that prepared batches ahead of the steps and copied their records (those that
+    /// ended before the fit did, to within a sampling period of 0.05 s).
     pub helper_seconds: f64,
     /// The machine's other processes (`/proc/stat`'s busy time less this process's).
     pub others_seconds: f64,
